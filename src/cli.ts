@@ -1,0 +1,58 @@
+#!/usr/bin/env node
+import { Command, InvalidArgumentError } from 'commander';
+import { startServer, DEFAULT_SERVER_OPTIONS } from './server.js';
+import { createLogger } from './log.js';
+import { DEMO_REPOSITORY } from './paths.js';
+
+/** The `skiff` command line: serve, demo (and bench, in bench/). */
+
+function int(name: string, min: number, max: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer in [${min}, ${max}]`);
+    return n;
+  };
+}
+
+const program = new Command();
+program.name('skiff').description('Low-latency online prediction server: adaptive batching, ONNX Runtime workers, WebSocket/FlatBuffers and OIP REST.');
+
+program
+  .command('serve', { isDefault: true })
+  .description('serve a model repository (default: the bundled MNIST demo models)')
+  .option('--model-repository <dir>', 'model repository: <dir>/<model>/<version>/model.onnx', DEMO_REPOSITORY)
+  .option('--host <host>', 'address to bind', DEFAULT_SERVER_OPTIONS.host)
+  .option('--port <port>', 'HTTP + WebSocket port (0 = ephemeral)', int('port', 0, 65535), DEFAULT_SERVER_OPTIONS.port)
+  .option('--max-body-bytes <n>', 'HTTP body limit', int('max-body-bytes', 1024, 2 ** 31 - 1), DEFAULT_SERVER_OPTIONS.maxBodyBytes)
+  .option('--max-frame-bytes <n>', 'WebSocket frame limit', int('max-frame-bytes', 1024, 2 ** 31 - 1), DEFAULT_SERVER_OPTIONS.maxFrameBytes)
+  .option('--log-level <level>', 'trace|debug|info|warn|error|silent', process.env.SKIFF_LOG_LEVEL ?? 'info')
+  .action(async (o: { modelRepository: string; host: string; port: number; maxBodyBytes: number; maxFrameBytes: number; logLevel: string }) => {
+    const logger = createLogger(o.logLevel);
+    const server = await startServer({
+      modelRepository: o.modelRepository, host: o.host, port: o.port,
+      maxBodyBytes: o.maxBodyBytes, maxFrameBytes: o.maxFrameBytes, logger,
+    });
+    console.log(`skiff serving ${server.loadReport.loaded.join(', ') || 'no models'} on http://${server.host}:${server.port} (WebSocket ws://${server.host}:${server.port}/ws)`);
+    for (const f of server.loadReport.failed) console.log(`  not loaded: ${f.model}${f.version ? `:${f.version}` : ''}: ${f.error.code}: ${f.error.message}`);
+    const stop = (): void => {
+      void server.close().then(() => process.exit(0));
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+
+program
+  .command('demo')
+  .description('stream held-out MNIST digits over WebSocket to the demo models; print accuracy, throughput and latency')
+  .option('--url <url>', 'WebSocket URL of a running server (default: start one in-process)')
+  .option('--count <n>', 'digits per model', int('count', 1, 1_000_000), 2000)
+  .option('--window <n>', 'queries in flight', int('window', 1, 100_000), 64)
+  .action(async (o: { url?: string; count: number; window: number }) => {
+    const { runDemo } = await import('./demo.js');
+    await runDemo(o);
+  });
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exit(1);
+});

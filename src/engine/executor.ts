@@ -1,0 +1,529 @@
+import type { Clock } from '../clock.js';
+import { SkiffError, toErrorInfo, type ErrorInfo } from '../errors.js';
+import { dataTypeFromWire, dataTypeToWire } from '../tensor/datatype.js';
+import type { Tensor, TensorSpec } from '../tensor/tensor.js';
+import { ModelLatency, record } from '../metrics/latency.js';
+import { aimdInitial, aimdNext, AIMD_DEFAULTS, type AimdConfig } from './aimd.js';
+import { decideBatch } from './batch-former.js';
+import { makeCacheKey, PredictionCache, type CacheKey, type Waiter } from './cache.js';
+import { DeadlineQueue, type Queued } from './deadline-queue.js';
+import type { ModelPool, PoolSlot } from './pool.js';
+import { maxRecordBytes } from './ring/ring.js';
+import { readTensorList, recordSeq, STATUS_ERROR, tensorListBytes, TensorListWriter, type TensorList } from './ring/layout.js';
+
+/**
+ * The model abstraction layer for ONE model version: prediction cache, deadline-ordered queue,
+ * AIMD-capped batch forming with a batch wait timeout, and dispatch to the version's worker
+ * pool through SharedArrayBuffer rings (one small piscina task per batch).
+ *
+ * Runs on the main (uWS) thread and never blocks it: inference happens in the workers.
+ * Every accepted query is answered exactly once through its `done` callback, possibly
+ * synchronously (cache hit, immediate refusal).
+ */
+export interface ExecutorConfig {
+  /** "name:version", used in cache keys and logs. */
+  id: string;
+  maxBatchSize: number;
+  batchWaitMs: number;
+  latencyObjectiveMs: number;
+  cacheBytes: number;
+  /** Bound on queued rows; beyond it queries are refused with OVERLOADED. */
+  maxQueueRows: number;
+}
+
+export type Done = (err: ErrorInfo | null, outputs?: Tensor[]) => void;
+
+export interface ModelSpec {
+  inputs: TensorSpec[];
+  outputs: TensorSpec[];
+  /** Every input has a variable leading (batch) dimension: queries can be stacked into batches. */
+  batchable: boolean;
+}
+
+export function specOf(desc: { inputs: TensorSpec[]; outputs: TensorSpec[] }): ModelSpec {
+  const batchable = desc.inputs.length > 0 && desc.inputs.every((i) => i.shape.length >= 1 && i.shape[0] === -1);
+  return { inputs: desc.inputs, outputs: desc.outputs, batchable };
+}
+
+/** A handle to cancel a query (client went away). */
+export interface QueryHandle {
+  cancel(): void;
+}
+
+interface Query extends Queued {
+  inputs: Tensor[];
+  rows: number;
+  /** Shapes of the non-batch dims: only queries with equal signatures share a batch. */
+  sig: string;
+  enqueuedAt: number;
+  done: Done;
+  finished: boolean;
+}
+
+interface Batch {
+  seq: number;
+  slot: PoolSlot;
+  queries: Query[];
+  rows: number;
+  dispatchedAt: number;
+}
+
+const NOOP_HANDLE: QueryHandle = { cancel() {} };
+const RING_RECORD_SLACK = 4096;
+
+export class Executor {
+  readonly spec: ModelSpec;
+  readonly latency = new ModelLatency();
+  readonly cache: PredictionCache<Tensor[]> | null;
+  private readonly queue = new DeadlineQueue<Query>();
+  private readonly aimd: AimdConfig;
+  private readonly freeSlots: PoolSlot[];
+  private readonly writer = new TensorListWriter();
+  private capRows: number;
+  private queuedRows = 0;
+  private inflightBatches = 0;
+  private seq = 0;
+  private batchSeq = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private immediate: NodeJS.Immediate | null = null;
+  private closed = false;
+  private drainWaiters: (() => void)[] = [];
+  readonly counters = { queries: 0, answered: 0, errors: 0, expired: 0, refused: 0, cancelled: 0, batches: 0, cacheHits: 0 };
+
+  constructor(
+    readonly config: ExecutorConfig,
+    private readonly pool: ModelPool,
+    private readonly clock: Clock,
+  ) {
+    this.spec = specOf(pool.description);
+    const maxBatch = this.spec.batchable ? config.maxBatchSize : 1;
+    this.aimd = { ...AIMD_DEFAULTS, objectiveMs: config.latencyObjectiveMs, maxBatch };
+    this.capRows = aimdInitial(this.aimd);
+    this.freeSlots = [...pool.slots];
+    this.cache = config.cacheBytes > 0 ? new PredictionCache<Tensor[]>(config.cacheBytes, tensorsBytes) : null;
+  }
+
+  /** The current AIMD batch cap (rows). */
+  get batchCap(): number {
+    return this.capRows;
+  }
+
+  get queueDepth(): number {
+    return this.queuedRows;
+  }
+
+  get inflight(): number {
+    return this.inflightBatches;
+  }
+
+  /**
+   * Submit a validated query: `inputs` in the model's input order, `rows` its batch size,
+   * `deadline` on the executor's clock. `done` is called exactly once.
+   */
+  infer(inputs: Tensor[], rows: number, deadline: number, done: Done): QueryHandle {
+    this.counters.queries++;
+    const arrived = this.clock.now();
+    const finish: Done = (err, out) => {
+      if (err) this.counters.errors++;
+      else this.counters.answered++;
+      record(this.latency.endToEndUs, (this.clock.now() - arrived) * 1000);
+      done(err, out);
+    };
+    if (this.closed) {
+      finish({ code: 'MODEL_UNAVAILABLE', message: `${this.config.id} is shutting down` });
+      return NOOP_HANDLE;
+    }
+    if (!this.cache) return this.run(inputs, rows, deadline, finish);
+
+    const key = makeCacheKey(this.keyPrefix(inputs), inputs.map((t) => t.data));
+    const hit = this.cache.get(key);
+    if (hit) {
+      this.counters.cacheHits++;
+      finish(null, hit);
+      return NOOP_HANDLE;
+    }
+    const waiter: Waiter<Tensor[]> = (err, v) => (err ? finish(toErrorInfo(err)) : finish(null, v));
+    if (this.cache.joinOrLead(key, waiter)) {
+      return { cancel: () => this.leaveShared(key, waiter, finish) };
+    }
+    const cache = this.cache;
+    const handle = this.run(inputs, rows, deadline, (err, out) => (err ? cache.fail(key, err) : cache.complete(key, out!)));
+    return { cancel: () => this.leaveShared(key, waiter, finish, handle) };
+  }
+
+  private leaveShared(key: CacheKey, waiter: Waiter<Tensor[]>, finish: Done, leader?: QueryHandle): void {
+    const remaining = this.cache!.leave(key, waiter);
+    this.counters.cancelled++;
+    finish({ code: 'CANCELLED', message: 'cancelled by the client' });
+    // Cancel the underlying query only when nobody else still waits for it.
+    if (remaining === 0) leader?.cancel();
+  }
+
+  private keyPrefix(inputs: Tensor[]): string {
+    let p = this.config.id;
+    for (const t of inputs) p += `|${t.datatype}[${t.shape.join(',')}]`;
+    return p;
+  }
+
+  /** Run without the cache: split oversized queries, enqueue the parts. */
+  private run(inputs: Tensor[], rows: number, deadline: number, done: Done): QueryHandle {
+    const max = this.aimd.maxBatch;
+    if (!this.spec.batchable || rows <= max) return this.enqueue(inputs, rows, deadline, done);
+    // Larger than a batch: split along the batch dim, run the parts, concatenate the outputs.
+    const parts = Math.ceil(rows / max);
+    const results: Tensor[][] = new Array(parts);
+    let pending = parts;
+    let failed = false;
+    const handles: QueryHandle[] = [];
+    for (let p = 0; p < parts; p++) {
+      const r0 = p * max;
+      const r1 = Math.min(rows, r0 + max);
+      const partInputs = inputs.map((t) => sliceRows(t, rows, r0, r1));
+      handles.push(this.enqueue(partInputs, r1 - r0, deadline, (err, out) => {
+        if (failed) return;
+        if (err) {
+          failed = true;
+          for (const h of handles) h.cancel();
+          done(err);
+          return;
+        }
+        results[p] = out!;
+        if (--pending === 0) done(null, concatRows(results));
+      }));
+    }
+    return { cancel: () => { for (const h of handles) h.cancel(); } };
+  }
+
+  private enqueue(inputs: Tensor[], rows: number, deadline: number, done: Done): QueryHandle {
+    const now = this.clock.now();
+    if (deadline <= now) {
+      this.counters.expired++;
+      done({ code: 'DEADLINE_EXCEEDED', message: `deadline passed before ${this.config.id} could queue the query` });
+      return NOOP_HANDLE;
+    }
+    if (this.queuedRows + rows > this.config.maxQueueRows) {
+      this.counters.refused++;
+      done({ code: 'OVERLOADED', message: `${this.config.id} queue is full`, retryAfterMs: this.estimateWaitMs() });
+      return NOOP_HANDLE;
+    }
+    const q: Query = {
+      deadline, seq: this.seq++, heapIndex: -1, inputs, rows,
+      sig: this.spec.batchable ? sigOf(inputs) : '', enqueuedAt: now, done, finished: false,
+    };
+    this.queue.push(q);
+    this.queuedRows += rows;
+    this.pump();
+    return {
+      cancel: () => {
+        if (q.finished || !this.queue.remove(q)) return;
+        this.queuedRows -= q.rows;
+        this.counters.cancelled++;
+        this.answer(q, { code: 'CANCELLED', message: 'cancelled by the client' });
+      },
+    };
+  }
+
+  /** Expected time until a query queued now would complete, from the queue and batch latency. */
+  estimateWaitMs(): number {
+    const batchMs = this.latency.batchRunUs.totalCount > 0 ? this.latency.batchRunUs.mean / 1000 : this.aimd.objectiveMs;
+    const batchesAhead = Math.ceil((this.queuedRows + 1) / Math.max(1, this.capRows));
+    return Math.ceil((batchesAhead * batchMs) / Math.max(1, this.pool.slots.length));
+  }
+
+  private answer(q: Query, err: ErrorInfo | null, out?: Tensor[]): void {
+    if (q.finished) return;
+    q.finished = true;
+    q.done(err, out);
+  }
+
+  /** The scheduling loop: expire, decide, dispatch; arm one timer for the next event. */
+  private pump(): void {
+    this.clearTimer();
+    for (;;) {
+      const now = this.clock.now();
+      this.expire(now);
+      const oldest = this.queuedRows > 0 && this.queuedRows < this.capRows ? this.oldestEnqueuedAt() : now;
+      const d = decideBatch({
+        now, queuedRows: this.queuedRows, oldestEnqueuedAt: oldest, cap: this.capRows,
+        waitMs: this.config.batchWaitMs, freeReplicas: this.freeSlots.length,
+      });
+      if (d.kind === 'dispatch') {
+        this.dispatch(now);
+        continue;
+      }
+      let at = d.kind === 'wait' ? d.until : Infinity;
+      const head = this.queue.peek();
+      if (head && head.deadline < at) at = head.deadline;
+      if (at !== Infinity) this.armTimer(at, now);
+      return;
+    }
+  }
+
+  private expire(now: number): void {
+    for (let head = this.queue.peek(); head && head.deadline <= now; head = this.queue.peek()) {
+      this.queue.pop();
+      this.queuedRows -= head.rows;
+      this.counters.expired++;
+      this.answer(head, { code: 'DEADLINE_EXCEEDED', message: `deadline passed while queued for ${this.config.id}` });
+    }
+  }
+
+  private oldestEnqueuedAt(): number {
+    let t = Infinity;
+    for (const q of this.queue.items()) if (q.enqueuedAt < t) t = q.enqueuedAt;
+    return t;
+  }
+
+  private armTimer(at: number, now: number): void {
+    const delay = at - now;
+    // setTimeout has ~1 ms granularity: sub-millisecond waits poll with setImmediate instead.
+    if (delay < 1) {
+      this.immediate = setImmediate(() => {
+        this.immediate = null;
+        this.pump();
+      });
+    } else {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.pump();
+      }, delay);
+    }
+  }
+
+  private clearTimer(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    if (this.immediate) {
+      clearImmediate(this.immediate);
+      this.immediate = null;
+    }
+  }
+
+  /** Form one batch (deadline order, same signature, up to the cap) and send it to a free slot. */
+  private dispatch(now: number): void {
+    const first = this.queue.pop()!;
+    const queries = [first];
+    let rows = first.rows;
+    const skipped: Query[] = [];
+    const slot = this.freeSlots.pop()!;
+    const ringMax = maxRecordBytes(slot.req.capacity) - RING_RECORD_SLACK;
+    let bytes = queryBytes(first);
+    while (rows < this.capRows && this.queue.size > 0) {
+      const q = this.queue.peek()!;
+      if (rows + q.rows > this.capRows) break;
+      this.queue.pop();
+      if (q.sig !== first.sig) {
+        skipped.push(q);
+        continue;
+      }
+      const b = queryBytes(q);
+      if (bytes + b > ringMax) {
+        skipped.push(q);
+        break;
+      }
+      bytes += b;
+      queries.push(q);
+      rows += q.rows;
+    }
+    for (const q of skipped) this.queue.push(q);
+    this.queuedRows -= rows;
+    const batch: Batch = { seq: ++this.batchSeq >>> 0, slot, queries, rows, dispatchedAt: now };
+    for (const q of queries) record(this.latency.queueWaitUs, (now - q.enqueuedAt) * 1000);
+    record(this.latency.batchRows, rows);
+    this.inflightBatches++;
+    this.counters.batches++;
+    let inline: ArrayBuffer | undefined;
+    try {
+      inline = this.writeBatch(batch);
+    } catch (err) {
+      this.finishBatch(batch, null, toErrorInfo(err));
+      return;
+    }
+    this.pool.run(slot.index, batch.seq, inline).then(
+      (result) => this.finishBatch(batch, result, null),
+      (err) => this.finishBatch(batch, null, { code: 'MODEL_ERROR', message: `worker failed: ${errMessage(err)}` }),
+    );
+  }
+
+  /** Write the batch's inputs (stacked along dim 0) into the slot's request ring; inline fallback. */
+  private writeBatch(batch: Batch): ArrayBuffer | undefined {
+    const specs = this.spec.inputs;
+    const first = batch.queries[0]!;
+    const items = specs.map((_, i) => {
+      let byteLength = 0;
+      for (const q of batch.queries) byteLength += q.inputs[i]!.data.byteLength;
+      const shape = first.inputs[i]!.shape;
+      const dims = this.spec.batchable ? [batch.rows, ...shape.slice(1)] : shape;
+      return { ndims: dims.length, byteLength, dims };
+    });
+    const size = tensorListBytes(items);
+    let target: Uint8Array | null = null;
+    let inline: ArrayBuffer | undefined;
+    if (size <= maxRecordBytes(batch.slot.req.capacity)) target = batch.slot.req.reserve(size);
+    if (!target) {
+      inline = new ArrayBuffer(size);
+      target = new Uint8Array(inline);
+    }
+    this.writer.begin(target, batch.seq, items.length);
+    for (let i = 0; i < items.length; i++) {
+      const it = items[i]!;
+      const dst = this.writer.tensor(dataTypeToWire(specs[i]!.datatype), it.dims, it.byteLength);
+      let off = 0;
+      for (const q of batch.queries) {
+        const src = q.inputs[i]!.data;
+        dst.set(src, off);
+        off += src.byteLength;
+      }
+    }
+    if (!inline) batch.slot.req.commit();
+    return inline;
+  }
+
+  private finishBatch(batch: Batch, result: number | ArrayBuffer | null, failure: ErrorInfo | null): void {
+    const now = this.clock.now();
+    const latencyMs = now - batch.dispatchedAt;
+    this.inflightBatches--;
+    let list: TensorList | null = null;
+    let err = failure;
+    const res = batch.slot.res;
+    if (!err) {
+      let rec: Uint8Array | null;
+      if (result instanceof ArrayBuffer) rec = new Uint8Array(result);
+      else {
+        rec = res.peek();
+        while (rec && recordSeq(rec) !== batch.seq) {
+          res.release();
+          rec = res.peek();
+        }
+      }
+      if (!rec) err = { code: 'INTERNAL', message: `no output record for batch ${batch.seq}` };
+      else {
+        try {
+          list = readTensorList(rec);
+          this.split(batch, list);
+        } catch (e) {
+          err = toErrorInfo(e, 'MODEL_ERROR');
+        }
+        if (!(result instanceof ArrayBuffer)) res.release();
+      }
+    }
+    if (list && list.status !== STATUS_ERROR) {
+      record(this.latency.batchRunUs, latencyMs * 1000);
+      this.capRows = aimdNext(this.capRows, { rows: batch.rows, latencyMs }, this.aimd);
+    }
+    if (err) for (const q of batch.queries) this.answer(q, err);
+    this.freeSlots.push(batch.slot);
+    if (!this.closed) this.pump();
+    this.checkDrained();
+  }
+
+  /** Cut the batch's output tensors into each query's rows (copying out of the ring). */
+  private split(batch: Batch, list: TensorList): void {
+    if (list.status === STATUS_ERROR) {
+      const e: ErrorInfo = { code: 'MODEL_ERROR', message: list.error ?? 'model error' };
+      for (const q of batch.queries) this.answer(q, e);
+      return;
+    }
+    const outs = this.spec.outputs;
+    if (list.tensors.length !== outs.length) throw new SkiffError('MODEL_ERROR', `model returned ${list.tensors.length} outputs, expected ${outs.length}`);
+    const perQuery: Tensor[][] = batch.queries.map(() => new Array(outs.length));
+    for (let j = 0; j < outs.length; j++) {
+      const t = list.tensors[j]!;
+      const datatype = dataTypeFromWire(t.datatype);
+      if (!datatype) throw new SkiffError('MODEL_ERROR', `output ${outs[j]!.name} has an unknown datatype`);
+      const name = outs[j]!.name;
+      if (batch.queries.length === 1 && !this.spec.batchable) {
+        perQuery[0]![j] = { name, datatype, shape: t.dims, data: t.data.slice() };
+        continue;
+      }
+      if (t.dims[0] !== batch.rows) {
+        throw new SkiffError('MODEL_ERROR', `output ${name} has leading dim ${t.dims[0]}, expected the batch size ${batch.rows}`);
+      }
+      const rowBytes = batch.rows > 0 ? t.data.byteLength / batch.rows : 0;
+      const rest = t.dims.slice(1);
+      let off = 0;
+      batch.queries.forEach((q, k) => {
+        const n = q.rows * rowBytes;
+        perQuery[k]![j] = { name, datatype, shape: [q.rows, ...rest], data: t.data.slice(off, off + n) };
+        off += n;
+      });
+    }
+    batch.queries.forEach((q, k) => this.answer(q, null, perQuery[k]));
+  }
+
+  /** Resolves when nothing is queued or running. New queries may still arrive unless closed. */
+  drain(): Promise<void> {
+    if (this.queuedRows === 0 && this.inflightBatches === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  private checkDrained(): void {
+    if (this.queuedRows === 0 && this.inflightBatches === 0 && this.drainWaiters.length > 0) {
+      const w = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const f of w) f();
+    }
+  }
+
+  /** Refuse new queries, fail what is still queued, wait for running batches, stop the workers. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.clearTimer();
+    for (let q = this.queue.pop(); q; q = this.queue.pop()) {
+      this.queuedRows -= q.rows;
+      this.answer(q, { code: 'MODEL_UNAVAILABLE', message: `${this.config.id} was unloaded` });
+    }
+    await this.drain();
+    await this.pool.close();
+  }
+}
+
+function sigOf(inputs: Tensor[]): string {
+  let s = '';
+  for (const t of inputs) s += t.shape.slice(1).join('x') + ';';
+  return s;
+}
+
+function queryBytes(q: Query): number {
+  let b = 0;
+  for (const t of q.inputs) b += t.data.byteLength + 64;
+  return b;
+}
+
+function tensorsBytes(ts: Tensor[]): number {
+  let b = 0;
+  for (const t of ts) b += t.data.byteLength + 64;
+  return b;
+}
+
+function errMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Rows [r0, r1) of a tensor whose leading dim is `rows` (a view, no copy). */
+export function sliceRows(t: Tensor, rows: number, r0: number, r1: number): Tensor {
+  const rowBytes = t.data.byteLength / rows;
+  return { name: t.name, datatype: t.datatype, shape: [r1 - r0, ...t.shape.slice(1)], data: t.data.subarray(r0 * rowBytes, r1 * rowBytes) };
+}
+
+/** Concatenate per-part outputs along the leading dim. */
+export function concatRows(parts: Tensor[][]): Tensor[] {
+  return parts[0]!.map((first, j) => {
+    let bytes = 0;
+    let rows = 0;
+    for (const p of parts) {
+      bytes += p[j]!.data.byteLength;
+      rows += p[j]!.shape[0]!;
+    }
+    const data = new Uint8Array(bytes);
+    let off = 0;
+    for (const p of parts) {
+      data.set(p[j]!.data, off);
+      off += p[j]!.data.byteLength;
+    }
+    return { name: first.name, datatype: first.datatype, shape: [rows, ...first.shape.slice(1)], data };
+  });
+}

@@ -1,0 +1,75 @@
+/**
+ * The one error table. Every failure that reaches a client carries one of these stable codes;
+ * tests assert codes, never message text. Errors cross threads as plain {code, message}.
+ *
+ * `status` is the HTTP status the REST frontends use; the WebSocket frontend sends the code
+ * itself in an error record. docs/errors.md is checked against this table by a test.
+ */
+export const ErrorCodes = {
+  BAD_REQUEST: { status: 400, doc: 'The request is malformed (JSON or frame cannot be parsed, fields of the wrong type).' },
+  BAD_FRAME: { status: 400, doc: 'A WebSocket frame is not a valid Skiff FlatBuffers frame.' },
+  INVALID_INPUT: { status: 400, doc: 'An input tensor does not match the model: unknown or missing name, wrong datatype, shape or byte length.' },
+  UNSUPPORTED_DATATYPE: { status: 400, doc: 'The datatype is valid in the protocol but cannot be served by this model or frontend.' },
+  DUPLICATE_ID: { status: 400, doc: 'A WebSocket request reused the id of a request still in flight on the same connection.' },
+  MODEL_NOT_FOUND: { status: 404, doc: 'No model of that name is loaded.' },
+  VERSION_NOT_FOUND: { status: 404, doc: 'The model exists but the requested version is not loaded.' },
+  NOT_FOUND: { status: 404, doc: 'No such route.' },
+  METHOD_NOT_ALLOWED: { status: 405, doc: 'The route exists but not for this HTTP method.' },
+  PAYLOAD_TOO_LARGE: { status: 413, doc: 'The body or frame exceeds the configured size limit.' },
+  OVERLOADED: { status: 429, doc: 'The queue is full or the query cannot meet its deadline; retry after the advertised delay.' },
+  CANCELLED: { status: 499, doc: 'The client cancelled the query (cancel frame or disconnect) before it was answered.' },
+  DEADLINE_EXCEEDED: { status: 504, doc: 'The query\'s deadline passed before it could be run or answered.' },
+  MODEL_UNAVAILABLE: { status: 503, doc: 'The model version is not ready (loading, draining, failed or shutting down).' },
+  MODEL_ERROR: { status: 500, doc: 'The model failed while running the batch that held this query.' },
+  CONFIG_INVALID: { status: 400, doc: 'A configuration file does not satisfy its JSON schema.' },
+  MODEL_LOAD_FAILED: { status: 500, doc: 'A model version could not be loaded.' },
+  INTERNAL: { status: 500, doc: 'An unexpected internal error; the server keeps running.' },
+} as const satisfies Record<string, { status: number; doc: string }>;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+/** The cross-thread, cross-wire shape of an error. */
+export interface ErrorInfo {
+  code: ErrorCode;
+  message: string;
+  /** For OVERLOADED: how long the client should wait before retrying, in milliseconds. */
+  retryAfterMs?: number;
+}
+
+export class SkiffError extends Error {
+  readonly code: ErrorCode;
+  readonly retryAfterMs?: number;
+  constructor(code: ErrorCode, message: string, retryAfterMs?: number) {
+    super(message);
+    this.name = 'SkiffError';
+    this.code = code;
+    if (retryAfterMs !== undefined) this.retryAfterMs = retryAfterMs;
+  }
+  get status(): number {
+    return ErrorCodes[this.code].status;
+  }
+  toInfo(): ErrorInfo {
+    const info: ErrorInfo = { code: this.code, message: this.message };
+    if (this.retryAfterMs !== undefined) info.retryAfterMs = this.retryAfterMs;
+    return info;
+  }
+}
+
+export function isErrorCode(x: unknown): x is ErrorCode {
+  return typeof x === 'string' && Object.prototype.hasOwnProperty.call(ErrorCodes, x);
+}
+
+/** Normalise anything thrown into an ErrorInfo without leaking stack traces to clients. */
+export function toErrorInfo(err: unknown, fallback: ErrorCode = 'INTERNAL'): ErrorInfo {
+  if (err instanceof SkiffError) return err.toInfo();
+  if (err && typeof err === 'object' && isErrorCode((err as { code?: unknown }).code)) {
+    const e = err as { code: ErrorCode; message?: unknown };
+    return { code: e.code, message: String(e.message ?? e.code) };
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return { code: fallback, message };
+}
+
+export function httpStatusOf(code: ErrorCode): number {
+  return ErrorCodes[code].status;
+}

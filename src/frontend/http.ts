@@ -1,0 +1,122 @@
+import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
+import { ErrorCodes, toErrorInfo, type ErrorInfo } from '../errors.js';
+
+/**
+ * uWS HTTP plumbing shared by the REST frontends. The rules it encodes (each one aborts or
+ * breaks the process when violated in uWS v20.30):
+ *  - a handler that answers asynchronously registers onAborted before returning;
+ *  - after abort, `res` must not be touched (the `aborted` flag);
+ *  - writes after an await/timer/worker reply happen inside res.cork();
+ *  - onData chunks are neutered after the callback: copy them;
+ *  - uWS has no body limit: enforce one (413).
+ */
+export interface Exchange {
+  readonly res: HttpResponse;
+  /** The client went away: `res` must not be touched. */
+  aborted: boolean;
+  /** The one answer has been written. */
+  answered: boolean;
+  /** Called once if the client goes away before the answer (cancel the work). */
+  onAbort?: () => void;
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  200: '200 OK', 400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden', 404: '404 Not Found',
+  405: '405 Method Not Allowed', 413: '413 Payload Too Large', 429: '429 Too Many Requests',
+  499: '499 Client Closed Request', 500: '500 Internal Server Error', 503: '503 Service Unavailable',
+  504: '504 Gateway Timeout',
+};
+
+export function statusLine(status: number): string {
+  return STATUS_TEXT[status] ?? `${status} Unknown`;
+}
+
+export function exchange(res: HttpResponse): Exchange {
+  const ex: Exchange = { res, aborted: false, answered: false };
+  res.onAborted(() => {
+    ex.aborted = true;
+    ex.onAbort?.();
+  });
+  return ex;
+}
+
+/**
+ * Read the whole body (copied out of uWS's buffers), refusing more than `limit` bytes with 413.
+ * Call synchronously from the route handler.
+ */
+export function readBody(ex: Exchange, req: HttpRequest, limit: number, onBody: (body: Uint8Array) => void): void {
+  const declared = Number(req.getHeader('content-length') || '0');
+  if (declared > limit) {
+    sendError(ex, { code: 'PAYLOAD_TOO_LARGE', message: `body of ${declared} bytes exceeds the limit of ${limit}` });
+    return;
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  let refused = false;
+  ex.res.onData((chunk, isLast) => {
+    if (refused || ex.aborted || ex.answered) return;
+    size += chunk.byteLength;
+    if (size > limit) {
+      refused = true;
+      sendError(ex, { code: 'PAYLOAD_TOO_LARGE', message: `body exceeds the limit of ${limit} bytes` }, true);
+      return;
+    }
+    chunks.push(new Uint8Array(chunk.slice(0)));
+    if (!isLast) return;
+    let body: Uint8Array;
+    if (chunks.length === 1) body = chunks[0]!;
+    else {
+      body = new Uint8Array(size);
+      let off = 0;
+      for (const c of chunks) {
+        body.set(c, off);
+        off += c.byteLength;
+      }
+    }
+    try {
+      onBody(body);
+    } catch (err) {
+      sendError(ex, toErrorInfo(err));
+    }
+  });
+}
+
+export interface Reply {
+  status: number;
+  body: string | Uint8Array;
+  contentType?: string;
+  headers?: Record<string, string>;
+  /** Close the connection after answering (e.g. a body we stopped reading). */
+  close?: boolean;
+}
+
+/** Write a complete response (corked; a no-op when the client is gone). */
+export function send(ex: Exchange, r: Reply): void {
+  if (ex.aborted || ex.answered) return;
+  ex.answered = true;
+  ex.res.cork(() => {
+    ex.res.writeStatus(statusLine(r.status));
+    ex.res.writeHeader('content-type', r.contentType ?? 'application/json');
+    if (r.headers) for (const [k, v] of Object.entries(r.headers)) ex.res.writeHeader(k, v);
+    ex.res.end(r.body, r.close ?? false);
+  });
+}
+
+export function sendJson(ex: Exchange, status: number, value: unknown): void {
+  send(ex, { status, body: JSON.stringify(value) });
+}
+
+/**
+ * Send a coded error: `{"error": message, "code": CODE}` (plus retry_after_ms), with the code's
+ * HTTP status and, for OVERLOADED, a Retry-After header in whole seconds.
+ */
+export function sendError(ex: Exchange, err: ErrorInfo, close = false, extra?: Record<string, unknown>): void {
+  const status = ErrorCodes[err.code].status;
+  const body: Record<string, unknown> = { error: err.message, code: err.code, ...extra };
+  const headers: Record<string, string> = {};
+  if (err.retryAfterMs !== undefined) {
+    body.retry_after_ms = err.retryAfterMs;
+    headers['retry-after'] = String(Math.max(1, Math.ceil(err.retryAfterMs / 1000)));
+  }
+  send(ex, { status, body: JSON.stringify(body), headers, close });
+}

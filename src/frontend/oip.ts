@@ -1,0 +1,121 @@
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import { SkiffError, toErrorInfo } from '../errors.js';
+import { encodeInferResponse, parseInferRequest } from '../protocol/oip.js';
+import type { ModelRegistry, ModelVersion } from '../models/registry.js';
+import type { QueryProcessor } from '../selection/query-processor.js';
+import { exchange, readBody, send, sendError, sendJson, type Exchange } from './http.js';
+
+/**
+ * Open Inference Protocol (KServe v2) REST routes: health, server and model metadata, model
+ * readiness and infer (JSON tensors and Triton's binary tensor extension).
+ */
+export interface OipOptions {
+  maxBodyBytes: number;
+  maxElements: number;
+  serverName: string;
+  serverVersion: string;
+}
+
+export const OIP_EXTENSIONS = ['binary_tensor_data'] as const;
+
+function parseVersion(raw: string): number {
+  if (!/^[1-9][0-9]{0,8}$/.test(raw)) throw new SkiffError('VERSION_NOT_FOUND', `'${raw}' is not a model version`);
+  return Number(raw);
+}
+
+function metadataOf(v: ModelVersion, registry: ModelRegistry): unknown {
+  const entry = registry.list().find((m) => m.name === v.model)!;
+  return {
+    name: v.model,
+    versions: entry.versions.filter((x) => x.state === 'ready').map((x) => String(x.version)),
+    platform: v.file.kind === 'onnx' ? 'onnxruntime_onnx' : 'skiff_js',
+    inputs: v.spec!.inputs.map((i) => ({ name: i.name, datatype: i.datatype, shape: i.shape })),
+    outputs: v.spec!.outputs.map((o) => ({ name: o.name, datatype: o.datatype, shape: o.shape })),
+  };
+}
+
+export function registerOipRoutes(app: TemplatedApp, registry: ModelRegistry, qp: QueryProcessor, opts: OipOptions): void {
+  app.get('/v2/health/live', (res) => sendJson(exchange(res), 200, { live: true }));
+  app.get('/v2/health/ready', (res) => {
+    const ready = registry.isReady();
+    sendJson(exchange(res), ready ? 200 : 503, { ready });
+  });
+  app.get('/v2', (res) => sendJson(exchange(res), 200, { name: opts.serverName, version: opts.serverVersion, extensions: OIP_EXTENSIONS }));
+
+  const withModel = (hasVersion: boolean, fn: (ex: Exchange, req: HttpRequest, v: ModelVersion) => void) =>
+    (res: HttpResponse, req: HttpRequest): void => {
+      const ex = exchange(res);
+      try {
+        const name = req.getParameter(0) ?? '';
+        const version = hasVersion ? parseVersion(req.getParameter(1) ?? '') : undefined;
+        fn(ex, req, registry.resolve(name, version));
+      } catch (err) {
+        sendError(ex, toErrorInfo(err));
+      }
+    };
+
+  const meta = (ex: Exchange, _req: HttpRequest, v: ModelVersion): void => sendJson(ex, 200, metadataOf(v, registry));
+  app.get('/v2/models/:model', withModel(false, meta));
+  app.get('/v2/models/:model/versions/:version', withModel(true, meta));
+
+  const readyRoute = (hasVersion: boolean) => (res: HttpResponse, req: HttpRequest): void => {
+    const ex = exchange(res);
+    try {
+      const name = req.getParameter(0) ?? '';
+      const version = hasVersion ? parseVersion(req.getParameter(1) ?? '') : undefined;
+      registry.resolve(name, version);
+      sendJson(ex, 200, { name, ready: true });
+    } catch (err) {
+      const info = toErrorInfo(err);
+      if (info.code === 'MODEL_UNAVAILABLE') sendJson(ex, 503, { ready: false, error: info.message, code: info.code });
+      else sendError(ex, info);
+    }
+  };
+  app.get('/v2/models/:model/ready', readyRoute(false));
+  app.get('/v2/models/:model/versions/:version/ready', readyRoute(true));
+
+  const infer = (hasVersion: boolean) => (res: HttpResponse, req: HttpRequest): void => {
+    const ex = exchange(res);
+    // uWS: read every header and parameter synchronously, before any callback.
+    const model = req.getParameter(0) ?? '';
+    const rawVersion = hasVersion ? req.getParameter(1) ?? '' : '';
+    const headerLenRaw = req.getHeader('inference-header-content-length');
+    readBody(ex, req, opts.maxBodyBytes, (body) => {
+      let headerLength: number | undefined;
+      if (headerLenRaw !== '') {
+        if (!/^[0-9]{1,12}$/.test(headerLenRaw)) throw new SkiffError('BAD_REQUEST', 'Inference-Header-Content-Length must be a non-negative integer');
+        headerLength = Number(headerLenRaw);
+      }
+      const version = hasVersion ? parseVersion(rawVersion) : undefined;
+      const parsed = parseInferRequest(body, headerLength, { maxElements: opts.maxElements });
+      // Requested outputs carry their resolved binary flag; otherwise binary_data_output decides.
+      const binaryOf = new Map((parsed.outputs ?? []).map((o) => [o.name, o.binary]));
+      const handle = qp.inferModel(
+        { model, version, inputs: parsed.inputs, outputs: parsed.outputs?.map((o) => o.name), timeoutUs: parsed.timeoutUs },
+        (err, answer) => {
+          if (ex.aborted) return;
+          if (err) return sendError(ex, err);
+          const enc = encodeInferResponse({
+            modelName: answer!.model,
+            modelVersion: String(answer!.version),
+            id: parsed.id,
+            outputs: answer!.outputs,
+            binary: (name) => binaryOf.get(name) ?? parsed.binaryOutput,
+          });
+          const headers: Record<string, string> = {};
+          if (enc.headerLength !== undefined) headers['inference-header-content-length'] = String(enc.headerLength);
+          send(ex, {
+            status: 200,
+            body: enc.body,
+            contentType: enc.headerLength !== undefined ? 'application/octet-stream' : 'application/json',
+            headers,
+          });
+        },
+      );
+      // A client that disconnects cancels its query.
+      ex.onAbort = () => handle.cancel();
+    });
+  };
+  app.post('/v2/models/:model/infer', infer(false));
+  app.post('/v2/models/:model/versions/:version/infer', infer(true));
+}

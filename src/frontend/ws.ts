@@ -1,0 +1,211 @@
+import uWS, { type TemplatedApp, type WebSocket } from 'uWebSockets.js';
+import type { Logger } from 'pino';
+import { toErrorInfo, type ErrorInfo } from '../errors.js';
+import { decodeFrame, encodeFrame, ResponseEncoder, type WireRequest, type WireResponse } from '../protocol/wire.js';
+import type { QueryHandle } from '../engine/executor.js';
+import type { QueryProcessor } from '../selection/query-processor.js';
+
+/**
+ * The primary protocol: WebSocket with one FlatBuffers Frame per binary message. Many requests
+ * per frame and per connection, answers in any order, matched by the client's ids.
+ *
+ * Replies are queued per connection and flushed once per event-loop turn as one frame (split
+ * at `maxResponsesPerFrame`). Backpressure: while uWS holds more than `highWaterBytes` for a
+ * connection we stop writing and resume on `drain`; a client whose unsent replies exceed
+ * `maxPendingBytes` is closed with code 4008 and a reason. A reply is never dropped silently:
+ * a send uWS refuses (2 = dropped) closes the connection with 1011.
+ */
+export interface WsOptions {
+  path: string;
+  maxFrameBytes: number;
+  idleTimeoutSec: number;
+  highWaterBytes: number;
+  maxPendingBytes: number;
+  maxResponsesPerFrame: number;
+}
+
+interface Conn {
+  ws: WebSocket<UserData>;
+  closed: boolean;
+  /** Requests in flight by client id: duplicate detection and cancellation. */
+  inflight: Map<bigint, QueryHandle | null>;
+  pending: WireResponse[];
+  /** Frame-level errors (undecodable frames) waiting to be sent. */
+  frameErrors: ErrorInfo[];
+  pendingBytes: number;
+  blocked: boolean;
+  id: number;
+}
+
+interface UserData {
+  conn?: Conn;
+}
+
+export const WS_CLOSE_SLOW_READER = 4008;
+
+export interface WsRoute {
+  connections(): number;
+  /** Close every connection (shutdown): 1001 going away. */
+  closeAll(): void;
+}
+
+export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, log: Logger, opts: WsOptions): WsRoute {
+  const encoder = new ResponseEncoder();
+  const dirty = new Set<Conn>();
+  let flushScheduled = false;
+  let nextConnId = 1;
+  const conns = new Set<Conn>();
+
+  const scheduleFlush = (c: Conn): void => {
+    dirty.add(c);
+    if (!flushScheduled) {
+      flushScheduled = true;
+      setImmediate(flushAll);
+    }
+  };
+
+  function flushAll(): void {
+    flushScheduled = false;
+    for (const c of dirty) flush(c);
+    dirty.clear();
+  }
+
+  function flush(c: Conn): void {
+    if (c.closed) return;
+    const ws = c.ws;
+    while (c.frameErrors.length > 0) {
+      if (ws.getBufferedAmount() > opts.highWaterBytes) {
+        c.blocked = true;
+        return;
+      }
+      const bytes = encodeFrame({ error: c.frameErrors.shift()! });
+      let r = 0;
+      ws.cork(() => {
+        r = ws.send(bytes, true, false) as number;
+      });
+      if (r === 2) return close(c, 1011, 'backpressure limit exceeded');
+    }
+    while (c.pending.length > 0) {
+      if (ws.getBufferedAmount() > opts.highWaterBytes) {
+        c.blocked = true; // resume in drain()
+        return;
+      }
+      const n = Math.min(c.pending.length, opts.maxResponsesPerFrame);
+      const batch = n === c.pending.length ? c.pending : c.pending.slice(0, n);
+      const bytes = encoder.encode(batch);
+      let r = 0;
+      ws.cork(() => {
+        r = ws.send(bytes, true, false) as number;
+      });
+      if (r === 2) {
+        log.warn({ conn: c.id }, 'websocket send dropped by backpressure limit; closing');
+        close(c, 1011, 'backpressure limit exceeded');
+        return;
+      }
+      c.pending = n === c.pending.length ? [] : c.pending.slice(n);
+      c.pendingBytes = c.pending.length === 0 ? 0 : Math.max(0, c.pendingBytes - bytes.byteLength);
+    }
+  }
+
+  function close(c: Conn, code: number, reason: string): void {
+    if (c.closed) return;
+    c.ws.end(code, reason);
+  }
+
+  function reply(c: Conn, r: WireResponse): void {
+    if (c.closed) return;
+    c.pending.push(r);
+    let size = 64;
+    for (const t of r.outputs) size += t.data.byteLength + 32;
+    c.pendingBytes += size;
+    if (c.pendingBytes > opts.maxPendingBytes) {
+      log.warn({ conn: c.id, pendingBytes: c.pendingBytes }, 'slow reader exceeded the pending reply limit; closing');
+      close(c, WS_CLOSE_SLOW_READER, 'slow reader: too many unread replies');
+      return;
+    }
+    if (!c.blocked) scheduleFlush(c);
+  }
+
+  function frameError(c: Conn, err: ErrorInfo): void {
+    if (c.closed) return;
+    c.frameErrors.push(err);
+    if (c.frameErrors.length > 1024) return close(c, 1008, 'too many malformed frames');
+    if (!c.blocked) scheduleFlush(c);
+  }
+
+  function errorReply(c: Conn, id: bigint, err: ErrorInfo, model = ''): void {
+    reply(c, { id, model, version: 0, outputs: [], error: err });
+  }
+
+  function handleRequest(c: Conn, r: WireRequest): void {
+    if (r.error) return errorReply(c, r.id, r.error, r.model);
+    if (c.inflight.has(r.id)) return errorReply(c, r.id, { code: 'DUPLICATE_ID', message: `request id ${r.id} is already in flight on this connection` }, r.model);
+    if (r.app) return errorReply(c, r.id, { code: 'MODEL_NOT_FOUND', message: `application '${r.app}' is not defined` });
+    c.inflight.set(r.id, null);
+    let answered = false;
+    const handle = qp.inferModel(
+      { model: r.model, version: r.version, inputs: r.inputs, outputs: r.outputs, timeoutUs: r.timeoutUs, deadlineUnixUs: r.deadlineUnixUs },
+      (err, ans) => {
+        answered = true;
+        c.inflight.delete(r.id);
+        if (err) errorReply(c, r.id, err, r.model);
+        else reply(c, { id: r.id, model: ans!.model, version: ans!.version, outputs: ans!.outputs });
+      },
+    );
+    if (!answered) c.inflight.set(r.id, handle);
+  }
+
+  app.ws<UserData>(opts.path, {
+    compression: uWS.DISABLED,
+    maxPayloadLength: opts.maxFrameBytes,
+    idleTimeout: opts.idleTimeoutSec,
+    // Above this uWS drops sends (returns 2); we stop writing at highWaterBytes, far below it.
+    maxBackpressure: Math.max(opts.highWaterBytes * 4, 64 * 1024 * 1024),
+    closeOnBackpressureLimit: 0,
+    sendPingsAutomatically: true,
+    open: (ws) => {
+      const c: Conn = { ws, closed: false, inflight: new Map(), pending: [], frameErrors: [], pendingBytes: 0, blocked: false, id: nextConnId++ };
+      ws.getUserData().conn = c;
+      conns.add(c);
+    },
+    message: (ws, message, isBinary) => {
+      const c = ws.getUserData().conn!;
+      if (!isBinary) return frameError(c, { code: 'BAD_FRAME', message: 'frames must be binary FlatBuffers messages' });
+      let frame;
+      try {
+        // decodeFrame copies every tensor out: `message` is neutered when this callback returns.
+        frame = decodeFrame(new Uint8Array(message));
+      } catch (err) {
+        return frameError(c, toErrorInfo(err, 'BAD_FRAME'));
+      }
+      for (const id of frame.cancel) c.inflight.get(id)?.cancel();
+      for (const r of frame.requests) handleRequest(c, r);
+      for (const f of frame.feedback) {
+        errorReply(c, f.id, f.error ?? { code: 'MODEL_NOT_FOUND', message: `application '${f.app}' is not defined` });
+      }
+    },
+    drain: (ws) => {
+      const c = ws.getUserData().conn!;
+      if (c.blocked && ws.getBufferedAmount() <= opts.highWaterBytes) {
+        c.blocked = false;
+        flush(c);
+      }
+    },
+    close: (ws) => {
+      const c = ws.getUserData().conn!;
+      c.closed = true;
+      conns.delete(c);
+      dirty.delete(c);
+      // Nobody is left to read the answers: cancel what is still queued.
+      for (const h of c.inflight.values()) h?.cancel();
+      c.inflight.clear();
+      c.pending = [];
+    },
+  });
+  return {
+    connections: () => conns.size,
+    closeAll: () => {
+      for (const c of [...conns]) close(c, 1001, 'server shutting down');
+    },
+  };
+}

@@ -1,0 +1,764 @@
+/**
+ * The WebSocket wire codec: one FlatBuffers `Frame` (schemas/skiff.fbs, identifier "SKF1") per
+ * binary message. Plain TypeScript values go in and come out; FlatBuffers objects never leave
+ * this module.
+ *
+ * Decoding runs on the server's single uWS thread for every message and must survive hostile
+ * bytes. The flatbuffers TypeScript runtime has no verifier (its accessors read past the end of
+ * the buffer without complaint), so `decodeFrame` reads through its own checked reader: every
+ * offset, vtable, vector length and string is bounds-checked before use, loops are bounded by
+ * the configured limits or by the buffer size, and the total bytes a frame can decode into is
+ * capped at a small multiple of its own size (shared sub-objects cannot amplify it).
+ *
+ * Failure model:
+ *  - a frame whose root structure, item table or item id cannot be read throws
+ *    `SkiffError('BAD_FRAME')`: nothing in it can be answered;
+ *  - a request, feedback record or response whose id is readable but which is otherwise
+ *    malformed gets an `error` (BAD_REQUEST / INVALID_INPUT / UNSUPPORTED_DATATYPE) and the rest
+ *    of the frame still decodes, so the server can answer just that id.
+ *
+ * Encoding uses the flatc-generated builders (src/protocol/generated). Tensor data vectors are
+ * 8-byte aligned within the frame so receivers can view FP32/INT64 data without copying.
+ */
+import { Builder } from 'flatbuffers';
+import * as fb from './generated/skiff_generated.js';
+import { SkiffError, isErrorCode, type ErrorCode, type ErrorInfo } from '../errors.js';
+import { DATATYPES, ELEMENT_SIZE, dataTypeFromWire } from '../tensor/datatype.js';
+import type { Tensor } from '../tensor/tensor.js';
+
+export interface WireRequest {
+  id: bigint;
+  model: string;
+  version: number;
+  timeoutUs: number;
+  deadlineUnixUs: number;
+  inputs: Tensor[];
+  outputs: string[];
+  app: string;
+  user: string;
+  /** Set when THIS request is malformed; the rest of the frame still decodes. */
+  error?: ErrorInfo;
+}
+
+export interface WireFeedback {
+  id: bigint;
+  app: string;
+  user: string;
+  inputs: Tensor[];
+  label: number;
+  error?: ErrorInfo;
+}
+
+/**
+ * An answer. Optional fields are absent (not empty) when unset: the codec omits empty strings,
+ * empty lists and `false` on the wire and leaves them out when decoding.
+ */
+export interface WireResponse {
+  id: bigint;
+  model: string;
+  version: number;
+  outputs: Tensor[];
+  error?: ErrorInfo;
+  isDefault?: boolean;
+  defaultExplanation?: string;
+  modelsUsed?: string[];
+  modelsMissing?: string[];
+}
+
+export interface DecodedFrame {
+  requests: WireRequest[];
+  feedback: WireFeedback[];
+  cancel: bigint[];
+  responses: WireResponse[];
+  /** Frame-level error record (a server telling the client its frame could not be decoded). */
+  error?: ErrorInfo;
+}
+
+export interface WireLimits {
+  /** Per request/feedback/response: input or output tensors, and names in `outputs`. */
+  maxTensorsPerRequest: number;
+  /** Per frame, for each of requests, feedback, cancels and responses. */
+  maxRequestsPerFrame: number;
+  /** Per tensor shape. */
+  maxDims: number;
+}
+
+export const DEFAULT_WIRE_LIMITS: Readonly<WireLimits> = Object.freeze({
+  maxTensorsPerRequest: 64,
+  maxRequestsPerFrame: 4096,
+  maxDims: 32,
+});
+
+export type RequestInit = Partial<Omit<WireRequest, 'error'>>;
+export type FeedbackInit = Partial<Omit<WireFeedback, 'error'>>;
+export interface FrameInit {
+  requests?: RequestInit[];
+  feedback?: FeedbackInit[];
+  cancel?: bigint[];
+  responses?: WireResponse[];
+  error?: ErrorInfo;
+}
+
+/** "SKF1" at bytes 4..7. */
+const IDENT = [0x53, 0x4b, 0x46, 0x31] as const;
+const FILE_IDENTIFIER = 'SKF1';
+/** A frame may decode into at most this many bytes of strings and tensor data per frame byte (+ slack). */
+const DECODE_BUDGET_FACTOR = 4;
+const DECODE_BUDGET_SLACK = 65536;
+const MAX_FRAME_BYTES = 0x7fffffff;
+
+// vtable byte offsets of each field (4 + 2 * field index in schemas/skiff.fbs).
+const TENSOR_NAME = 4, TENSOR_DATATYPE = 6, TENSOR_SHAPE = 8, TENSOR_DATA = 10;
+const ERROR_CODE = 4, ERROR_MESSAGE = 6, ERROR_RETRY = 8;
+const REQ_ID = 4, REQ_MODEL = 6, REQ_VERSION = 8, REQ_TIMEOUT = 10, REQ_DEADLINE = 12,
+  REQ_INPUTS = 14, REQ_OUTPUTS = 16, REQ_APP = 18, REQ_USER = 20;
+const RES_ID = 4, RES_MODEL = 6, RES_VERSION = 8, RES_OUTPUTS = 10, RES_ERROR = 12,
+  RES_IS_DEFAULT = 14, RES_EXPLANATION = 16, RES_USED = 18, RES_MISSING = 20;
+const FB_ID = 4, FB_APP = 6, FB_USER = 8, FB_INPUTS = 10, FB_LABEL = 12;
+const FRAME_REQUESTS = 4, FRAME_RESPONSES = 6, FRAME_FEEDBACK = 8, FRAME_CANCEL = 10, FRAME_ERROR = 12;
+
+/** Element size by wire enum value; 0 for BYTES (variable length) and unknown values. */
+const SIZE_BY_WIRE: readonly number[] = DATATYPES.map((d) => (d === 'INVALID' ? 0 : ELEMENT_SIZE[d]));
+const WIRE_BY_NAME: Readonly<Record<string, number>> = Object.freeze(
+  Object.fromEntries(DATATYPES.map((d, i) => [d, i]).filter(([d]) => d !== 'INVALID')),
+);
+
+const UTF8 = new TextDecoder();
+const EMPTY = new Uint8Array(0);
+
+/** Short ASCII strings (names, ids) are built directly; anything else goes through TextDecoder. */
+function decodeUtf8(u8: Uint8Array, start: number, n: number): string {
+  if (n === 0) return '';
+  if (n <= 32) {
+    let s = '';
+    for (let i = start, end = start + n; i < end; i++) {
+      const c = u8[i]!;
+      if (c >= 0x80) return UTF8.decode(u8.subarray(start, start + n));
+      s += String.fromCharCode(c);
+    }
+    return s;
+  }
+  return UTF8.decode(u8.subarray(start, start + n));
+}
+
+/** A name for an error message, truncated so hostile names cannot bloat error replies. */
+function quote(name: string): string {
+  return name.length <= 64 ? `'${name}'` : `'${name.slice(0, 60)}...'`;
+}
+
+/**
+ * Thrown by the reader (a shared object, so no stack is captured on hostile input); the cause
+ * is on the reader. Never escapes `decodeFrame`.
+ */
+const FAULT: object = Object.freeze({ fault: 'skiff-wire' });
+
+/** Bounds-checked reads over one frame. Positions are byte offsets from the frame start. */
+class Reader {
+  readonly u8: Uint8Array;
+  readonly dv: DataView;
+  readonly len: number;
+  readonly limits: WireLimits;
+  private budget: number;
+  /** Element count of the vector located by the last `vector()` call. */
+  n = 0;
+  faultCode: ErrorCode = 'BAD_REQUEST';
+  faultMessage = '';
+  /** The fault concerns the whole frame even if raised while reading one item. */
+  faultFrame = false;
+  /** Tensors whose data is still to be copied out by `copyOut`, with their frame positions. */
+  private readonly pending: Tensor[] = [];
+  private readonly pendingAt: number[] = [];
+  private readonly pendingLen: number[] = [];
+  private slabBytes = 0;
+
+  constructor(u8: Uint8Array, limits: WireLimits) {
+    this.u8 = u8;
+    this.dv = new DataView(u8.buffer, u8.byteOffset, u8.byteLength);
+    this.len = u8.byteLength;
+    this.limits = limits;
+    this.budget = DECODE_BUDGET_FACTOR * u8.byteLength + DECODE_BUDGET_SLACK;
+  }
+
+  fail(code: ErrorCode, message: string, frame = false): never {
+    this.faultCode = code;
+    this.faultMessage = message;
+    this.faultFrame = frame;
+    throw FAULT;
+  }
+
+  private spend(bytes: number): void {
+    this.budget -= bytes;
+    if (this.budget < 0) this.fail('BAD_FRAME', 'frame decodes to far more data than its size (shared sub-objects)', true);
+  }
+
+  /** Follows the uoffset stored at `p` (4 in-bounds bytes, checked by the caller). */
+  deref(p: number): number {
+    const o = this.dv.getUint32(p, true);
+    const t = p + o;
+    if (o === 0 || t >= this.len) this.fail('BAD_REQUEST', `offset at ${p} points outside the frame`);
+    return t;
+  }
+
+  /** Validates the table at `pos` (vtable and table extent in bounds); returns its vtable position. */
+  table(pos: number): number {
+    const len = this.len;
+    if (pos + 4 > len) this.fail('BAD_REQUEST', `table at ${pos} overruns the frame`);
+    const vt = pos - this.dv.getInt32(pos, true);
+    if (vt < 0 || vt + 4 > len) this.fail('BAD_REQUEST', `vtable of table at ${pos} is outside the frame`);
+    const vsize = this.dv.getUint16(vt, true);
+    if (vsize < 4 || (vsize & 1) !== 0 || vt + vsize > len) this.fail('BAD_REQUEST', `bad vtable at ${vt}`);
+    const tsize = this.dv.getUint16(vt + 2, true);
+    if (tsize < 4 || pos + tsize > len) this.fail('BAD_REQUEST', `table at ${pos} overruns the frame`);
+    return vt;
+  }
+
+  /** Absolute position of a field of `size` bytes, or 0 when absent. */
+  field(pos: number, vt: number, slot: number, size: number): number {
+    if (slot >= this.dv.getUint16(vt, true)) return 0;
+    const off = this.dv.getUint16(vt + slot, true);
+    if (off === 0) return 0;
+    if (off < 4 || off + size > this.dv.getUint16(vt + 2, true)) this.fail('BAD_REQUEST', `field ${slot} of table at ${pos} overruns it`);
+    return pos + off;
+  }
+
+  /** Data start of the vector referenced at `p`; its length goes to `this.n`. */
+  vector(p: number, elemSize: number): number {
+    const t = this.deref(p);
+    if (t + 4 > this.len) this.fail('BAD_REQUEST', `vector at ${t} overruns the frame`);
+    const n = this.dv.getUint32(t, true);
+    const start = t + 4;
+    if (n * elemSize > this.len - start) this.fail('BAD_REQUEST', `vector at ${t} claims ${n} elements, beyond the frame`);
+    this.n = n;
+    return start;
+  }
+
+  string(p: number): string {
+    const start = this.vector(p, 1);
+    const n = this.n;
+    if (start + n >= this.len || this.u8[start + n] !== 0) this.fail('BAD_REQUEST', `string at ${start - 4} is not terminated`);
+    this.spend(n + 1);
+    return decodeUtf8(this.u8, start, n);
+  }
+
+  optString(pos: number, vt: number, slot: number): string {
+    const f = this.field(pos, vt, slot, 4);
+    return f === 0 ? '' : this.string(f);
+  }
+
+  stringList(pos: number, vt: number, slot: number, max: number, what: string): string[] {
+    const f = this.field(pos, vt, slot, 4);
+    if (f === 0) return [];
+    const start = this.vector(f, 4);
+    const n = this.n;
+    if (n > max) this.fail('BAD_REQUEST', `${n} ${what}; the limit is ${max}`);
+    const out: string[] = [];
+    for (let i = 0; i < n; i++) out.push(this.string(start + 4 * i));
+    return out;
+  }
+
+  id(pos: number, vt: number, slot: number): bigint {
+    const f = this.field(pos, vt, slot, 8);
+    return f === 0 ? 0n : this.dv.getBigUint64(f, true);
+  }
+
+  /** A signed 64-bit field as a number; NaN when outside the safe-integer range. */
+  int(pos: number, vt: number, slot: number): number {
+    const f = this.field(pos, vt, slot, 8);
+    return f === 0 ? 0 : this.i64At(f);
+  }
+
+  i64At(p: number): number {
+    const hi = this.dv.getInt32(p + 4, true);
+    if (hi > 0x1fffff || hi < -0x200000) return NaN;
+    const v = hi * 4294967296 + this.dv.getUint32(p, true);
+    return Number.isSafeInteger(v) ? v : NaN;
+  }
+
+  /** Non-negative safe integer field, or an item fault. */
+  count(pos: number, vt: number, slot: number, what: string): number {
+    const v = this.int(pos, vt, slot);
+    if (!(v >= 0)) this.fail('BAD_REQUEST', `${what} must be a non-negative integer below 2^53`);
+    return v;
+  }
+
+  tensors(pos: number, vt: number, slot: number, what: string): Tensor[] {
+    const f = this.field(pos, vt, slot, 4);
+    if (f === 0) return [];
+    const start = this.vector(f, 4);
+    const n = this.n;
+    const max = this.limits.maxTensorsPerRequest;
+    if (n > max) this.fail('BAD_REQUEST', `${n} ${what} tensors; the limit is ${max}`);
+    const out: Tensor[] = [];
+    for (let i = 0; i < n; i++) out.push(this.tensor(start + 4 * i));
+    return out;
+  }
+
+  /** One tensor; its data is copied out of the frame exactly once. */
+  tensor(p: number): Tensor {
+    const pos = this.deref(p);
+    const vt = this.table(pos);
+    const name = this.optString(pos, vt, TENSOR_NAME);
+    const df = this.field(pos, vt, TENSOR_DATATYPE, 1);
+    const code = df === 0 ? 0 : this.u8[df]!;
+    const datatype = dataTypeFromWire(code);
+    if (datatype === undefined) {
+      if (code === 0) this.fail('INVALID_INPUT', `tensor ${quote(name)} has no datatype`);
+      this.fail('UNSUPPORTED_DATATYPE', `tensor ${quote(name)} has unknown datatype ${code}`);
+    }
+
+    const shape: number[] = [];
+    let elements = 1;
+    const sf = this.field(pos, vt, TENSOR_SHAPE, 4);
+    if (sf !== 0) {
+      const s = this.vector(sf, 8);
+      const n = this.n;
+      if (n > this.limits.maxDims) this.fail('INVALID_INPUT', `tensor ${quote(name)} has ${n} dims; the limit is ${this.limits.maxDims}`);
+      for (let i = 0; i < n; i++) {
+        const d = this.i64At(s + 8 * i);
+        if (!(d >= 0)) this.fail('INVALID_INPUT', `tensor ${quote(name)} dim ${i} is negative or not below 2^53`);
+        shape.push(d);
+        elements *= d;
+        if (elements > Number.MAX_SAFE_INTEGER) this.fail('INVALID_INPUT', `tensor ${quote(name)} has more than 2^53 elements`);
+      }
+    }
+
+    let start = 0;
+    let nbytes = 0;
+    const bf = this.field(pos, vt, TENSOR_DATA, 4);
+    if (bf !== 0) {
+      start = this.vector(bf, 1);
+      nbytes = this.n;
+    }
+    const size = SIZE_BY_WIRE[code]!;
+    if (size !== 0 && nbytes !== elements * size) {
+      this.fail('INVALID_INPUT', `tensor ${quote(name)} has ${nbytes} data bytes; shape [${shape.join(',')}] of ${datatype} needs ${elements * size}`);
+    }
+    this.spend(nbytes);
+    const t: Tensor = { name, datatype, shape, data: EMPTY };
+    if (nbytes > 0) {
+      this.pending.push(t);
+      this.pendingAt.push(start);
+      this.pendingLen.push(nbytes);
+      this.slabBytes += (nbytes + 7) & ~7;
+    }
+    return t;
+  }
+
+  /** Position in the copy queue, to forget an item's tensors when the item turns out bad. */
+  mark(): number {
+    return this.pending.length;
+  }
+
+  rollback(mark: number): void {
+    for (let i = mark; i < this.pending.length; i++) this.slabBytes -= (this.pendingLen[i]! + 7) & ~7;
+    this.pending.length = mark;
+    this.pendingAt.length = mark;
+    this.pendingLen.length = mark;
+  }
+
+  /**
+   * Copies every queued tensor's bytes out of the frame, once, into one fresh zero-filled slab
+   * at 8-byte-aligned, non-overlapping offsets. One allocation per frame instead of one per
+   * tensor: mid-sized ArrayBuffers are costly to allocate and collect in V8.
+   */
+  copyOut(): void {
+    const n = this.pending.length;
+    if (n === 0) return;
+    const slab = new Uint8Array(this.slabBytes);
+    const src = this.u8;
+    let off = 0;
+    for (let i = 0; i < n; i++) {
+      const at = this.pendingAt[i]!;
+      const len = this.pendingLen[i]!;
+      slab.set(src.subarray(at, at + len), off);
+      this.pending[i]!.data = slab.subarray(off, off + len);
+      off += (len + 7) & ~7;
+    }
+  }
+
+  errorInfo(p: number): ErrorInfo {
+    const pos = this.deref(p);
+    const vt = this.table(pos);
+    const code = this.optString(pos, vt, ERROR_CODE);
+    const message = this.optString(pos, vt, ERROR_MESSAGE);
+    const rf = this.field(pos, vt, ERROR_RETRY, 4);
+    const retry = rf === 0 ? 0 : this.dv.getUint32(rf, true);
+    const info: ErrorInfo = isErrorCode(code)
+      ? { code, message }
+      : { code: 'INTERNAL', message: `unknown error code '${code}': ${message}` };
+    if (retry !== 0) info.retryAfterMs = retry;
+    return info;
+  }
+
+  /** Marks `item` with the pending item fault, or rethrows frame-level faults and real bugs. */
+  absorb(e: unknown): ErrorInfo {
+    if (e !== FAULT || this.faultFrame) throw e;
+    return { code: this.faultCode, message: this.faultMessage };
+  }
+
+  request(p: number): WireRequest {
+    const pos = this.deref(p);
+    const vt = this.table(pos);
+    const req: WireRequest = {
+      id: this.id(pos, vt, REQ_ID), model: '', version: 0, timeoutUs: 0, deadlineUnixUs: 0,
+      inputs: [], outputs: [], app: '', user: '',
+    };
+    const mark = this.mark();
+    try {
+      req.model = this.optString(pos, vt, REQ_MODEL);
+      req.app = this.optString(pos, vt, REQ_APP);
+      req.user = this.optString(pos, vt, REQ_USER);
+      if (req.model === '' && req.app === '') this.fail('BAD_REQUEST', 'request names neither a model nor an app');
+      req.version = this.count(pos, vt, REQ_VERSION, 'version');
+      req.timeoutUs = this.count(pos, vt, REQ_TIMEOUT, 'timeout_us');
+      req.deadlineUnixUs = this.count(pos, vt, REQ_DEADLINE, 'deadline_unix_us');
+      req.outputs = this.stringList(pos, vt, REQ_OUTPUTS, this.limits.maxTensorsPerRequest, 'output names');
+      req.inputs = this.tensors(pos, vt, REQ_INPUTS, 'input');
+    } catch (e) {
+      req.error = this.absorb(e);
+      req.inputs = [];
+      this.rollback(mark);
+    }
+    return req;
+  }
+
+  feedback(p: number): WireFeedback {
+    const pos = this.deref(p);
+    const vt = this.table(pos);
+    const fbk: WireFeedback = { id: this.id(pos, vt, FB_ID), app: '', user: '', inputs: [], label: 0 };
+    const mark = this.mark();
+    try {
+      fbk.app = this.optString(pos, vt, FB_APP);
+      if (fbk.app === '') this.fail('BAD_REQUEST', 'feedback names no app');
+      fbk.user = this.optString(pos, vt, FB_USER);
+      const lf = this.field(pos, vt, FB_LABEL, 8);
+      fbk.label = lf === 0 ? 0 : this.dv.getFloat64(lf, true);
+      fbk.inputs = this.tensors(pos, vt, FB_INPUTS, 'input');
+    } catch (e) {
+      fbk.error = this.absorb(e);
+      fbk.inputs = [];
+      this.rollback(mark);
+    }
+    return fbk;
+  }
+
+  response(p: number): WireResponse {
+    const pos = this.deref(p);
+    const vt = this.table(pos);
+    const res: WireResponse = { id: this.id(pos, vt, RES_ID), model: '', version: 0, outputs: [] };
+    const mark = this.mark();
+    try {
+      res.model = this.optString(pos, vt, RES_MODEL);
+      res.version = this.count(pos, vt, RES_VERSION, 'version');
+      const ef = this.field(pos, vt, RES_ERROR, 4);
+      if (ef !== 0) res.error = this.errorInfo(ef);
+      const df = this.field(pos, vt, RES_IS_DEFAULT, 1);
+      if (df !== 0 && this.u8[df] !== 0) res.isDefault = true;
+      const explanation = this.optString(pos, vt, RES_EXPLANATION);
+      if (explanation !== '') res.defaultExplanation = explanation;
+      const max = this.limits.maxRequestsPerFrame;
+      const used = this.stringList(pos, vt, RES_USED, max, 'models_used entries');
+      if (used.length > 0) res.modelsUsed = used;
+      const missing = this.stringList(pos, vt, RES_MISSING, max, 'models_missing entries');
+      if (missing.length > 0) res.modelsMissing = missing;
+      res.outputs = this.tensors(pos, vt, RES_OUTPUTS, 'output');
+    } catch (e) {
+      res.error = this.absorb(e);
+      res.outputs = [];
+      this.rollback(mark);
+    }
+    return res;
+  }
+
+  /** Start and length (in `this.n`) of a frame-level vector, enforcing the per-frame limit. */
+  frameVector(root: number, vt: number, slot: number, elemSize: number, what: string): number {
+    const f = this.field(root, vt, slot, 4);
+    if (f === 0) {
+      this.n = 0;
+      return 0;
+    }
+    const start = this.vector(f, elemSize);
+    const max = this.limits.maxRequestsPerFrame;
+    if (this.n > max) this.fail('BAD_FRAME', `frame holds ${this.n} ${what}; the limit is ${max}`, true);
+    return start;
+  }
+}
+
+function asPlainBytes(bytes: Uint8Array): Uint8Array {
+  // A Buffer's slice() is a view; normalise so tensor copies are plain, independent Uint8Arrays.
+  return bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/**
+ * Decodes one frame. `bytes` is only read during the call: every tensor's data is copied out
+ * exactly once, so the caller may reuse or detach `bytes` afterwards (uWS neuters message
+ * buffers when the callback returns).
+ *
+ * Tensor data ownership: the tensors of one frame are non-overlapping views into one fresh
+ * ArrayBuffer allocated for the frame, each starting 8-byte aligned (so `viewAs` never copies).
+ * Nothing else references that buffer. Do not transfer `data.buffer` to another thread: it
+ * would detach the sibling tensors too; copy first. Throws `SkiffError('BAD_FRAME')` when the frame cannot be decoded at all;
+ * per-item problems are reported in that item's `error`.
+ */
+export function decodeFrame(bytes: Uint8Array, limits: WireLimits = DEFAULT_WIRE_LIMITS): DecodedFrame {
+  const len = bytes.byteLength;
+  if (len < 8) throw new SkiffError('BAD_FRAME', `frame of ${len} bytes is too short`);
+  if (len > MAX_FRAME_BYTES) throw new SkiffError('BAD_FRAME', 'frame exceeds 2 GiB');
+  if (bytes[4] !== IDENT[0] || bytes[5] !== IDENT[1] || bytes[6] !== IDENT[2] || bytes[7] !== IDENT[3]) {
+    throw new SkiffError('BAD_FRAME', `frame does not carry the "${FILE_IDENTIFIER}" identifier`);
+  }
+  const r = new Reader(asPlainBytes(bytes), limits);
+  try {
+    const root = r.deref(0);
+    const vt = r.table(root);
+    const out: DecodedFrame = { requests: [], feedback: [], cancel: [], responses: [] };
+
+    let start = r.frameVector(root, vt, FRAME_REQUESTS, 4, 'requests');
+    for (let i = 0, n = r.n; i < n; i++) out.requests.push(r.request(start + 4 * i));
+
+    start = r.frameVector(root, vt, FRAME_FEEDBACK, 4, 'feedback records');
+    for (let i = 0, n = r.n; i < n; i++) out.feedback.push(r.feedback(start + 4 * i));
+
+    start = r.frameVector(root, vt, FRAME_CANCEL, 8, 'cancels');
+    for (let i = 0, n = r.n; i < n; i++) out.cancel.push(r.dv.getBigUint64(start + 8 * i, true));
+
+    start = r.frameVector(root, vt, FRAME_RESPONSES, 4, 'responses');
+    for (let i = 0, n = r.n; i < n; i++) out.responses.push(r.response(start + 4 * i));
+
+    const ef = r.field(root, vt, FRAME_ERROR, 4);
+    if (ef !== 0) out.error = r.errorInfo(ef);
+    r.copyOut();
+    return out;
+  } catch (e) {
+    if (e === FAULT) throw new SkiffError('BAD_FRAME', r.faultMessage);
+    throw e;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+
+const TWO_32 = 4294967296;
+
+function checkInt(v: number, what: string): number {
+  if (!Number.isSafeInteger(v)) throw new RangeError(`${what} must be a safe integer, got ${v}`);
+  return v;
+}
+
+/**
+ * Writes frames into one reusable Builder. The scratch offset arrays are reused too; each level
+ * of nesting has its own so building a child never clobbers the parent's list.
+ */
+class FrameWriter {
+  readonly b: Builder;
+  private readonly items: number[] = [];
+  private readonly tensorsScratch: number[] = [];
+  private readonly stringsScratch: number[] = [];
+
+  constructor(initialSize: number) {
+    this.b = new Builder(initialSize);
+  }
+
+  /** Writes an int64 field from a number without going through BigInt (skipped when 0). */
+  private int64Field(index: number, v: number, what: string): void {
+    if (checkInt(v, what) === 0) return;
+    const b = this.b;
+    const hi = Math.floor(v / TWO_32);
+    b.prep(8, 0);
+    b.addInt32(hi | 0);
+    b.addInt32((v - hi * TWO_32) | 0);
+    b.slot(index);
+  }
+
+  private dims(shape: readonly number[]): number {
+    const b = this.b;
+    const n = shape.length;
+    if (n === 0) return 0;
+    b.startVector(8, n, 8);
+    for (let i = n - 1; i >= 0; i--) {
+      const d = checkInt(shape[i]!, 'shape dim');
+      const hi = Math.floor(d / TWO_32);
+      b.addInt32(hi | 0);
+      b.addInt32((d - hi * TWO_32) | 0);
+    }
+    return b.endVector();
+  }
+
+  /** Writes `list` as a vector of offsets and empties it for reuse. */
+  private offsets(list: number[]): number {
+    const b = this.b;
+    b.startVector(4, list.length, 4);
+    for (let i = list.length - 1; i >= 0; i--) b.addOffset(list[i]!);
+    list.length = 0;
+    return b.endVector();
+  }
+
+  private stringVector(names: readonly string[] | undefined): number {
+    if (names === undefined || names.length === 0) return 0;
+    const list = this.stringsScratch;
+    for (const s of names) list.push(this.b.createSharedString(s));
+    return this.offsets(list);
+  }
+
+  private tensor(t: Tensor): number {
+    const b = this.b;
+    const wire = WIRE_BY_NAME[t.datatype];
+    if (wire === undefined) throw new TypeError(`unknown datatype '${String(t.datatype)}'`);
+    const name = b.createSharedString(t.name);
+    const shape = this.dims(t.shape);
+    let data = 0;
+    if (t.data.byteLength > 0) {
+      // Pad so that the vector's first data byte lands on an 8-byte boundary of the frame.
+      b.prep(8, t.data.byteLength);
+      data = b.createByteVector(t.data);
+    }
+    fb.Tensor.startTensor(b);
+    if (name !== 0) fb.Tensor.addName(b, name);
+    fb.Tensor.addDatatype(b, wire);
+    if (shape !== 0) fb.Tensor.addShape(b, shape);
+    if (data !== 0) fb.Tensor.addData(b, data);
+    return fb.Tensor.endTensor(b);
+  }
+
+  private tensorVector(tensors: readonly Tensor[] | undefined): number {
+    if (tensors === undefined || tensors.length === 0) return 0;
+    const list = this.tensorsScratch;
+    for (const t of tensors) list.push(this.tensor(t));
+    return this.offsets(list);
+  }
+
+  private error(e: ErrorInfo): number {
+    const b = this.b;
+    const code = b.createSharedString(e.code);
+    const message = e.message ? b.createString(e.message) : 0;
+    fb.Error.startError(b);
+    fb.Error.addCode(b, code);
+    if (message !== 0) fb.Error.addMessage(b, message);
+    if (e.retryAfterMs) fb.Error.addRetryAfterMs(b, checkInt(e.retryAfterMs, 'retryAfterMs'));
+    return fb.Error.endError(b);
+  }
+
+  private request(r: RequestInit): number {
+    const b = this.b;
+    const model = r.model ? b.createSharedString(r.model) : 0;
+    const app = r.app ? b.createSharedString(r.app) : 0;
+    const user = r.user ? b.createSharedString(r.user) : 0;
+    const inputs = this.tensorVector(r.inputs);
+    const outputs = this.stringVector(r.outputs);
+    fb.Request.startRequest(b);
+    if (r.id) fb.Request.addId(b, r.id);
+    this.int64Field(2, r.version ?? 0, 'version');
+    this.int64Field(3, r.timeoutUs ?? 0, 'timeoutUs');
+    this.int64Field(4, r.deadlineUnixUs ?? 0, 'deadlineUnixUs');
+    if (model !== 0) fb.Request.addModel(b, model);
+    if (inputs !== 0) fb.Request.addInputs(b, inputs);
+    if (outputs !== 0) fb.Request.addOutputs(b, outputs);
+    if (app !== 0) fb.Request.addApp(b, app);
+    if (user !== 0) fb.Request.addUser(b, user);
+    return fb.Request.endRequest(b);
+  }
+
+  private feedback(f: FeedbackInit): number {
+    const b = this.b;
+    const app = f.app ? b.createSharedString(f.app) : 0;
+    const user = f.user ? b.createSharedString(f.user) : 0;
+    const inputs = this.tensorVector(f.inputs);
+    fb.Feedback.startFeedback(b);
+    if (f.id) fb.Feedback.addId(b, f.id);
+    if (f.label !== undefined) fb.Feedback.addLabel(b, f.label);
+    if (app !== 0) fb.Feedback.addApp(b, app);
+    if (user !== 0) fb.Feedback.addUser(b, user);
+    if (inputs !== 0) fb.Feedback.addInputs(b, inputs);
+    return fb.Feedback.endFeedback(b);
+  }
+
+  private response(r: WireResponse): number {
+    const b = this.b;
+    const model = r.model ? b.createSharedString(r.model) : 0;
+    const outputs = this.tensorVector(r.outputs);
+    const error = r.error ? this.error(r.error) : 0;
+    const explanation = r.defaultExplanation ? b.createString(r.defaultExplanation) : 0;
+    const used = this.stringVector(r.modelsUsed);
+    const missing = this.stringVector(r.modelsMissing);
+    fb.Response.startResponse(b);
+    if (r.id) fb.Response.addId(b, r.id);
+    this.int64Field(2, r.version, 'version');
+    if (model !== 0) fb.Response.addModel(b, model);
+    if (outputs !== 0) fb.Response.addOutputs(b, outputs);
+    if (error !== 0) fb.Response.addError(b, error);
+    if (r.isDefault) fb.Response.addIsDefault(b, true);
+    if (explanation !== 0) fb.Response.addDefaultExplanation(b, explanation);
+    if (used !== 0) fb.Response.addModelsUsed(b, used);
+    if (missing !== 0) fb.Response.addModelsMissing(b, missing);
+    return fb.Response.endResponse(b);
+  }
+
+  private cancel(ids: readonly bigint[]): number {
+    const b = this.b;
+    b.startVector(8, ids.length, 8);
+    for (let i = ids.length - 1; i >= 0; i--) b.addInt64(ids[i]!);
+    return b.endVector();
+  }
+
+  /** Builds a whole frame; returns a view of the builder's buffer valid until the next write. */
+  write(frame: FrameInit): Uint8Array {
+    const b = this.b;
+    b.clear();
+    const items = this.items;
+    items.length = 0;
+    let requests = 0, feedback = 0, responses = 0, cancel = 0, error = 0;
+    if (frame.requests && frame.requests.length > 0) {
+      for (const r of frame.requests) items.push(this.request(r));
+      requests = this.offsets(items);
+    }
+    if (frame.feedback && frame.feedback.length > 0) {
+      for (const f of frame.feedback) items.push(this.feedback(f));
+      feedback = this.offsets(items);
+    }
+    if (frame.responses && frame.responses.length > 0) {
+      for (const r of frame.responses) items.push(this.response(r));
+      responses = this.offsets(items);
+    }
+    if (frame.cancel && frame.cancel.length > 0) cancel = this.cancel(frame.cancel);
+    if (frame.error) error = this.error(frame.error);
+    fb.Frame.startFrame(b);
+    if (requests !== 0) fb.Frame.addRequests(b, requests);
+    if (responses !== 0) fb.Frame.addResponses(b, responses);
+    if (feedback !== 0) fb.Frame.addFeedback(b, feedback);
+    if (cancel !== 0) fb.Frame.addCancel(b, cancel);
+    if (error !== 0) fb.Frame.addError(b, error);
+    fb.Frame.finishFrameBuffer(b, fb.Frame.endFrame(b));
+    return b.asUint8Array();
+  }
+}
+
+const sharedWriter = new FrameWriter(4096);
+
+/**
+ * Encodes a frame into a fresh Uint8Array owned by the caller. Absent fields, empty strings and
+ * empty lists are omitted. Throws RangeError/TypeError for values the wire cannot carry
+ * (non-integer or unsafe int64 fields and dims, unknown datatypes).
+ */
+export function encodeFrame(frame: FrameInit): Uint8Array {
+  return sharedWriter.write(frame).slice();
+}
+
+/**
+ * Encodes response frames for the server's hot path with one reused Builder.
+ *
+ * OWNERSHIP: the returned bytes are a view into the encoder's buffer and are valid only until
+ * the next `encode()` call on the same encoder. Send them immediately (uWS `ws.send` copies
+ * or writes them synchronously) and never keep a reference. The buffer grows to the largest
+ * frame encoded and is kept for reuse. One encoder per thread; not re-entrant.
+ */
+export class ResponseEncoder {
+  private readonly writer: FrameWriter;
+
+  constructor(initialSize = 64 * 1024) {
+    this.writer = new FrameWriter(initialSize);
+  }
+
+  encode(responses: WireResponse[]): Uint8Array {
+    return this.writer.write({ responses });
+  }
+}

@@ -1,0 +1,67 @@
+import type { Clock } from '../clock.js';
+import { wallDeadlineToMonotonic } from '../clock.js';
+import { toErrorInfo, type ErrorInfo } from '../errors.js';
+import type { Tensor } from '../tensor/tensor.js';
+import type { QueryHandle } from '../engine/executor.js';
+import { outputSelector, validateInputs } from '../engine/validate.js';
+import type { ModelRegistry } from '../models/registry.js';
+
+/**
+ * The query processor: the one path every frontend uses to run a query. Resolves the model
+ * version, validates the inputs, computes the deadline and hands the query to the version's
+ * executor. Frontends only parse and encode.
+ */
+export interface ModelQuery {
+  model: string;
+  /** 0 / undefined = the current version. */
+  version?: number;
+  inputs: Tensor[];
+  /** Output names wanted; empty = all. */
+  outputs?: readonly string[];
+  /** Relative timeout from now, µs (0 = the model's default). */
+  timeoutUs?: number;
+  /** Absolute wall-clock deadline, µs since the epoch (0 = none). */
+  deadlineUnixUs?: number;
+}
+
+export interface ModelAnswer {
+  model: string;
+  version: number;
+  outputs: Tensor[];
+}
+
+export type AnswerCallback = (err: ErrorInfo | null, answer?: ModelAnswer) => void;
+
+const NOOP: QueryHandle = { cancel() {} };
+
+export class QueryProcessor {
+  constructor(
+    private readonly registry: ModelRegistry,
+    private readonly clock: Clock,
+  ) {}
+
+  /** Run one query against a model. `cb` is called exactly once (maybe synchronously). */
+  inferModel(q: ModelQuery, cb: AnswerCallback): QueryHandle {
+    let mv;
+    let ordered: Tensor[];
+    let rows: number;
+    let select: (outs: Tensor[]) => Tensor[];
+    try {
+      mv = this.registry.resolve(q.model, q.version);
+      ({ ordered, rows } = validateInputs(mv.spec!, q.inputs));
+      select = outputSelector(mv.spec!, q.outputs);
+    } catch (err) {
+      cb(toErrorInfo(err));
+      return NOOP;
+    }
+    const now = this.clock.now();
+    const timeoutMs = q.timeoutUs && q.timeoutUs > 0 ? q.timeoutUs / 1000 : mv.config.default_timeout_us / 1000;
+    let deadline = now + timeoutMs;
+    if (q.deadlineUnixUs && q.deadlineUnixUs > 0) deadline = Math.min(deadline, wallDeadlineToMonotonic(q.deadlineUnixUs, this.clock));
+    const { model, version } = mv;
+    return mv.executor!.infer(ordered, rows, deadline, (err, outs) => {
+      if (err) cb(err);
+      else cb(null, { model, version, outputs: select(outs!) });
+    });
+  }
+}

@@ -354,7 +354,9 @@ const FP32_OVERFLOW = 3.4028235677973366e38;
 const FP16_OVERFLOW = 65520;
 
 function badElement(where: string, i: number, dt: DataType, v: unknown): never {
-  const shown = typeof v === 'string' ? JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v) : Array.isArray(v) ? 'an array' : String(v);
+  // Never String() an object: JSON may give it a "toString" key that is not a function.
+  const shown = typeof v === 'string' ? JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v)
+    : Array.isArray(v) ? 'an array' : typeof v === 'object' && v !== null ? 'an object' : String(v);
   throw new SkiffError('INVALID_INPUT', `${where}: element ${i} (${shown}) is not a valid ${dt} value`);
 }
 
@@ -607,20 +609,20 @@ function expectNonNegative(v: unknown, what: string): number {
   return expectInteger(v, what, 0);
 }
 
-/** JSON text plus binary sections -> one body. */
+/** JSON text plus binary sections -> one body, allocated once. */
 function pack(json: string, binary: Uint8Array[]): OipEncoded {
-  const head = Buffer.from(json, 'utf8');
-  if (binary.length === 0) return { body: head };
-  let total = head.length;
+  if (binary.length === 0) return { body: Buffer.from(json, 'utf8') };
+  const headerLength = Buffer.byteLength(json, 'utf8');
+  let total = headerLength;
   for (const b of binary) total += b.length;
   const body = Buffer.allocUnsafe(total);
-  body.set(head, 0);
-  let off = head.length;
+  body.write(json, 0, 'utf8');
+  let off = headerLength;
   for (const b of binary) {
     body.set(b, off);
     off += b.length;
   }
-  return { body, headerLength: head.length };
+  return { body, headerLength };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -357,14 +357,16 @@ class Reader {
   }
 
   /**
-   * Copies every queued tensor's bytes out of the frame, once, into one fresh zero-filled slab
-   * at 8-byte-aligned, non-overlapping offsets. One allocation per frame instead of one per
-   * tensor: mid-sized ArrayBuffers are costly to allocate and collect in V8.
+   * Copies every queued tensor's bytes out of the frame, once, into one fresh slab at 8-byte
+   * aligned, non-overlapping offsets. One allocation per frame instead of one per tensor:
+   * mid-sized ArrayBuffers are costly to allocate and collect in V8. The slab is not pre-zeroed
+   * (every byte is written here: tensor bytes, then zeroed padding).
    */
   copyOut(): void {
     const n = this.pending.length;
     if (n === 0) return;
-    const slab = new Uint8Array(this.slabBytes);
+    const raw = Buffer.allocUnsafeSlow(this.slabBytes);
+    const slab = new Uint8Array(raw.buffer, raw.byteOffset, this.slabBytes);
     const src = this.u8;
     let off = 0;
     for (let i = 0; i < n; i++) {
@@ -372,7 +374,9 @@ class Reader {
       const len = this.pendingLen[i]!;
       slab.set(src.subarray(at, at + len), off);
       this.pending[i]!.data = slab.subarray(off, off + len);
-      off += (len + 7) & ~7;
+      const next = off + ((len + 7) & ~7);
+      slab.fill(0, off + len, next);
+      off = next;
     }
   }
 
@@ -539,6 +543,8 @@ export function decodeFrame(bytes: Uint8Array, limits: WireLimits = DEFAULT_WIRE
 // Encoding
 
 const TWO_32 = 4294967296;
+const MAX_U64 = (1n << 64n) - 1n;
+const SCRATCH = new DataView(new ArrayBuffer(8));
 
 function checkInt(v: number, what: string): number {
   if (!Number.isSafeInteger(v)) throw new RangeError(`${what} must be a safe integer, got ${v}`);
@@ -557,6 +563,18 @@ class FrameWriter {
 
   constructor(initialSize: number) {
     this.b = new Builder(initialSize);
+  }
+
+  /** Writes a uint64 id field through a scratch DataView instead of BigInt arithmetic (skipped when 0). */
+  private idField(index: number, id: bigint): void {
+    if (id === 0n) return;
+    if (id < 0n || id > MAX_U64) throw new RangeError(`id must fit in 64 unsigned bits, got ${id}`);
+    const b = this.b;
+    SCRATCH.setBigUint64(0, id, true);
+    b.prep(8, 0);
+    b.addInt32(SCRATCH.getInt32(4, true));
+    b.addInt32(SCRATCH.getInt32(0, true));
+    b.slot(index);
   }
 
   /** Writes an int64 field from a number without going through BigInt (skipped when 0). */
@@ -646,7 +664,7 @@ class FrameWriter {
     const inputs = this.tensorVector(r.inputs);
     const outputs = this.stringVector(r.outputs);
     fb.Request.startRequest(b);
-    if (r.id) fb.Request.addId(b, r.id);
+    this.idField(0, r.id ?? 0n);
     this.int64Field(2, r.version ?? 0, 'version');
     this.int64Field(3, r.timeoutUs ?? 0, 'timeoutUs');
     this.int64Field(4, r.deadlineUnixUs ?? 0, 'deadlineUnixUs');
@@ -664,7 +682,7 @@ class FrameWriter {
     const user = f.user ? b.createSharedString(f.user) : 0;
     const inputs = this.tensorVector(f.inputs);
     fb.Feedback.startFeedback(b);
-    if (f.id) fb.Feedback.addId(b, f.id);
+    this.idField(0, f.id ?? 0n);
     if (f.label !== undefined) fb.Feedback.addLabel(b, f.label);
     if (app !== 0) fb.Feedback.addApp(b, app);
     if (user !== 0) fb.Feedback.addUser(b, user);
@@ -681,7 +699,7 @@ class FrameWriter {
     const used = this.stringVector(r.modelsUsed);
     const missing = this.stringVector(r.modelsMissing);
     fb.Response.startResponse(b);
-    if (r.id) fb.Response.addId(b, r.id);
+    this.idField(0, r.id);
     this.int64Field(2, r.version, 'version');
     if (model !== 0) fb.Response.addModel(b, model);
     if (outputs !== 0) fb.Response.addOutputs(b, outputs);
@@ -696,7 +714,11 @@ class FrameWriter {
   private cancel(ids: readonly bigint[]): number {
     const b = this.b;
     b.startVector(8, ids.length, 8);
-    for (let i = ids.length - 1; i >= 0; i--) b.addInt64(ids[i]!);
+    for (let i = ids.length - 1; i >= 0; i--) {
+      const id = ids[i]!;
+      if (id < 0n || id > MAX_U64) throw new RangeError(`cancel id must fit in 64 unsigned bits, got ${id}`);
+      b.addInt64(id);
+    }
     return b.endVector();
   }
 

@@ -212,7 +212,6 @@ test('negative zero is kept both ways in JSON', () => {
     { name: 'c', datatype: 'FP16', shape: [1], data: bytesOf(new Uint16Array([0x8000])) },
   ];
   assertSameTensors(r.inputs, expected);
-  assert.equal(new Float32Array(r.inputs[0]!.data.slice().buffer)[0], 0);
   assert.ok(Object.is(new Float32Array(r.inputs[0]!.data.slice().buffer)[0], -0));
   const e = encodeInferResponse({ modelName: 'm', modelVersion: '1', outputs: expected, binary: () => false });
   assert.ok(Buffer.from(e.body).toString().includes('"data":[-0,0]'));
@@ -313,6 +312,7 @@ test('element values must fit the datatype', () => {
     ['BOOL', 2], ['BOOL', 'true'], ['BOOL', null],
     ['FP32', '1.0'], ['FP32', null], ['FP32', 1e39], ['FP32', -3.5e38], ['FP64', true], ['FP16', 70000], ['FP16', -65520],
     ['BYTES', 5], ['BYTES', null], ['BYTES', 'lone \ud800 surrogate'], ['INT32', { a: 1 }],
+    ['INT32', { toString: 1 }], ['FP32', { valueOf: {}, toString: {} }], ['BYTES', { toString: 'x' }], ['INT64', { toString: 1 }],
   ];
   for (const [dt, v] of bad) {
     assert.equal(codeOf(() => parse(oneInput({ datatype: dt, shape: [1], data: [v] }))), 'INVALID_INPUT', `${dt} ${JSON.stringify(v)}`);
@@ -333,6 +333,8 @@ test('datatype, shape and structure errors carry the right codes', () => {
     [oneInput({ datatype: 'FP32', shape: 1, data: [1] }), 'BAD_REQUEST'],
     [oneInput({ datatype: 'FP32', data: [1] }), 'BAD_REQUEST'],
     [oneInput({ datatype: 'FP32', shape: [-1], data: [1] }), 'INVALID_INPUT'],
+    [oneInput({ datatype: 'FP32', shape: [-1, -1], data: [1] }), 'INVALID_INPUT'],
+    [oneInput({ datatype: 'FP32', shape: [-2, -3], data: [1, 2, 3, 4, 5, 6] }), 'INVALID_INPUT'],
     [oneInput({ datatype: 'FP32', shape: [1.5], data: [1] }), 'INVALID_INPUT'],
     [oneInput({ datatype: 'FP32', shape: ['1'], data: [1] }), 'INVALID_INPUT'],
     [oneInput({ datatype: 'FP32', shape: [1] }), 'BAD_REQUEST'],
@@ -481,4 +483,194 @@ test('fp16 conversion: every non-NaN half survives number and back; nearest is c
     }
     if (x !== 0) assert.equal(h >>> 15, x < 0 ? 1 : 0);
   }), { numRuns: 5000 });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Property-based tests
+
+const ALL_TYPES = DATATYPES.filter((d): d is DataType => d !== 'INVALID');
+
+function elementArb(dt: DataType): fc.Arbitrary<unknown> {
+  switch (dt) {
+    case 'BOOL': return fc.constantFrom(0, 1);
+    case 'UINT8': return fc.integer({ min: 0, max: 0xff });
+    case 'UINT16': return fc.integer({ min: 0, max: 0xffff });
+    case 'UINT32': return fc.integer({ min: 0, max: 0xffffffff });
+    case 'INT8': return fc.integer({ min: -0x80, max: 0x7f });
+    case 'INT16': return fc.integer({ min: -0x8000, max: 0x7fff });
+    case 'INT32': return fc.integer({ min: -0x80000000, max: 0x7fffffff });
+    case 'INT64': return fc.bigInt(-(2n ** 63n), 2n ** 63n - 1n);
+    case 'UINT64': return fc.bigInt(0n, 2n ** 64n - 1n);
+    case 'FP16': return fc.integer({ min: 0, max: 0xffff }).filter((h) => (h & 0x7c00) !== 0x7c00);
+    case 'FP32': return fc.float({ noNaN: true, noDefaultInfinity: true });
+    case 'FP64': return fc.double({ noNaN: true, noDefaultInfinity: true });
+    case 'BYTES': return fc.string({ unit: 'binary', maxLength: 8 });
+  }
+}
+
+function toBytes(dt: DataType, values: unknown[]): Uint8Array {
+  switch (dt) {
+    case 'BOOL': case 'UINT8': return new Uint8Array(values as number[]);
+    case 'UINT16': return bytesOf(new Uint16Array(values as number[]));
+    case 'UINT32': return bytesOf(new Uint32Array(values as number[]));
+    case 'INT8': return bytesOf(new Int8Array(values as number[]));
+    case 'INT16': return bytesOf(new Int16Array(values as number[]));
+    case 'INT32': return bytesOf(new Int32Array(values as number[]));
+    case 'INT64': return bytesOf(new BigInt64Array(values as bigint[]));
+    case 'UINT64': return bytesOf(new BigUint64Array(values as bigint[]));
+    case 'FP16': return bytesOf(new Uint16Array(values as number[]));
+    case 'FP32': return bytesOf(new Float32Array(values as number[]));
+    case 'FP64': return bytesOf(new Float64Array(values as number[]));
+    case 'BYTES': return bytesWire(values as string[]);
+  }
+}
+
+function tensorArb(name: string): fc.Arbitrary<Tensor> {
+  return fc.record({ dt: fc.constantFrom(...ALL_TYPES), shape: fc.array(fc.integer({ min: 0, max: 4 }), { maxLength: 3 }) })
+    .chain(({ dt, shape }) => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      return fc.array(elementArb(dt), { minLength: n, maxLength: n })
+        .map((values): Tensor => ({ name, datatype: dt, shape, data: toBytes(dt, values) }));
+    });
+}
+
+const tensorsArb: fc.Arbitrary<Tensor[]> = fc.uniqueArray(fc.string({ maxLength: 6 }), { minLength: 1, maxLength: 3 })
+  .chain((names) => fc.tuple(...names.map(tensorArb)));
+
+test('property: valid tensors round-trip exactly through request encode/parse, JSON and binary', () => {
+  fc.assert(fc.property(tensorsArb, fc.boolean(), fc.option(fc.string({ maxLength: 5 }), { nil: undefined }), (tensors, binary, id) => {
+    const e = encodeInferRequest({ id, inputs: tensors, binary });
+    const r = parseInferRequest(e.body, e.headerLength, LIMITS);
+    assertSameTensors(r.inputs, tensors);
+    assert.equal(r.id, id);
+  }), { numRuns: 1500 });
+});
+
+test('property: responses round-trip through encode/decode (64-bit JSON integers read as doubles)', () => {
+  fc.assert(fc.property(tensorsArb, fc.array(fc.boolean(), { minLength: 3, maxLength: 3 }), (tensors, binaryFlags) => {
+    const binary = new Map(tensors.map((t, i) => [t.name, binaryFlags[i]!]));
+    const e = encodeInferResponse({ modelName: 'm', modelVersion: 'v', outputs: tensors, binary: (n) => binary.get(n)! });
+    assert.equal(e.headerLength !== undefined, tensors.some((t) => binary.get(t.name)));
+    const d = decodeInferResponse(e.body, e.headerLength);
+    assertSameTensors(d.outputs, tensors.map((t) => (binary.get(t.name) ? t : throughJsonNumbers(t))));
+  }), { numRuns: 1500 });
+});
+
+// Fuzzing: whatever the body, the codec returns consistent tensors or throws a SkiffError with a
+// client-facing code, and never takes long.
+
+const FUZZ_LIMITS: OipLimits = { maxElements: 4096 };
+const CLIENT_CODES: ReadonlySet<ErrorCode> = new Set(['BAD_REQUEST', 'INVALID_INPUT', 'UNSUPPORTED_DATATYPE']);
+const fuzzStats = { runs: 0, accepted: 0, slowestMs: 0 };
+
+function bytesElementCount(b: Uint8Array): number {
+  let off = 0;
+  let n = 0;
+  while (off < b.length) {
+    assert.ok(b.length - off >= 4);
+    off += 4 + Buffer.from(b.buffer, b.byteOffset, b.byteLength).readUInt32LE(off);
+    n++;
+  }
+  assert.equal(off, b.length);
+  return n;
+}
+
+function assertConsistent(tensors: Tensor[]): void {
+  for (const t of tensors) {
+    assert.ok(ALL_TYPES.includes(t.datatype));
+    assert.ok(t.shape.every((d) => Number.isSafeInteger(d) && d >= 0));
+    const count = t.shape.reduce((a, b) => a * b, 1);
+    const size = ELEMENT_SIZE[t.datatype];
+    if (size > 0) assert.equal(t.data.length, count * size);
+    else assert.equal(bytesElementCount(t.data), count);
+  }
+}
+
+function survives(body: Uint8Array, headerLength: number | undefined): void {
+  const t0 = performance.now();
+  const attempts = [
+    () => assertConsistent(parseInferRequest(body, headerLength, FUZZ_LIMITS).inputs),
+    () => assertConsistent(decodeInferResponse(body, headerLength).outputs),
+  ];
+  for (const attempt of attempts) {
+    try {
+      attempt();
+      fuzzStats.accepted++;
+    } catch (err) {
+      if (!(err instanceof SkiffError) || !CLIENT_CODES.has(err.code)) throw err;
+    }
+  }
+  fuzzStats.runs++;
+  fuzzStats.slowestMs = Math.max(fuzzStats.slowestMs, performance.now() - t0);
+}
+
+test('fuzz: random bytes with random header lengths', () => {
+  fc.assert(fc.property(fc.uint8Array({ maxLength: 256 }), fc.option(fc.integer({ min: -2, max: 300 }), { nil: undefined }), survives),
+    { numRuns: 4000 });
+});
+
+test('fuzz: random JSON documents', () => {
+  fc.assert(fc.property(fc.jsonValue(), fc.boolean(), (v, asHeader) => {
+    const b = jsonBody(v);
+    survives(b, asHeader ? b.length : undefined);
+  }), { numRuns: 4000 });
+});
+
+test('fuzz: request- and response-shaped documents with wrong, odd and boundary values', () => {
+  const junk = fc.oneof(
+    fc.jsonValue({ maxDepth: 2 }),
+    fc.constantFrom(...ALL_TYPES, 'FP8', '', 'INVALID', '__proto__'),
+    fc.constantFrom(1e9, -1, 2 ** 53, 1.5, 2 ** 31, -0, 65520, 1e39, '18446744073709551616', '-1'),
+    fc.constantFrom({ toString: 1 }, { valueOf: {}, toString: {} }, { length: 3 }, { hasOwnProperty: 1 }),
+  );
+  const element = fc.oneof(fc.integer({ min: -300, max: 300 }), fc.double(), fc.boolean(), fc.string({ maxLength: 4 }), junk);
+  const data = fc.oneof(fc.array(fc.oneof(element, fc.array(element, { maxLength: 4 })), { maxLength: 12 }), junk);
+  const shape = fc.oneof(fc.array(fc.oneof(fc.integer({ min: 0, max: 5 }), junk), { maxLength: 4 }), junk);
+  const params = fc.oneof(fc.record({ binary_data_size: fc.oneof(fc.integer({ min: 0, max: 64 }), junk), binary_data: junk }, { requiredKeys: [] }), junk);
+  const tensor = fc.record({
+    name: fc.oneof(fc.constantFrom('a', 'b'), junk), datatype: fc.oneof(fc.constantFrom(...ALL_TYPES), junk), shape, data, parameters: params,
+  }, { requiredKeys: [] });
+  const doc = fc.record({
+    id: fc.oneof(fc.string({ maxLength: 3 }), junk),
+    parameters: fc.oneof(fc.record({ timeout: junk, priority: junk, binary_data_output: fc.oneof(fc.boolean(), junk) }, { requiredKeys: [] }), junk),
+    inputs: fc.oneof(fc.array(tensor, { maxLength: 3 }), junk),
+    outputs: fc.oneof(fc.array(tensor, { maxLength: 3 }), junk),
+    model_name: fc.oneof(fc.constant('m'), junk),
+    model_version: fc.oneof(fc.constant('1'), junk),
+  }, { requiredKeys: [] });
+  fc.assert(fc.property(doc, fc.uint8Array({ maxLength: 64 }), fc.integer({ min: -3, max: 3 }), (d, tail, skew) => {
+    const b = binaryBody(d, tail);
+    survives(b.body, tail.length === 0 && skew === 0 ? undefined : b.headerLength + skew);
+  }), { numRuns: 6000 });
+});
+
+test('fuzz: mutated valid request and response bodies', () => {
+  const mutation = fc.record({
+    kind: fc.constantFrom('flip', 'set', 'insert', 'delete', 'truncate', 'header'),
+    pos: fc.nat(),
+    byte: fc.integer({ min: 0, max: 255 }),
+  });
+  fc.assert(fc.property(tensorsArb, fc.boolean(), fc.boolean(), fc.array(mutation, { minLength: 1, maxLength: 4 }), (tensors, binary, asResponse, mutations) => {
+    const e = asResponse
+      ? encodeInferResponse({ modelName: 'm', modelVersion: '1', outputs: tensors, binary: () => binary })
+      : encodeInferRequest({ inputs: tensors, binary });
+    let body = Buffer.from(e.body);
+    let headerLength = e.headerLength;
+    for (const m of mutations) {
+      const pos = body.length === 0 ? 0 : m.pos % body.length;
+      if (m.kind === 'flip' && body.length > 0) body[pos] = body[pos]! ^ (1 << (m.byte & 7));
+      else if (m.kind === 'set' && body.length > 0) body[pos] = m.byte;
+      else if (m.kind === 'insert') body = Buffer.concat([body.subarray(0, pos), Buffer.from([m.byte]), body.subarray(pos)]);
+      else if (m.kind === 'delete') body = Buffer.concat([body.subarray(0, pos), body.subarray(pos + 1)]);
+      else if (m.kind === 'truncate') body = body.subarray(0, pos);
+      else if (m.kind === 'header') headerLength = m.byte % 3 === 0 ? undefined : (headerLength ?? body.length) + (m.byte % 7) - 3;
+    }
+    survives(body, headerLength);
+  }), { numRuns: 6000 });
+});
+
+test('fuzz totals: at least 20,000 bodies, some accepted, none slow', () => {
+  assert.ok(fuzzStats.runs >= 20_000, `${fuzzStats.runs} fuzz runs`);
+  assert.ok(fuzzStats.accepted > 0, 'fuzzing should reach the success path sometimes');
+  assert.ok(fuzzStats.slowestMs < 1000, `slowest body took ${fuzzStats.slowestMs} ms`);
 });

@@ -2,7 +2,7 @@ import { lossFor, predictedLabel } from './loss.js';
 import type { Arm, ArmOutput, Combined } from './types.js';
 
 /** A present, usable output of a linked arm, with its position in the state's arm list. */
-export interface Member {
+interface Member {
   readonly arm: Arm;
   readonly index: number;
   readonly output: ArmOutput;
@@ -22,7 +22,7 @@ function isValueOutput(o: ArmOutput): boolean {
  * classifier's (label or probabilities), only classifier outputs count; otherwise outputs with a
  * finite value count. Outputs of unlinked arms are ignored.
  */
-export function members(arms: readonly Arm[], outputs: ReadonlyMap<Arm, ArmOutput>): Member[] {
+function members(arms: readonly Arm[], outputs: ReadonlyMap<Arm, ArmOutput>): Member[] {
   const present: Member[] = [];
   arms.forEach((arm, index) => {
     const output = outputs.get(arm);
@@ -38,7 +38,7 @@ export function members(arms: readonly Arm[], outputs: ReadonlyMap<Arm, ArmOutpu
  * predicting the answer's label; for regressors, one minus the weighted mean clipped distance
  * min(1, |v_i - answer|) to the answer's value.
  */
-export function agreement(list: readonly Member[], w: readonly number[], answer: ArmOutput): number {
+function agreement(list: readonly Member[], w: readonly number[], answer: ArmOutput): number {
   const target = predictedLabel(answer) ?? answer.value ?? NaN;
   let total = 0;
   let loss = 0;

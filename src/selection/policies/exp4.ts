@@ -29,8 +29,10 @@ const DEFAULTS: Exp4Params = { eta: 0.1, maxLogRatio: 4 };
  * - maxLogRatio = 4 (weight floor e^-4 of the best) keeps weaker members in the vote with a small
  *   weight and bounds recovery: when a member's loss rises by d per event, its log weight falls by
  *   eta * d per event relative to every rival, so it drops below a 10% share within about
- *   (4 + ln 9) / (eta * d) events, ~75 for d = 0.82. The floor is per arm: with many arms
- *   (K - 1) * e^-4 of weight stays on floored arms, so raise maxLogRatio when linking many.
+ *   (4 + ln 9) / (eta * d) events, ~75 for d = 0.82 (measured: 82 to 99 over 100 seeds). Without
+ *   the cap, the gap to a rival keeps growing while the favourite is on top, and so does recovery.
+ *   The floor is per arm: (K - 1) * e^-4 of the weight stays on floored arms, so raise
+ *   maxLogRatio when linking many arms.
  */
 export const exp4Policy: SelectionPolicy<Exp4State, Exp4Params> = {
   name: 'exp4',

@@ -6,7 +6,7 @@ import { singlePolicy } from './single.js';
 import type { PolicyName, PolicyParams, PolicyState, SelectionPolicy } from './types.js';
 import { ucb1Policy } from './ucb1.js';
 
-// Any policy, for code that handles states opaquely (stores, the router).
+/** Any policy, for code that handles policies and their states opaquely (stores, the router). */
 export type AnySelectionPolicy = SelectionPolicy<any, any>;
 
 /** Every selection policy by name. */

@@ -2,7 +2,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { startServer, DEFAULT_SERVER_OPTIONS } from './server.js';
 import { createLogger } from './log.js';
-import { DEMO_REPOSITORY } from './paths.js';
+import { DEMO_APPS, DEMO_REPOSITORY } from './paths.js';
 
 /** The `skiff` command line: serve, demo (and bench, in bench/). */
 
@@ -25,14 +25,28 @@ program
   .option('--port <port>', 'HTTP + WebSocket port (0 = ephemeral)', int('port', 0, 65535), DEFAULT_SERVER_OPTIONS.port)
   .option('--max-body-bytes <n>', 'HTTP body limit', int('max-body-bytes', 1024, 2 ** 31 - 1), DEFAULT_SERVER_OPTIONS.maxBodyBytes)
   .option('--max-frame-bytes <n>', 'WebSocket frame limit', int('max-frame-bytes', 1024, 2 ** 31 - 1), DEFAULT_SERVER_OPTIONS.maxFrameBytes)
+  .option('--apps <file>', 'application definitions (JSON); default: the demo apps when serving the demo repository')
+  .option('--admin-host <host>', 'address of the admin listener', DEFAULT_SERVER_OPTIONS.adminHost)
+  .option('--admin-port <port>', 'admin API port (0 = ephemeral, -1 = off)', int('admin-port', -1, 65535), DEFAULT_SERVER_OPTIONS.adminPort)
+  .option('--admin-token <token>', 'bearer token required by the admin API (or SKIFF_ADMIN_TOKEN)', process.env.SKIFF_ADMIN_TOKEN)
   .option('--log-level <level>', 'trace|debug|info|warn|error|silent', process.env.SKIFF_LOG_LEVEL ?? 'info')
-  .action(async (o: { modelRepository: string; host: string; port: number; maxBodyBytes: number; maxFrameBytes: number; logLevel: string }) => {
+  .action(async (o: {
+    modelRepository: string; host: string; port: number; maxBodyBytes: number; maxFrameBytes: number; logLevel: string;
+    apps?: string; adminHost: string; adminPort: number; adminToken?: string;
+  }) => {
     const logger = createLogger(o.logLevel);
+    if (o.adminHost !== '127.0.0.1' && o.adminHost !== 'localhost' && o.adminHost !== '::1' && !o.adminToken) {
+      throw new Error('the admin API is exposed beyond loopback: set --admin-token (or SKIFF_ADMIN_TOKEN)');
+    }
+    const appsFile = o.apps ?? (o.modelRepository === DEMO_REPOSITORY ? DEMO_APPS : undefined);
     const server = await startServer({
       modelRepository: o.modelRepository, host: o.host, port: o.port,
       maxBodyBytes: o.maxBodyBytes, maxFrameBytes: o.maxFrameBytes, logger,
+      appsFile, adminHost: o.adminHost, adminPort: o.adminPort, adminToken: o.adminToken,
     });
     console.log(`skiff serving ${server.loadReport.loaded.join(', ') || 'no models'} on http://${server.host}:${server.port} (WebSocket ws://${server.host}:${server.port}/ws)`);
+    if (server.apps.list().length) console.log(`applications: ${server.apps.list().map((a) => `${a.name} (${a.policy}: ${a.models.join(', ')})`).join('; ')}`);
+    if (server.adminPort !== undefined) console.log(`admin API on http://${o.adminHost}:${server.adminPort}/admin`);
     for (const f of server.loadReport.failed) console.log(`  not loaded: ${f.model}${f.version ? `:${f.version}` : ''}: ${f.error.code}: ${f.error.message}`);
     const stop = (): void => {
       void server.close().then(() => process.exit(0));

@@ -8,7 +8,13 @@ import { ModelRegistry, type LoadReport } from './models/registry.js';
 import { QueryProcessor } from './selection/query-processor.js';
 import { registerOipRoutes } from './frontend/oip.js';
 import { registerWsRoute } from './frontend/ws.js';
+import { registerClipperRoutes } from './frontend/clipper.js';
 import { exchange, sendError } from './frontend/http.js';
+import { AppRegistry } from './selection/apps.js';
+import { AppProcessor } from './selection/app-processor.js';
+import { MemoryStore, type SelectionStore } from './selection/state-store.js';
+import { applicationCalls, startAdminServer, type AdminServer } from './admin/server.js';
+import { parseJsonBody } from './protocol/safe-json.js';
 
 /**
  * The composition root: the only module that wires the layers together. Everything below it is
@@ -25,11 +31,18 @@ export interface ServerOptions {
   maxElements: number;
   wsPath: string;
   wsIdleTimeoutSec: number;
+  /** JSON file with application definitions loaded at start-up: an array, or {"apps": [...]}. */
+  appsFile?: string;
+  adminHost: string;
+  /** 0 = ephemeral; -1 = no admin listener. */
+  adminPort: number;
+  adminToken?: string;
+  store?: SelectionStore;
   logger?: Logger;
   clock?: Clock;
 }
 
-export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, 'modelRepository'> = Object.freeze({
+export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, 'modelRepository' | 'appsFile' | 'adminToken' | 'store'> = Object.freeze({
   host: '127.0.0.1',
   port: 8000,
   maxBodyBytes: 64 * 1024 * 1024,
@@ -37,6 +50,8 @@ export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, 'modelRepository'> = Ob
   maxElements: 16 * 1024 * 1024,
   wsPath: '/ws',
   wsIdleTimeoutSec: 120,
+  adminHost: '127.0.0.1',
+  adminPort: 8001,
 });
 
 export interface SkiffServer {
@@ -44,6 +59,10 @@ export interface SkiffServer {
   readonly host: string;
   readonly registry: ModelRegistry;
   readonly queries: QueryProcessor;
+  readonly apps: AppRegistry;
+  readonly appQueries: AppProcessor;
+  /** The admin listener's port (undefined when disabled). */
+  readonly adminPort?: number;
   readonly loadReport: LoadReport;
   readonly log: Logger;
   /** Stop listening, finish in-flight work, stop all workers. */
@@ -67,9 +86,12 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
   const registry = new ModelRegistry(clock, log);
   const loadReport: LoadReport = opts.modelRepository ? await registry.loadRepository(opts.modelRepository) : { loaded: [], failed: [] };
   const queries = new QueryProcessor(registry, clock);
+  const apps = new AppRegistry(opts.store ?? new MemoryStore());
+  if (opts.appsFile) loadApps(apps, opts.appsFile);
+  const appQueries = new AppProcessor(apps, registry, queries, clock);
 
   const app = uWS.App();
-  const ws = registerWsRoute(app, queries, log, {
+  const ws = registerWsRoute(app, queries, appQueries, log, {
     path: opts.wsPath,
     maxFrameBytes: opts.maxFrameBytes,
     idleTimeoutSec: opts.wsIdleTimeoutSec,
@@ -83,6 +105,7 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
     serverName: 'skiff',
     serverVersion: PKG.version,
   });
+  registerClipperRoutes(app, apps, appQueries, { maxBodyBytes: opts.maxBodyBytes, maxBatch: 10_000 });
   app.any('/*', (res, req) => {
     const ex = exchange(res);
     sendError(ex, { code: 'NOT_FOUND', message: `no route for ${req.getMethod().toUpperCase()} ${req.getUrl()}` });
@@ -92,6 +115,13 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
     app.listen(opts.host, opts.port, (t) => (t ? resolve(t) : reject(new Error(`cannot listen on ${opts.host}:${opts.port}`))));
   });
   const port = uWS.us_socket_local_port(token);
+  let admin: AdminServer | undefined;
+  if (opts.adminPort >= 0) {
+    admin = await startAdminServer(
+      { host: opts.adminHost, port: opts.adminPort, token: opts.adminToken, maxBodyBytes: opts.maxBodyBytes, log },
+      { ...applicationCalls(apps) },
+    );
+  }
   log.info({ host: opts.host, port, loaded: loadReport.loaded, failed: loadReport.failed.length }, 'skiff listening');
 
   let closing: Promise<void> | null = null;
@@ -100,11 +130,15 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
     host: opts.host,
     registry,
     queries,
+    apps,
+    appQueries,
+    adminPort: admin?.port,
     loadReport,
     log,
     close() {
       closing ??= (async () => {
         uWS.us_listen_socket_close(token);
+        admin?.close();
         try {
           await registry.close();
         } catch (err) {
@@ -116,4 +150,12 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
       return closing;
     },
   };
+}
+
+/** Load application definitions from a JSON file at start-up; an invalid app stops the start. */
+export function loadApps(apps: AppRegistry, file: string): void {
+  const raw = parseJsonBody(readFileSync(file));
+  const list = Array.isArray(raw) ? raw : (raw as { apps?: unknown }).apps;
+  if (!Array.isArray(list)) throw new Error(`${file}: expected an array of applications or {"apps": [...]}`);
+  for (const a of list) apps.add(a);
 }

@@ -1,9 +1,11 @@
 import uWS, { type TemplatedApp, type WebSocket } from 'uWebSockets.js';
 import type { Logger } from 'pino';
 import { toErrorInfo, type ErrorInfo } from '../errors.js';
-import { decodeFrame, encodeFrame, ResponseEncoder, type WireRequest, type WireResponse } from '../protocol/wire.js';
+import { decodeFrame, encodeFrame, ResponseEncoder, type WireFeedback, type WireRequest, type WireResponse } from '../protocol/wire.js';
 import type { QueryHandle } from '../engine/executor.js';
 import type { QueryProcessor } from '../selection/query-processor.js';
+import type { AppAnswer, AppProcessor } from '../selection/app-processor.js';
+import type { Tensor } from '../tensor/tensor.js';
 
 /**
  * The primary protocol: WebSocket with one FlatBuffers Frame per binary message. Many requests
@@ -49,7 +51,25 @@ export interface WsRoute {
   closeAll(): void;
 }
 
-export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, log: Logger, opts: WsOptions): WsRoute {
+/** An application's answer as response tensors: `output` (FP64, or BYTES for a string default) and `probabilities`. */
+export function appAnswerTensors(a: AppAnswer): Tensor[] {
+  const out: Tensor[] = [];
+  if (typeof a.output === 'number') {
+    out.push({ name: 'output', datatype: 'FP64', shape: [1], data: new Uint8Array(new Float64Array([a.output]).buffer) });
+  } else {
+    const s = Buffer.from(a.output, 'utf8');
+    const data = new Uint8Array(4 + s.length);
+    new DataView(data.buffer).setUint32(0, s.length, true);
+    data.set(s, 4);
+    out.push({ name: 'output', datatype: 'BYTES', shape: [1], data });
+  }
+  if (a.probabilities) {
+    out.push({ name: 'probabilities', datatype: 'FP32', shape: [1, a.probabilities.length], data: new Uint8Array(Float32Array.from(a.probabilities).buffer) });
+  }
+  return out;
+}
+
+export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: AppProcessor, log: Logger, opts: WsOptions): WsRoute {
   const encoder = new ResponseEncoder();
   const dirty = new Set<Conn>();
   let flushScheduled = false;
@@ -140,7 +160,7 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, log: Logg
   function handleRequest(c: Conn, r: WireRequest): void {
     if (r.error) return errorReply(c, r.id, r.error, r.model);
     if (c.inflight.has(r.id)) return errorReply(c, r.id, { code: 'DUPLICATE_ID', message: `request id ${r.id} is already in flight on this connection` }, r.model);
-    if (r.app) return errorReply(c, r.id, { code: 'MODEL_NOT_FOUND', message: `application '${r.app}' is not defined` });
+    if (r.app) return handleAppRequest(c, r);
     c.inflight.set(r.id, null);
     let answered = false;
     const handle = qp.inferModel(
@@ -153,6 +173,29 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, log: Logg
       },
     );
     if (!answered) c.inflight.set(r.id, handle);
+  }
+
+  function handleAppRequest(c: Conn, r: WireRequest): void {
+    if (r.inputs.length !== 1) return errorReply(c, r.id, { code: 'INVALID_INPUT', message: 'an application query carries exactly one input tensor' }, r.app);
+    c.inflight.set(r.id, null);
+    apps.predict(r.app, { data: r.inputs[0]!.data }, r.user, (err, a) => {
+      c.inflight.delete(r.id);
+      if (err) return errorReply(c, r.id, err, r.app);
+      reply(c, {
+        id: r.id, model: r.app, version: 0, outputs: appAnswerTensors(a!), isDefault: a!.isDefault,
+        ...(a!.defaultExplanation ? { defaultExplanation: a!.defaultExplanation } : {}),
+        modelsUsed: a!.modelsUsed, modelsMissing: a!.modelsMissing,
+      });
+    });
+  }
+
+  function handleFeedback(c: Conn, f: WireFeedback): void {
+    if (f.error) return errorReply(c, f.id, f.error, f.app);
+    if (f.inputs.length !== 1) return errorReply(c, f.id, { code: 'INVALID_INPUT', message: 'feedback carries exactly one input tensor' }, f.app);
+    apps.feedback(f.app, { data: f.inputs[0]!.data }, f.user, f.label, (err, r) => {
+      if (err) return errorReply(c, f.id, err, f.app);
+      reply(c, { id: f.id, model: f.app, version: 0, outputs: [], modelsUsed: r!.updated });
+    });
   }
 
   app.ws<UserData>(opts.path, {
@@ -180,9 +223,7 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, log: Logg
       }
       for (const id of frame.cancel) c.inflight.get(id)?.cancel();
       for (const r of frame.requests) handleRequest(c, r);
-      for (const f of frame.feedback) {
-        errorReply(c, f.id, f.error ?? { code: 'MODEL_NOT_FOUND', message: `application '${f.app}' is not defined` });
-      }
+      for (const f of frame.feedback) handleFeedback(c, f);
     },
     drain: (ws) => {
       const c = ws.getUserData().conn!;

@@ -231,12 +231,14 @@ test('error answers resolve (not reject); a bad request does not disturb its fra
     const good = client.infer(doubleReq(4));
     const failing = client.infer(doubleReq(5, 'fail'));
     const invalid = client.infer({ model: 'double', inputs: [{ name: 'x', datatype: 'FP32', shape: [2], data: new Uint8Array(3) }] });
-    const unencodable = client.infer({ model: 'double', inputs: [{ name: 'x', datatype: 'FP32', shape: [0.5], data: new Uint8Array(0) }] });
-    const [g, f, inv] = await Promise.all([good, failing, invalid]);
-    assertDoubled(g, 4);
-    assert.equal(f.error?.code, 'MODEL_NOT_FOUND');
-    assert.equal(inv.error?.code, 'INVALID_INPUT');
-    await assert.rejects(unencodable, RangeError);
+    const unencodable = assert.rejects(
+      client.infer({ model: 'double', inputs: [{ name: 'x', datatype: 'FP32', shape: [0.5], data: new Uint8Array(0) }] }),
+      RangeError,
+    );
+    const [g, f, inv] = await Promise.all([good, failing, invalid, unencodable]);
+    assertDoubled(g!, 4);
+    assert.equal(f!.error?.code, 'MODEL_NOT_FOUND');
+    assert.equal(inv!.error?.code, 'INVALID_INPUT');
   } finally {
     await client.close();
   }
@@ -304,10 +306,10 @@ test('raw garbage gets a frame-level error through onFrameError; stray answers a
 
 test('a connection closed by the server rejects what is in flight; later calls reject at once', async () => {
   const client = await SkiffClient.connect(url);
-  const held = client.infer(doubleReq(1, 'hold'));
-  const closer = client.infer(doubleReq(1, 'close'));
-  await assert.rejects(held, /connection closed \(code 1011\)/);
-  await assert.rejects(closer, /connection closed/);
+  await Promise.all([
+    assert.rejects(client.infer(doubleReq(1, 'hold')), /connection closed \(code 1011\)/),
+    assert.rejects(client.infer(doubleReq(1, 'close')), /connection closed/),
+  ]);
   assert.equal(client.inFlight, 0);
   await assert.rejects(client.infer(doubleReq(2)), /connection closed/);
   await client.close();
@@ -315,12 +317,12 @@ test('a connection closed by the server rejects what is in flight; later calls r
 
 test('close() rejects requests still waiting', async () => {
   const client = await SkiffClient.connect(url);
-  const held = client.infer(doubleReq(1, 'hold'));
-  const queued = client.infer(doubleReq(2));
-  const closing = client.close();
-  await assert.rejects(held, /client closed/);
-  await assert.rejects(queued, /client closed/);
-  await closing;
+  const held = assert.rejects(client.infer(doubleReq(1, 'hold')), /client closed/);
+  assert.equal(await client.infer(doubleReq(3)).then((r) => r.id > 0n), true);
+  const queued = assert.rejects(client.infer(doubleReq(2)), /client closed/);
+  assert.equal(client.inFlight, 2);
+  await Promise.all([held, queued, client.close()]);
+  assert.equal(client.inFlight, 0);
 });
 
 test('connect rejects when nothing listens', async () => {

@@ -1,0 +1,112 @@
+import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp } from 'uWebSockets.js';
+import { timingSafeEqual } from 'node:crypto';
+import type { Logger } from 'pino';
+import { SkiffError, toErrorInfo } from '../errors.js';
+import { expectArray, expectObject, expectString, parseJsonBody, type JsonObject } from '../protocol/safe-json.js';
+import type { AppRegistry } from '../selection/apps.js';
+import type { AppDefinition } from '../selection/app.js';
+import { exchange, readBody, send, sendError, sendJson, type Exchange } from '../frontend/http.js';
+
+/**
+ * The management API on its own listener (loopback by default), in Clipper's shape:
+ * POST /admin/<call> with a JSON body, GET /admin/ping -> PONG. Every error is a JSON body
+ * with a code. When a token is configured, every request needs `Authorization: Bearer <token>`.
+ */
+export interface AdminOptions {
+  host: string;
+  port: number;
+  token?: string;
+  maxBodyBytes: number;
+  log: Logger;
+}
+
+export type AdminHandler = (body: JsonObject) => unknown | Promise<unknown>;
+
+export interface AdminServer {
+  readonly port: number;
+  close(): void;
+}
+
+function authorized(req: HttpRequest, token: string | undefined): boolean {
+  if (!token) return true;
+  const got = Buffer.from(req.getHeader('authorization'));
+  const want = Buffer.from(`Bearer ${token}`);
+  return got.length === want.length && timingSafeEqual(got, want);
+}
+
+/** Clipper's application calls. */
+export function applicationCalls(apps: AppRegistry): Record<string, AdminHandler> {
+  const describe = (d: AppDefinition): Record<string, unknown> => ({ ...d, linked_models: d.models });
+  const names = (body: JsonObject, field: string): string[] => expectArray(body[field], field).map((x, i) => expectString(x, `${field}[${i}]`));
+  return {
+    add_app: (body) => {
+      const raw: JsonObject = { ...body };
+      if (raw.candidate_model_names !== undefined) {
+        raw.models = raw.candidate_model_names;
+        delete raw.candidate_model_names;
+      }
+      return { success: true, app: describe(apps.add(raw)) };
+    },
+    delete_app: (body) => {
+      apps.delete(expectString(body.name, 'name'));
+      return { success: true };
+    },
+    add_model_links: (body) => ({ success: true, app: describe(apps.addLinks(expectString(body.app_name, 'app_name'), names(body, 'model_names'))) }),
+    delete_model_links: (body) => ({ success: true, app: describe(apps.deleteLinks(expectString(body.app_name, 'app_name'), names(body, 'model_names'))) }),
+    get_all_applications: (body) => (body.verbose === true ? apps.list().map(describe) : apps.list().map((d) => d.name)),
+    get_application: (body) => describe(apps.require(expectString(body.name, 'name')).def),
+    get_linked_models: (body) => [...apps.require(expectString(body.app_name, 'app_name')).def.models],
+    get_selection_state: (body) => {
+      const rt = apps.require(expectString(body.app_name, 'app_name'));
+      const uid = body.uid === undefined || body.uid === 0 ? '' : String(body.uid);
+      return { app_name: rt.def.name, uid, policy: rt.def.policy, weights: rt.policy.weights(apps.state(rt, uid)) };
+    },
+  };
+}
+
+export async function startAdminServer(opts: AdminOptions, calls: Record<string, AdminHandler>): Promise<AdminServer> {
+  const app: TemplatedApp = uWS.App();
+  const guard = (ex: Exchange, req: HttpRequest): boolean => {
+    if (authorized(req, opts.token)) return true;
+    sendError(ex, { code: 'UNAUTHORIZED', message: 'this admin endpoint needs Authorization: Bearer <token>' });
+    return false;
+  };
+  app.get('/admin/ping', (res, req) => {
+    const ex = exchange(res);
+    if (guard(ex, req)) send(ex, { status: 200, body: 'PONG', contentType: 'text/plain' });
+  });
+  app.post('/admin/:call', (res: HttpResponse, req: HttpRequest) => {
+    const ex = exchange(res);
+    if (!guard(ex, req)) return;
+    const call = req.getParameter(0) ?? '';
+    const handler = Object.hasOwn(calls, call) ? calls[call] : undefined;
+    if (!handler) {
+      sendError(ex, { code: 'NOT_FOUND', message: `unknown admin call '${call}'` });
+      return;
+    }
+    readBody(ex, req, opts.maxBodyBytes, (bytes) => {
+      const body = bytes.byteLength === 0 ? {} : expectObject(parseJsonBody(bytes), 'body');
+      Promise.resolve()
+        .then(() => handler(body))
+        .then(
+          (result) => sendJson(ex, 200, result),
+          (err: unknown) => {
+            const info = toErrorInfo(err);
+            if (info.code === 'INTERNAL') opts.log.error({ call, err: info }, 'admin call failed');
+            sendError(ex, info);
+          },
+        );
+    });
+  });
+  app.any('/*', (res, req) => {
+    const ex = exchange(res);
+    if (guard(ex, req)) sendError(ex, { code: 'NOT_FOUND', message: `no admin route ${req.getMethod().toUpperCase()} ${req.getUrl()}` });
+  });
+  const token = await new Promise<uWS.us_listen_socket>((resolve, reject) => {
+    app.listen(opts.host, opts.port, (t) => (t ? resolve(t) : reject(new SkiffError('INTERNAL', `cannot listen on ${opts.host}:${opts.port} for the admin API`))));
+  });
+  return {
+    port: uWS.us_socket_local_port(token),
+    close: () => uWS.us_listen_socket_close(token),
+  };
+}

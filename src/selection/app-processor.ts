@@ -1,0 +1,253 @@
+import type { Clock } from '../clock.js';
+import { SkiffError, toErrorInfo, type ErrorInfo } from '../errors.js';
+import { ELEMENT_SIZE, viewAs } from '../tensor/datatype.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { hashBytes } from '../engine/cache.js';
+import type { ModelRegistry } from '../models/registry.js';
+import { INPUT_TYPES, parseArm } from './app.js';
+import type { AppRegistry, AppRuntime } from './apps.js';
+import { lossFor, type Arm, type ArmOutput } from './policies/index.js';
+import type { ModelAnswer, QueryProcessor } from './query-processor.js';
+
+/**
+ * The model selection layer's query path (Clipper's, with the parts its released code lacked):
+ * select arms with the app's policy and per-(app, user) state, query them through the model
+ * layer (prediction cache, batching) with the app's deadline, combine whatever arrived when the
+ * deadline fires, fall back to the default output, and learn from feedback.
+ *
+ * Main thread only. Every predict and feedback call answers its callback exactly once.
+ */
+export interface AppAnswer {
+  queryId: number;
+  /** The label (classifiers), the value (regressors), or the app's default output. */
+  output: number | string;
+  probabilities?: number[];
+  isDefault: boolean;
+  defaultExplanation?: string;
+  /** "model:version" of each model whose output formed the answer. */
+  modelsUsed: string[];
+  /** Selected models whose output did not arrive (deadline, error). */
+  modelsMissing: string[];
+  confidence?: number;
+}
+
+export const EXPLAIN_SLO = 'Failed to retrieve a prediction response within the specified latency SLO';
+export const EXPLAIN_NO_MODELS = 'No connected models found for query';
+
+export interface AppInput {
+  /** Raw little-endian bytes of one query's input, of the app's datatype. */
+  data: Uint8Array;
+}
+
+const MEMO_LIMIT = 65_536;
+
+export class AppProcessor {
+  private queryIds = 0;
+  /** (app, context, input) -> arms served, so bandit feedback updates the arm that answered. */
+  private readonly chosen = new Map<string, Arm[]>();
+
+  constructor(
+    private readonly apps: AppRegistry,
+    private readonly models: ModelRegistry,
+    private readonly queries: QueryProcessor,
+    private readonly clock: Clock,
+  ) {}
+
+  /** The app's per-query input shape: declared, or the first linked model's input minus the batch dim. */
+  private inputShape(rt: AppRuntime): number[] {
+    if (rt.def.input_shape) return [...rt.def.input_shape];
+    for (const arm of rt.def.models) {
+      try {
+        const { model, version } = parseArm(arm);
+        const spec = this.models.resolve(model, version).spec!;
+        return spec.inputs[0]!.shape.slice(1).map((d) => (d < 0 ? 1 : d));
+      } catch {
+        // not loaded: try the next linked model
+      }
+    }
+    throw new SkiffError('MODEL_UNAVAILABLE', `application '${rt.def.name}' has no loaded model to take its input shape from`);
+  }
+
+  /** Check one query's input against the app's input description. */
+  private checkInput(rt: AppRuntime, input: AppInput): number[] {
+    const shape = this.inputShape(rt);
+    const dt = INPUT_TYPES[rt.def.input_type];
+    const n = shape.reduce((a, b) => a * b, 1);
+    if (input.data.byteLength !== n * ELEMENT_SIZE[dt]) {
+      throw new SkiffError('INVALID_INPUT', `application '${rt.def.name}' takes ${n} ${rt.def.input_type} of shape [${shape}]; got ${input.data.byteLength / ELEMENT_SIZE[dt]} values`);
+    }
+    return shape;
+  }
+
+  private memoKey(app: string, context: string, data: Uint8Array): string {
+    return `${app}\u0000${context}\u0000${hashBytes(data, 0x9e3779b9) >>> 0}:${hashBytes(data, 0x85ebca6b) >>> 0}:${data.byteLength}`;
+  }
+
+  private remember(key: string, arms: Arm[]): void {
+    this.chosen.delete(key);
+    this.chosen.set(key, arms);
+    if (this.chosen.size > MEMO_LIMIT) this.chosen.delete(this.chosen.keys().next().value!);
+  }
+
+  /** Query one arm (through the model layer and its cache). */
+  private runArm(rt: AppRuntime, arm: Arm, shape: number[], input: AppInput, timeoutUs: number, cb: (err: ErrorInfo | null, a?: ModelAnswer) => void): { cancel(): void } {
+    const { model, version } = parseArm(arm);
+    let name = 'input';
+    try {
+      name = this.models.resolve(model, version).spec!.inputs[0]!.name;
+    } catch (err) {
+      cb(toErrorInfo(err));
+      return { cancel() {} };
+    }
+    const tensor: Tensor = { name, datatype: INPUT_TYPES[rt.def.input_type], shape: [1, ...shape], data: input.data };
+    return this.queries.inferModel({ model, version, inputs: [tensor], timeoutUs }, cb);
+  }
+
+  /** Answer one query by the app's deadline. */
+  predict(appName: string, input: AppInput, context: string, cb: (err: ErrorInfo | null, a?: AppAnswer) => void): void {
+    let rt: AppRuntime;
+    let shape: number[];
+    try {
+      rt = this.apps.require(appName);
+      shape = this.checkInput(rt, input);
+    } catch (err) {
+      cb(toErrorInfo(err));
+      return;
+    }
+    const queryId = ++this.queryIds;
+    const state = this.apps.state(rt, context);
+    const arms: Arm[] = rt.policy.select(state, rt.rng);
+    if (arms.length === 0) {
+      cb(null, { queryId, output: rt.def.default_output, isDefault: true, defaultExplanation: EXPLAIN_NO_MODELS, modelsUsed: [], modelsMissing: [] });
+      return;
+    }
+    if (rt.policy.name === 'exp3' || rt.policy.name === 'epsilon_greedy' || rt.policy.name === 'ucb1' || rt.policy.name === 'single') {
+      this.remember(this.memoKey(appName, context, input.data), arms);
+    }
+    const slo = rt.def.latency_slo_micros;
+    const outputs = new Map<Arm, ArmOutput>();
+    const served = new Map<Arm, string>();
+    const errors: ErrorInfo[] = [];
+    let pending = arms.length;
+    let finished = false;
+    let timer: NodeJS.Timeout | undefined;
+
+    const finish = (): void => {
+      if (finished) return;
+      finished = true;
+      if (timer) clearTimeout(timer);
+      const missing = arms.filter((a) => !outputs.has(a)).map((a) => served.get(a) ?? a);
+      const combined = rt.policy.combine(this.apps.state(rt, context), outputs);
+      if (!combined) {
+        const explanation = errors.length === arms.length ? `All selected models failed: ${[...new Set(errors.map((e) => e.code))].join(', ')}` : EXPLAIN_SLO;
+        cb(null, { queryId, output: rt.def.default_output, isDefault: true, defaultExplanation: explanation, modelsUsed: [], modelsMissing: missing });
+        return;
+      }
+      const used = combined.used.map((a) => served.get(a) ?? a);
+      if (rt.def.confidence_threshold > 0 && combined.confidence < rt.def.confidence_threshold) {
+        cb(null, {
+          queryId, output: rt.def.default_output, isDefault: true, confidence: combined.confidence, modelsUsed: used, modelsMissing: missing,
+          defaultExplanation: `Ensemble confidence ${combined.confidence.toFixed(3)} is below the application's threshold ${rt.def.confidence_threshold}`,
+        });
+        return;
+      }
+      const out = combined.output;
+      const answer: AppAnswer = {
+        queryId,
+        output: out.label ?? out.value ?? argmax(out.probabilities) ?? rt.def.default_output,
+        isDefault: false,
+        modelsUsed: used,
+        modelsMissing: missing,
+        confidence: combined.confidence,
+      };
+      if (out.probabilities) answer.probabilities = Array.from(out.probabilities);
+      cb(null, answer);
+    };
+
+    const timeoutUs = rt.def.straggler_mitigation ? slo : 0;
+    for (const arm of arms) {
+      this.runArm(rt, arm, shape, input, timeoutUs, (err, ans) => {
+        if (err) errors.push(err);
+        else {
+          served.set(arm, `${ans!.model}:${ans!.version}`);
+          outputs.set(arm, armOutputOf(ans!.outputs));
+        }
+        if (--pending === 0) finish();
+      });
+      if (finished) return;
+    }
+    // Straggler mitigation: at the deadline, answer with whatever has arrived.
+    if (!finished && rt.def.straggler_mitigation) timer = setTimeout(finish, Math.max(0, slo / 1000));
+  }
+
+  /**
+   * Learn from a label for an earlier input: the arms' outputs come from the prediction cache
+   * when present (the models run again only when not), losses go to the policy, the new state
+   * is stored. Bandit policies update only the arm that served the query (or, if that is no
+   * longer known, an arm sampled from the current distribution, which keeps Exp3 unbiased).
+   */
+  feedback(appName: string, input: AppInput, context: string, label: number, cb: (err: ErrorInfo | null, r?: { updated: string[] }) => void): void {
+    let rt: AppRuntime;
+    let shape: number[];
+    try {
+      rt = this.apps.require(appName);
+      shape = this.checkInput(rt, input);
+      if (!Number.isFinite(label)) throw new SkiffError('BAD_REQUEST', 'label must be a finite number');
+    } catch (err) {
+      cb(toErrorInfo(err));
+      return;
+    }
+    const key = this.memoKey(appName, context, input.data);
+    const bandit = rt.policy.name === 'exp3';
+    let arms: Arm[];
+    if (bandit) arms = this.chosen.get(key) ?? rt.policy.select(this.apps.state(rt, context), rt.rng);
+    else arms = [...rt.def.models];
+    arms = arms.filter((a) => rt.def.models.includes(a));
+    if (arms.length === 0) {
+      cb(null, { updated: [] });
+      return;
+    }
+    const losses = new Map<Arm, number>();
+    let pending = arms.length;
+    for (const arm of arms) {
+      this.runArm(rt, arm, shape, input, 0, (err, ans) => {
+        if (!err) losses.set(arm, lossFor(armOutputOf(ans!.outputs), label));
+        if (--pending > 0) return;
+        try {
+          const cur = this.apps.get(appName);
+          if (!cur) throw new SkiffError('APP_NOT_FOUND', `application '${appName}' was deleted`);
+          const next = cur.policy.update(this.apps.state(cur, context), losses, bandit ? [...losses.keys()] : undefined);
+          this.apps.store.set(appName, context, next);
+          cb(null, { updated: [...losses.keys()] });
+        } catch (e) {
+          cb(toErrorInfo(e));
+        }
+      });
+    }
+  }
+}
+
+function argmax(p: ArrayLike<number> | undefined): number | undefined {
+  if (!p || p.length === 0) return undefined;
+  let best = 0;
+  for (let i = 1; i < p.length; i++) if (p[i]! > p[best]!) best = i;
+  return best;
+}
+
+/**
+ * What a model's outputs mean to a policy: `probabilities` and `label` outputs by name; otherwise
+ * the first output is a value (one element) or a probability vector.
+ */
+export function armOutputOf(outs: Tensor[]): ArmOutput {
+  const o: { probabilities?: Float32Array; label?: number; value?: number } = {};
+  for (const t of outs) {
+    if (t.name === 'probabilities' && (t.datatype === 'FP32' || t.datatype === 'FP64')) o.probabilities = Float32Array.from(viewAs(t.datatype, t.data) as Float32Array);
+    else if (t.name === 'label') o.label = Number((viewAs(t.datatype, t.data) as ArrayLike<number | bigint>)[0] ?? NaN);
+  }
+  if (o.probabilities || o.label !== undefined) return o;
+  const first = outs[0];
+  if (!first || first.datatype === 'BYTES') return o;
+  const v = viewAs(first.datatype, first.data) as ArrayLike<number | bigint>;
+  if (v.length === 1) return { value: Number(v[0]) };
+  return { probabilities: Float32Array.from(Array.from(v, Number)) };
+}

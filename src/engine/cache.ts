@@ -45,22 +45,26 @@ function hashString(s: string, seed = 0x811c9dc5): number {
   return h;
 }
 
-/** Murmur-style mixing over 32-bit words (aligned fast path), FNV over the tail bytes. */
+/**
+ * Murmur-style mixing over little-endian 32-bit words, FNV over the tail bytes. The value does
+ * not depend on where the bytes sit in memory (aligned views take a fast path).
+ */
 export function hashBytes(b: Uint8Array, seed: number): number {
   let h = seed ^ b.byteLength;
   const words = b.byteLength >>> 2;
+  const aligned = (b.byteOffset & 3) === 0;
+  const w = aligned && words > 0 ? new Int32Array(b.buffer, b.byteOffset, words) : null;
   let i = 0;
-  if ((b.byteOffset & 3) === 0 && words > 0) {
-    const w = new Int32Array(b.buffer, b.byteOffset, words);
-    for (; i < words; i++) {
-      let k = Math.imul(w[i]!, 0xcc9e2d51);
-      k = (k << 15) | (k >>> 17);
-      h ^= Math.imul(k, 0x1b873593);
-      h = (h << 13) | (h >>> 19);
-      h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-    }
-    i = words * 4;
+  for (; i < words; i++) {
+    const j = i << 2;
+    let k = w ? w[i]! : b[j]! | (b[j + 1]! << 8) | (b[j + 2]! << 16) | (b[j + 3]! << 24);
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    h ^= Math.imul(k, 0x1b873593);
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
   }
+  i = words * 4;
   for (; i < b.byteLength; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
@@ -198,8 +202,13 @@ export class PredictionCache<V> {
   /** Insert (or replace) a value, evicting with CLOCK until it fits. Values over budget are not kept. */
   put(key: CacheKey, value: V): void {
     const size = key.bytes + this.sizeOf(value) + ENTRY_OVERHEAD;
-    if (size > this.budgetBytes) return;
     let bucket = this.buckets.get(key.hash);
+    if (size > this.budgetBytes) {
+      // Too big to keep: also drop an older value for the same key, so it is not served stale.
+      const old = bucket?.find((e) => keysEqual(e.key, key));
+      if (old) this.evict(old);
+      return;
+    }
     if (bucket) {
       for (const e of bucket) {
         if (keysEqual(e.key, key)) {

@@ -123,9 +123,14 @@ export class Executor {
   infer(inputs: Tensor[], rows: number, deadline: number, done: Done): QueryHandle {
     this.counters.queries++;
     const arrived = this.clock.now();
+    let answered = false;
     const finish: Done = (err, out) => {
-      if (err) this.counters.errors++;
-      else this.counters.answered++;
+      // Exactly once, even if a cancel races the answer.
+      if (answered) return;
+      answered = true;
+      if (!err) this.counters.answered++;
+      else if (err.code === 'CANCELLED') this.counters.cancelled++;
+      else this.counters.errors++;
       record(this.latency.endToEndUs, (this.clock.now() - arrived) * 1000);
       done(err, out);
     };
@@ -153,7 +158,6 @@ export class Executor {
 
   private leaveShared(key: CacheKey, waiter: Waiter<Tensor[]>, finish: Done, leader?: QueryHandle): void {
     const remaining = this.cache!.leave(key, waiter);
-    this.counters.cancelled++;
     finish({ code: 'CANCELLED', message: 'cancelled by the client' });
     // Cancel the underlying query only when nobody else still waits for it.
     if (remaining === 0) leader?.cancel();
@@ -217,8 +221,8 @@ export class Executor {
       cancel: () => {
         if (q.finished || !this.queue.remove(q)) return;
         this.queuedRows -= q.rows;
-        this.counters.cancelled++;
         this.answer(q, { code: 'CANCELLED', message: 'cancelled by the client' });
+        this.checkDrained();
       },
     };
   }
@@ -255,6 +259,7 @@ export class Executor {
       const head = this.queue.peek();
       if (head && head.deadline < at) at = head.deadline;
       if (at !== Infinity) this.armTimer(at, now);
+      this.checkDrained();
       return;
     }
   }

@@ -29,10 +29,15 @@ program
   .option('--admin-host <host>', 'address of the admin listener', DEFAULT_SERVER_OPTIONS.adminHost)
   .option('--admin-port <port>', 'admin API port (0 = ephemeral, -1 = off)', int('admin-port', -1, 65535), DEFAULT_SERVER_OPTIONS.adminPort)
   .option('--admin-token <token>', 'bearer token required by the admin API (or SKIFF_ADMIN_TOKEN)', process.env.SKIFF_ADMIN_TOKEN)
+  .option('--state-db <file>', 'SQLite file for apps, models, versions, links and selection state (survives restarts)')
+  .option('--flush-interval-ms <ms>', 'how often selection state is flushed to the state db', int('flush-interval-ms', 10, 3_600_000), DEFAULT_SERVER_OPTIONS.flushIntervalMs)
+  .option('--upload-dir <dir>', 'where add_model stores uploaded model files (default <repository>/.uploads)')
+  .option('--drain-timeout-ms <ms>', 'on SIGTERM, how long in-flight queries may take to finish', int('drain-timeout-ms', 0, 3_600_000), DEFAULT_SERVER_OPTIONS.drainTimeoutMs)
   .option('--log-level <level>', 'trace|debug|info|warn|error|silent', process.env.SKIFF_LOG_LEVEL ?? 'info')
   .action(async (o: {
     modelRepository: string; host: string; port: number; maxBodyBytes: number; maxFrameBytes: number; logLevel: string;
     apps?: string; adminHost: string; adminPort: number; adminToken?: string;
+    stateDb?: string; flushIntervalMs: number; uploadDir?: string; drainTimeoutMs: number;
   }) => {
     const logger = createLogger(o.logLevel);
     if (o.adminHost !== '127.0.0.1' && o.adminHost !== 'localhost' && o.adminHost !== '::1' && !o.adminToken) {
@@ -43,16 +48,25 @@ program
       modelRepository: o.modelRepository, host: o.host, port: o.port,
       maxBodyBytes: o.maxBodyBytes, maxFrameBytes: o.maxFrameBytes, logger,
       appsFile, adminHost: o.adminHost, adminPort: o.adminPort, adminToken: o.adminToken,
+      stateDb: o.stateDb, flushIntervalMs: o.flushIntervalMs, uploadDir: o.uploadDir, drainTimeoutMs: o.drainTimeoutMs,
     });
     console.log(`skiff serving ${server.loadReport.loaded.join(', ') || 'no models'} on http://${server.host}:${server.port} (WebSocket ws://${server.host}:${server.port}/ws)`);
     if (server.apps.list().length) console.log(`applications: ${server.apps.list().map((a) => `${a.name} (${a.policy}: ${a.models.join(', ')})`).join('; ')}`);
     if (server.adminPort !== undefined) console.log(`admin API on http://${o.adminHost}:${server.adminPort}/admin`);
     for (const f of server.loadReport.failed) console.log(`  not loaded: ${f.model}${f.version ? `:${f.version}` : ''}: ${f.error.code}: ${f.error.message}`);
-    const stop = (): void => {
-      void server.close().then(() => process.exit(0));
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, 'shutting down: draining in-flight queries');
+      void server.close().then(() => process.exit(0), (err: unknown) => {
+        console.error(err);
+        process.exit(1);
+      });
     };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    console.log('ready');
   });
 
 program

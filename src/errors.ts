@@ -12,6 +12,7 @@ export const ErrorCodes = {
   UNSUPPORTED_DATATYPE: { status: 400, doc: 'The datatype is valid in the protocol but cannot be served by this model or frontend.' },
   DUPLICATE_ID: { status: 400, doc: 'A WebSocket request reused the id of a request still in flight on the same connection.' },
   UNAUTHORIZED: { status: 401, doc: 'The admin API needs a bearer token and the request had none or a wrong one.' },
+  PATH_NOT_ALLOWED: { status: 403, doc: 'A model file path resolves outside the model repository and the upload directory.' },
   MODEL_NOT_FOUND: { status: 404, doc: 'No model of that name is loaded.' },
   APP_NOT_FOUND: { status: 404, doc: 'No application of that name exists.' },
   VERSION_NOT_FOUND: { status: 404, doc: 'The model exists but the requested version is not loaded.' },

@@ -12,8 +12,13 @@ import { registerClipperRoutes } from './frontend/clipper.js';
 import { exchange, sendError } from './frontend/http.js';
 import { AppRegistry } from './selection/apps.js';
 import { AppProcessor } from './selection/app-processor.js';
-import { MemoryStore, type SelectionStore } from './selection/state-store.js';
 import { applicationCalls, startAdminServer, type AdminServer } from './admin/server.js';
+import { modelCalls, repositoryRoutes } from './admin/models.js';
+import type { ControlStore } from './store/types.js';
+import { MemoryControlStore } from './store/memory-store.js';
+import { openSqliteStore } from './store/sqlite-store.js';
+import { parseModelConfig } from './config/model-config.js';
+import { join } from 'node:path';
 import { parseJsonBody } from './protocol/safe-json.js';
 
 /**
@@ -37,12 +42,19 @@ export interface ServerOptions {
   /** 0 = ephemeral; -1 = no admin listener. */
   adminPort: number;
   adminToken?: string;
-  store?: SelectionStore;
+  /** SQLite file holding the control plane and selection state; none = in memory only. */
+  stateDb?: string;
+  /** How often selection state is flushed to the state database (ms). */
+  flushIntervalMs: number;
+  /** Where add_model writes uploaded model bytes (default <repository>/.uploads). */
+  uploadDir?: string;
+  /** Graceful shutdown: how long in-flight queries may take to finish (ms). */
+  drainTimeoutMs: number;
   logger?: Logger;
   clock?: Clock;
 }
 
-export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, 'modelRepository' | 'appsFile' | 'adminToken' | 'store'> = Object.freeze({
+export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, 'modelRepository' | 'appsFile' | 'adminToken' | 'stateDb' | 'uploadDir'> = Object.freeze({
   host: '127.0.0.1',
   port: 8000,
   maxBodyBytes: 64 * 1024 * 1024,
@@ -52,6 +64,8 @@ export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, 'modelRepository' | 'ap
   wsIdleTimeoutSec: 120,
   adminHost: '127.0.0.1',
   adminPort: 8001,
+  flushIntervalMs: 1000,
+  drainTimeoutMs: 10_000,
 });
 
 export interface SkiffServer {
@@ -64,8 +78,12 @@ export interface SkiffServer {
   /** The admin listener's port (undefined when disabled). */
   readonly adminPort?: number;
   readonly loadReport: LoadReport;
+  readonly store: ControlStore;
   readonly log: Logger;
-  /** Stop listening, finish in-flight work, stop all workers. */
+  /**
+   * Graceful stop: stop accepting (both listeners), let queued and running queries finish (up
+   * to drainTimeoutMs), flush state, stop all workers, close connections.
+   */
   close(): Promise<void>;
 }
 
@@ -83,11 +101,13 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
   const opts: ServerOptions = { ...DEFAULT_SERVER_OPTIONS, ...partial };
   const log = opts.logger ?? createLogger();
   const clock = opts.clock ?? systemClock;
+  const store: ControlStore = opts.stateDb ? openSqliteStore(opts.stateDb, { flushIntervalMs: opts.flushIntervalMs }) : new MemoryControlStore();
   const registry = new ModelRegistry(clock, log);
   const loadReport: LoadReport = opts.modelRepository ? await registry.loadRepository(opts.modelRepository) : { loaded: [], failed: [] };
+  await restoreModels(registry, store, loadReport, log);
   const queries = new QueryProcessor(registry, clock);
-  const apps = new AppRegistry(opts.store ?? new MemoryStore());
-  if (opts.appsFile) loadApps(apps, opts.appsFile);
+  const apps = new AppRegistry(store);
+  restoreApps(apps, store, opts.appsFile);
   const appQueries = new AppProcessor(apps, registry, queries, clock);
 
   const app = uWS.App();
@@ -115,11 +135,13 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
     app.listen(opts.host, opts.port, (t) => (t ? resolve(t) : reject(new Error(`cannot listen on ${opts.host}:${opts.port}`))));
   });
   const port = uWS.us_socket_local_port(token);
+  const uploadDir = opts.uploadDir ?? join(opts.modelRepository ?? '.', '.uploads');
   let admin: AdminServer | undefined;
   if (opts.adminPort >= 0) {
     admin = await startAdminServer(
       { host: opts.adminHost, port: opts.adminPort, token: opts.adminToken, maxBodyBytes: opts.maxBodyBytes, log },
-      { ...applicationCalls(apps) },
+      { ...applicationCalls(apps, store), ...modelCalls(registry, store, { repository: opts.modelRepository, uploadDir }) },
+      repositoryRoutes(registry, { repository: opts.modelRepository, uploadDir }),
     );
   }
   log.info({ host: opts.host, port, loaded: loadReport.loaded, failed: loadReport.failed.length }, 'skiff listening');
@@ -134,17 +156,30 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
     appQueries,
     adminPort: admin?.port,
     loadReport,
+    store,
     log,
     close() {
       closing ??= (async () => {
         uWS.us_listen_socket_close(token);
         admin?.close();
+        const drained = await Promise.race([
+          registry.drainAll().then(() => true),
+          new Promise<false>((r) => setTimeout(() => r(false), opts.drainTimeoutMs).unref()),
+        ]);
+        if (!drained) log.warn({ timeoutMs: opts.drainTimeoutMs }, 'drain timeout: unloading with queries still in flight');
+        // Let the last answers leave before the connections close.
+        await new Promise((r) => setImmediate(r));
         try {
           await registry.close();
         } catch (err) {
           log.error({ err: toErrorInfo(err) }, 'error while unloading models');
         }
         ws.closeAll();
+        try {
+          store.close();
+        } catch (err) {
+          log.error({ err: toErrorInfo(err) }, 'error while closing the state store');
+        }
         log.info('skiff stopped');
       })();
       return closing;
@@ -152,10 +187,41 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
   };
 }
 
-/** Load application definitions from a JSON file at start-up; an invalid app stops the start. */
-export function loadApps(apps: AppRegistry, file: string): void {
+/**
+ * Applications at start-up: the persisted ones when the store has any (they are the last
+ * acknowledged state), otherwise the apps file, which is then persisted.
+ */
+export function restoreApps(apps: AppRegistry, store: ControlStore, file?: string): void {
+  const stored = store.listApps();
+  if (stored.length > 0) {
+    for (const a of stored) apps.add(a);
+    return;
+  }
+  if (!file) return;
   const raw = parseJsonBody(readFileSync(file));
   const list = Array.isArray(raw) ? raw : (raw as { apps?: unknown }).apps;
   if (!Array.isArray(list)) throw new Error(`${file}: expected an array of applications or {"apps": [...]}`);
-  for (const a of list) apps.add(a);
+  for (const a of list) store.putApp({ ...apps.add(a) } as Record<string, unknown> & { name: string });
+}
+
+/** Models added through the admin API, pinned versions and replica counts, as last acknowledged. */
+export async function restoreModels(registry: ModelRegistry, store: ControlStore, report: LoadReport, log: Logger): Promise<void> {
+  const listed = new Map(registry.list().map((m) => [m.name, m]));
+  for (const sv of store.listModelVersions()) {
+    const known = listed.get(sv.model)?.versions.find((v) => v.version === sv.version);
+    if (known && known.file.path === sv.path && known.state !== 'unloaded') continue;
+    try {
+      const v = await registry.loadVersion(sv.model, { version: sv.version, path: sv.path, kind: sv.kind }, parseModelConfig(sv.model, sv.config));
+      if (v.state === 'ready') report.loaded.push(`${sv.model}:${sv.version}`);
+      else report.failed.push({ model: sv.model, version: sv.version, error: { code: 'MODEL_LOAD_FAILED', message: v.reason ?? 'load failed' } });
+    } catch (err) {
+      report.failed.push({ model: sv.model, version: sv.version, error: toErrorInfo(err, 'MODEL_LOAD_FAILED') });
+    }
+  }
+  for (const [model, replicas] of Object.entries(store.replicas())) {
+    if (registry.has(model)) await registry.setReplicas(model, replicas).catch((err: unknown) => log.error({ model, err: toErrorInfo(err) }, 'cannot restore replicas'));
+  }
+  for (const [model, version] of Object.entries(store.currentVersions())) {
+    if (registry.has(model)) await registry.setCurrent(model, version).catch((err: unknown) => log.error({ model, version, err: toErrorInfo(err) }, 'cannot restore the current version'));
+  }
 }

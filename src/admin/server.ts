@@ -5,6 +5,7 @@ import { SkiffError, toErrorInfo } from '../errors.js';
 import { expectArray, expectObject, expectString, parseJsonBody, type JsonObject } from '../protocol/safe-json.js';
 import type { AppRegistry } from '../selection/apps.js';
 import type { AppDefinition } from '../selection/app.js';
+import type { ControlStore } from '../store/types.js';
 import { exchange, readBody, send, sendError, sendJson, type Exchange } from '../frontend/http.js';
 
 /**
@@ -20,7 +21,14 @@ export interface AdminOptions {
   log: Logger;
 }
 
-export type AdminHandler = (body: JsonObject) => unknown | Promise<unknown>;
+export type AdminHandler = (body: JsonObject, params: string[]) => unknown | Promise<unknown>;
+
+/** A POST route outside /admin/<call>, e.g. the OIP repository extension; params are the pattern's :parts. */
+export interface AdminRoute {
+  pattern: string;
+  params: number;
+  handler: AdminHandler;
+}
 
 export interface AdminServer {
   readonly port: number;
@@ -34,8 +42,12 @@ function authorized(req: HttpRequest, token: string | undefined): boolean {
   return got.length === want.length && timingSafeEqual(got, want);
 }
 
-/** Clipper's application calls. */
-export function applicationCalls(apps: AppRegistry): Record<string, AdminHandler> {
+/** Clipper's application calls; each change is made durable in `store` before it is acknowledged. */
+export function applicationCalls(apps: AppRegistry, store: Pick<ControlStore, 'putApp' | 'deleteApp'>): Record<string, AdminHandler> {
+  const persist = (d: AppDefinition): AppDefinition => {
+    store.putApp({ ...d } as Record<string, unknown> & { name: string });
+    return d;
+  };
   const describe = (d: AppDefinition): Record<string, unknown> => ({ ...d, linked_models: d.models });
   const names = (body: JsonObject, field: string): string[] => expectArray(body[field], field).map((x, i) => expectString(x, `${field}[${i}]`));
   return {
@@ -45,14 +57,16 @@ export function applicationCalls(apps: AppRegistry): Record<string, AdminHandler
         raw.models = raw.candidate_model_names;
         delete raw.candidate_model_names;
       }
-      return { success: true, app: describe(apps.add(raw)) };
+      return { success: true, app: describe(persist(apps.add(raw))) };
     },
     delete_app: (body) => {
-      apps.delete(expectString(body.name, 'name'));
+      const n = expectString(body.name, 'name');
+      apps.delete(n);
+      store.deleteApp(n);
       return { success: true };
     },
-    add_model_links: (body) => ({ success: true, app: describe(apps.addLinks(expectString(body.app_name, 'app_name'), names(body, 'model_names'))) }),
-    delete_model_links: (body) => ({ success: true, app: describe(apps.deleteLinks(expectString(body.app_name, 'app_name'), names(body, 'model_names'))) }),
+    add_model_links: (body) => ({ success: true, app: describe(persist(apps.addLinks(expectString(body.app_name, 'app_name'), names(body, 'model_names')))) }),
+    delete_model_links: (body) => ({ success: true, app: describe(persist(apps.deleteLinks(expectString(body.app_name, 'app_name'), names(body, 'model_names')))) }),
     get_all_applications: (body) => (body.verbose === true ? apps.list().map(describe) : apps.list().map((d) => d.name)),
     get_application: (body) => describe(apps.require(expectString(body.name, 'name')).def),
     get_linked_models: (body) => [...apps.require(expectString(body.app_name, 'app_name')).def.models],
@@ -64,7 +78,7 @@ export function applicationCalls(apps: AppRegistry): Record<string, AdminHandler
   };
 }
 
-export async function startAdminServer(opts: AdminOptions, calls: Record<string, AdminHandler>): Promise<AdminServer> {
+export async function startAdminServer(opts: AdminOptions, calls: Record<string, AdminHandler>, routes: AdminRoute[] = []): Promise<AdminServer> {
   const app: TemplatedApp = uWS.App();
   const guard = (ex: Exchange, req: HttpRequest): boolean => {
     if (authorized(req, opts.token)) return true;
@@ -75,19 +89,12 @@ export async function startAdminServer(opts: AdminOptions, calls: Record<string,
     const ex = exchange(res);
     if (guard(ex, req)) send(ex, { status: 200, body: 'PONG', contentType: 'text/plain' });
   });
-  app.post('/admin/:call', (res: HttpResponse, req: HttpRequest) => {
-    const ex = exchange(res);
-    if (!guard(ex, req)) return;
-    const call = req.getParameter(0) ?? '';
-    const handler = Object.hasOwn(calls, call) ? calls[call] : undefined;
-    if (!handler) {
-      sendError(ex, { code: 'NOT_FOUND', message: `unknown admin call '${call}'` });
-      return;
-    }
+  const run = (ex: Exchange, req: HttpRequest, name: string, handler: AdminHandler, params: string[]): void => {
     readBody(ex, req, opts.maxBodyBytes, (bytes) => {
       const body = bytes.byteLength === 0 ? {} : expectObject(parseJsonBody(bytes), 'body');
+      const call = name;
       Promise.resolve()
-        .then(() => handler(body))
+        .then(() => handler(body, params))
         .then(
           (result) => sendJson(ex, 200, result),
           (err: unknown) => {
@@ -97,7 +104,26 @@ export async function startAdminServer(opts: AdminOptions, calls: Record<string,
           },
         );
     });
+  };
+  app.post('/admin/:call', (res: HttpResponse, req: HttpRequest) => {
+    const ex = exchange(res);
+    if (!guard(ex, req)) return;
+    const call = req.getParameter(0) ?? '';
+    const handler = Object.hasOwn(calls, call) ? calls[call] : undefined;
+    if (!handler) {
+      sendError(ex, { code: 'NOT_FOUND', message: `unknown admin call '${call}'` });
+      return;
+    }
+    run(ex, req, call, handler, []);
   });
+  for (const r of routes) {
+    app.post(r.pattern, (res: HttpResponse, req: HttpRequest) => {
+      const ex = exchange(res);
+      if (!guard(ex, req)) return;
+      const params = Array.from({ length: r.params }, (_, i) => req.getParameter(i) ?? '');
+      run(ex, req, r.pattern, r.handler, params);
+    });
+  }
   app.any('/*', (res, req) => {
     const ex = exchange(res);
     if (guard(ex, req)) sendError(ex, { code: 'NOT_FOUND', message: `no admin route ${req.getMethod().toUpperCase()} ${req.getUrl()}` });

@@ -73,8 +73,8 @@ const RING_RECORD_SLACK = 4096;
 
 export class Executor {
   readonly spec: ModelSpec;
-  readonly latency = new ModelLatency();
-  readonly cache: PredictionCache<Tensor[]> | null;
+  latency = new ModelLatency();
+  cache: PredictionCache<Tensor[]> | null;
   private readonly queue = new DeadlineQueue<Query>();
   private readonly aimd: AimdConfig;
   private readonly freeSlots: PoolSlot[];
@@ -101,6 +101,22 @@ export class Executor {
     this.capRows = aimdInitial(this.aimd);
     this.freeSlots = [...pool.slots];
     this.cache = config.cacheBytes > 0 ? new PredictionCache<Tensor[]>(config.cacheBytes, tensorsBytes) : null;
+  }
+
+  /** Replicas (worker threads, one batch in flight each). */
+  get replicas(): number {
+    return this.pool.slots.length;
+  }
+
+  /**
+   * Take over a predecessor's state for the same model version (pool resize): its prediction
+   * cache (in-flight coalesced queries complete into the same object), its latency histograms
+   * and its learned batch cap. The predecessor keeps serving what it already holds.
+   */
+  adopt(old: Executor): void {
+    this.cache = old.cache;
+    this.latency = old.latency;
+    this.capRows = Math.min(old.capRows, this.aimd.maxBatch);
   }
 
   /** The current AIMD batch cap (rows). */

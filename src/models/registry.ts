@@ -1,20 +1,25 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { SkiffError, toErrorInfo, type ErrorInfo } from '../errors.js';
-import type { ModelConfig } from '../config/model-config.js';
+import { parseModelConfig, type ModelConfig } from '../config/model-config.js';
 import { Executor, type ModelSpec } from '../engine/executor.js';
 import { ModelPool } from '../engine/pool.js';
-import { scanRepository, type VersionFile } from './repository.js';
+import { readModel, scanRepository, type VersionFile } from './repository.js';
 
 /**
  * The lifecycle registry of model versions. Each version is an explicit state machine:
  *
- *   loading ──ok──▶ ready ──retire──▶ draining ──▶ unloaded
- *      └──error──▶ failed
+ *   loading ──ok──▶ ready ──retire──▶ draining ──▶ unloaded ──reload──▶ loading
+ *      └──error──▶ failed ──reload──▶ loading
  *
- * A version is loaded completely (workers started, session created, metadata read) before it
- * can become current; the current version is the newest ready one unless pinned. The registry
- * creates executors; executors never know the registry.
+ * Invariants:
+ *  - a version is loaded completely (workers started, session created, metadata read) before
+ *    it can become current; a failed load leaves the current version serving;
+ *  - the current version is the pinned one (set_model_version / add_model) or the newest ready;
+ *  - retiring a version stops routing new queries to it at once; queries already in its queue
+ *    or running finish on it (its executor drains), then its workers stop;
+ *  - prediction cache keys carry the version, so no version ever serves another's output.
+ * The registry creates executors; executors never know the registry. Main thread only.
  */
 export type VersionState = 'loading' | 'ready' | 'draining' | 'unloaded' | 'failed';
 
@@ -22,7 +27,7 @@ export interface ModelVersion {
   readonly model: string;
   readonly version: number;
   readonly file: VersionFile;
-  readonly config: ModelConfig;
+  config: ModelConfig;
   state: VersionState;
   executor?: Executor;
   spec?: ModelSpec;
@@ -33,8 +38,10 @@ interface ModelRecord {
   name: string;
   config: ModelConfig;
   versions: Map<number, ModelVersion>;
-  /** Explicitly pinned version (roll back / forward); undefined = newest ready. */
+  /** Explicitly chosen current version; undefined = newest ready. */
   pinned?: number;
+  /** Replicas override (set_num_replicas); undefined = config.replicas. */
+  replicas?: number;
 }
 
 export interface LoadReport {
@@ -46,8 +53,8 @@ const TRANSITIONS: Record<VersionState, readonly VersionState[]> = {
   loading: ['ready', 'failed'],
   ready: ['draining'],
   draining: ['unloaded'],
-  unloaded: [],
-  failed: [],
+  unloaded: ['loading'],
+  failed: ['loading'],
 };
 
 export class ModelRegistry {
@@ -61,8 +68,18 @@ export class ModelRegistry {
   private transition(v: ModelVersion, to: VersionState, reason?: string): void {
     if (!TRANSITIONS[v.state].includes(to)) throw new Error(`illegal transition ${v.state} -> ${to} for ${v.model}:${v.version}`);
     v.state = to;
+    if (to === 'ready' || to === 'loading') delete v.reason;
     if (reason !== undefined) v.reason = reason;
     this.log.info({ model: v.model, version: v.version, state: to, reason }, 'model version state');
+  }
+
+  private record(name: string, config: ModelConfig): ModelRecord {
+    let rec = this.models.get(name);
+    if (!rec) {
+      rec = { name, config, versions: new Map() };
+      this.models.set(name, rec);
+    }
+    return rec;
   }
 
   /** Load every model of a repository (each selected version); bad models are reported, not fatal. */
@@ -70,52 +87,77 @@ export class ModelRegistry {
     const scan = scanRepository(dir);
     const report: LoadReport = { loaded: [], failed: scan.errors.map((e) => ({ model: e.model, error: e.error })) };
     for (const e of scan.errors) this.log.error({ model: e.model, code: e.error.code }, e.error.message);
-    for (const m of scan.models) {
-      for (const vf of m.selected) {
-        const v = await this.loadVersion(m.name, vf, m.config);
-        if (v.state === 'ready') report.loaded.push(`${m.name}:${vf.version}`);
-        else report.failed.push({ model: m.name, version: vf.version, error: { code: 'MODEL_LOAD_FAILED', message: v.reason ?? 'load failed' } });
-      }
+    for (const m of scan.models) await this.loadModelFromRepository(dir, m.name, report, m);
+    return report;
+  }
+
+  /** (Re)load one model directory of the repository: its selected versions (OIP repository load). */
+  async loadModelFromRepository(dir: string, name: string, report: LoadReport = { loaded: [], failed: [] }, known?: ReturnType<typeof readModel>): Promise<LoadReport> {
+    let m = known;
+    try {
+      m ??= readModel(dir, name);
+    } catch (err) {
+      report.failed.push({ model: name, error: toErrorInfo(err, 'MODEL_LOAD_FAILED') });
+      return report;
+    }
+    const rec = this.record(name, m.config);
+    rec.config = m.config;
+    for (const vf of m.available) {
+      if (!rec.versions.has(vf.version)) rec.versions.set(vf.version, { model: name, version: vf.version, file: vf, config: m.config, state: 'unloaded' });
+    }
+    for (const vf of m.selected) {
+      const v = await this.loadVersion(name, vf, m.config);
+      if (v.state === 'ready') report.loaded.push(`${name}:${vf.version}`);
+      else report.failed.push({ model: name, version: vf.version, error: { code: 'MODEL_LOAD_FAILED', message: v.reason ?? 'load failed' } });
     }
     return report;
   }
 
-  /** Load one version fully; resolves with the version in state ready or failed (never throws). */
+  private async startExecutor(name: string, version: number, file: VersionFile, config: ModelConfig, replicas: number): Promise<Executor> {
+    const pool = await ModelPool.start({
+      kind: file.kind,
+      modelPath: file.path,
+      replicas,
+      threads: config.threads,
+      requestRingBytes: config.ring_bytes,
+      responseRingBytes: config.ring_bytes,
+      onError: (err) => this.log.error({ model: name, version, err: toErrorInfo(err) }, 'model worker error'),
+    });
+    return new Executor(
+      {
+        id: `${name}:${version}`,
+        maxBatchSize: config.max_batch_size,
+        batchWaitMs: config.batch_wait_timeout_us / 1000,
+        latencyObjectiveMs: config.latency_objective_us / 1000,
+        cacheBytes: config.cache_bytes,
+        maxQueueRows: config.max_queue_rows,
+      },
+      pool,
+      this.clock,
+    );
+  }
+
+  /**
+   * Load one version fully; resolves with the version in state ready or failed (a failure is
+   * reported in `reason`, never thrown). Loading a version that is already ready or loading is
+   * refused with BAD_REQUEST.
+   */
   async loadVersion(name: string, file: VersionFile, config: ModelConfig): Promise<ModelVersion> {
-    let rec = this.models.get(name);
-    if (!rec) {
-      rec = { name, config, versions: new Map() };
-      this.models.set(name, rec);
+    const rec = this.record(name, config);
+    let v = rec.versions.get(file.version);
+    if (v && (v.state === 'ready' || v.state === 'loading' || v.state === 'draining')) {
+      throw new SkiffError('BAD_REQUEST', `model '${name}' version ${file.version} is ${v.state}`);
     }
-    const existing = rec.versions.get(file.version);
-    if (existing && (existing.state === 'ready' || existing.state === 'loading')) {
-      throw new SkiffError('BAD_REQUEST', `model '${name}' version ${file.version} is already ${existing.state}`);
+    if (!v || v.file.path !== file.path) {
+      v = { model: name, version: file.version, file, config, state: 'loading' };
+      rec.versions.set(file.version, v);
+      this.log.info({ model: name, version: file.version, state: 'loading' }, 'model version state');
+    } else {
+      v.config = config;
+      this.transition(v, 'loading');
     }
-    const v: ModelVersion = { model: name, version: file.version, file, config, state: 'loading' };
-    rec.versions.set(file.version, v);
-    this.log.info({ model: name, version: file.version, path: file.path }, 'loading model version');
     try {
-      const pool = await ModelPool.start({
-        kind: file.kind,
-        modelPath: file.path,
-        replicas: config.replicas,
-        threads: config.threads,
-        requestRingBytes: config.ring_bytes,
-        responseRingBytes: config.ring_bytes,
-        onError: (err) => this.log.error({ model: name, version: file.version, err: toErrorInfo(err) }, 'model worker error'),
-      });
-      const executor = new Executor(
-        {
-          id: `${name}:${file.version}`,
-          maxBatchSize: config.max_batch_size,
-          batchWaitMs: config.batch_wait_timeout_us / 1000,
-          latencyObjectiveMs: config.latency_objective_us / 1000,
-          cacheBytes: config.cache_bytes,
-          maxQueueRows: config.max_queue_rows,
-        },
-        pool,
-        this.clock,
-      );
+      const executor = await this.startExecutor(name, file.version, file, config, rec.replicas ?? config.replicas);
       v.executor = executor;
       v.spec = executor.spec;
       this.transition(v, 'ready');
@@ -125,13 +167,114 @@ export class ModelRegistry {
     return v;
   }
 
+  /**
+   * Deploy a version and make it current once it is fully loaded; the previous current version
+   * is then retired (drained, stopped). A failed load changes nothing and is thrown as
+   * MODEL_LOAD_FAILED with the reason.
+   */
+  async deploy(name: string, file: VersionFile, config: ModelConfig): Promise<ModelVersion> {
+    const v = await this.loadVersion(name, file, config);
+    if (v.state !== 'ready') throw new SkiffError('MODEL_LOAD_FAILED', `model '${name}' version ${file.version} failed to load: ${v.reason}`);
+    await this.setCurrent(name, file.version);
+    return v;
+  }
+
+  /**
+   * Roll forward or back: make `version` current (loading it first if it is known but not
+   * loaded), then retire the version that was current before.
+   */
+  async setCurrent(name: string, version: number): Promise<void> {
+    const rec = this.models.get(name);
+    if (!rec) throw new SkiffError('MODEL_NOT_FOUND', `model '${name}' does not exist`);
+    const v = rec.versions.get(version);
+    if (!v) throw new SkiffError('VERSION_NOT_FOUND', `model '${name}' has no version ${version}`);
+    const previous = this.current(rec);
+    if (v.state === 'unloaded' || v.state === 'failed') {
+      await this.loadVersion(name, v.file, v.config);
+      if ((v.state as VersionState) !== 'ready') throw new SkiffError('MODEL_LOAD_FAILED', `model '${name}' version ${version} failed to load: ${v.reason}`);
+    } else if (v.state !== 'ready') {
+      throw new SkiffError('MODEL_UNAVAILABLE', `model '${name}' version ${version} is ${v.state}`);
+    }
+    rec.pinned = version;
+    if (previous && previous !== v) await this.retire(previous);
+  }
+
+  /** Stop routing to a version, let its queued and running queries finish, stop its workers. */
+  private async retire(v: ModelVersion): Promise<void> {
+    if (v.state !== 'ready') return;
+    this.transition(v, 'draining');
+    const ex = v.executor!;
+    await ex.drain();
+    await ex.close();
+    delete v.executor;
+    this.transition(v, 'unloaded');
+  }
+
+  /** Unload one version (OIP unload / delete). The current version can only be unloaded with its model. */
+  async unloadVersion(name: string, version: number): Promise<void> {
+    const v = this.models.get(name)?.versions.get(version);
+    if (!v) throw new SkiffError('VERSION_NOT_FOUND', `model '${name}' has no version ${version}`);
+    await this.retire(v);
+  }
+
+  /** Unload every version of a model (OIP repository unload); the model stays known. */
+  async unloadModel(name: string): Promise<void> {
+    const rec = this.models.get(name);
+    if (!rec) throw new SkiffError('MODEL_NOT_FOUND', `model '${name}' does not exist`);
+    await Promise.all([...rec.versions.values()].map((v) => this.retire(v)));
+  }
+
+  /** Forget a version (delete_versioned_model). Refused for the current version of a model with others. */
+  async deleteVersion(name: string, version: number): Promise<void> {
+    const rec = this.models.get(name);
+    const v = rec?.versions.get(version);
+    if (!rec || !v) throw new SkiffError('VERSION_NOT_FOUND', `model '${name}' has no version ${version}`);
+    if (this.current(rec) === v && [...rec.versions.values()].some((o) => o !== v && o.state === 'ready')) {
+      throw new SkiffError('BAD_REQUEST', `model '${name}' version ${version} is current; set another version first`);
+    }
+    await this.retire(v);
+    rec.versions.delete(version);
+    if (rec.pinned === version) delete rec.pinned;
+    if (rec.versions.size === 0) this.models.delete(name);
+  }
+
+  /**
+   * Resize the worker pool of every ready version of a model, live: a pool with the new size is
+   * started and swapped in, then the old one drains and stops. No query is dropped.
+   */
+  async setReplicas(name: string, replicas: number): Promise<void> {
+    const rec = this.models.get(name);
+    if (!rec) throw new SkiffError('MODEL_NOT_FOUND', `model '${name}' does not exist`);
+    if (!Number.isInteger(replicas) || replicas < 1 || replicas > 64) throw new SkiffError('BAD_REQUEST', 'num_replicas must be an integer in [1, 64]');
+    rec.replicas = replicas;
+    for (const v of rec.versions.values()) {
+      if (v.state !== 'ready' || !v.executor || v.executor.replicas === replicas) continue;
+      const next = await this.startExecutor(name, v.version, v.file, v.config, replicas);
+      next.adopt(v.executor);
+      const old = v.executor;
+      v.executor = next;
+      await old.drain();
+      await old.close();
+      this.log.info({ model: name, version: v.version, replicas }, 'model replicas changed');
+    }
+  }
+
+  replicasOf(name: string): number | undefined {
+    const rec = this.models.get(name);
+    return rec ? rec.replicas ?? rec.config.replicas : undefined;
+  }
+
+  pinnedVersion(name: string): number | undefined {
+    return this.models.get(name)?.pinned;
+  }
+
   /** The version a query should use: the named one, or the current one. Throws coded errors. */
   resolve(name: string, version?: number): ModelVersion {
     const rec = this.models.get(name);
     if (!rec) throw new SkiffError('MODEL_NOT_FOUND', `model '${name}' is not loaded`);
     if (version !== undefined && version > 0) {
       const v = rec.versions.get(version);
-      if (!v || v.state === 'unloaded') throw new SkiffError('VERSION_NOT_FOUND', `model '${name}' has no version ${version}`);
+      if (!v) throw new SkiffError('VERSION_NOT_FOUND', `model '${name}' has no version ${version}`);
       if (v.state !== 'ready') throw new SkiffError('MODEL_UNAVAILABLE', `model '${name}' version ${version} is ${v.state}${v.reason ? `: ${v.reason}` : ''}`);
       return v;
     }
@@ -151,39 +294,51 @@ export class ModelRegistry {
   }
 
   /** Every model with its versions (all states). */
-  list(): { name: string; current?: number; versions: ModelVersion[] }[] {
+  list(): { name: string; current?: number; replicas: number; versions: ModelVersion[] }[] {
     return [...this.models.values()]
       .sort((a, b) => a.name.localeCompare(b.name))
-      .map((rec) => ({ name: rec.name, current: this.current(rec)?.version, versions: [...rec.versions.values()].sort((a, b) => a.version - b.version) }));
+      .map((rec) => ({
+        name: rec.name,
+        current: this.current(rec)?.version,
+        replicas: rec.replicas ?? rec.config.replicas,
+        versions: [...rec.versions.values()].sort((a, b) => a.version - b.version),
+      }));
   }
 
   has(name: string): boolean {
     return this.models.has(name);
   }
 
-  /** Ready when every model has a ready current version. */
+  configOf(name: string): ModelConfig | undefined {
+    return this.models.get(name)?.config;
+  }
+
+  /** Ready when every model has a ready current version (unloaded models are not counted). */
   isReady(): boolean {
-    for (const rec of this.models.values()) if (!this.current(rec)) return false;
+    for (const rec of this.models.values()) {
+      const anyWanted = [...rec.versions.values()].some((v) => v.state !== 'unloaded');
+      if (anyWanted && !this.current(rec)) return false;
+    }
     return true;
   }
 
-  /** Retire a version: stop routing to it, let queued and running queries finish, stop its workers. */
-  async unloadVersion(name: string, version: number): Promise<void> {
-    const v = this.models.get(name)?.versions.get(version);
-    if (!v) throw new SkiffError('VERSION_NOT_FOUND', `model '${name}' has no version ${version}`);
-    if (v.state !== 'ready') return;
-    this.transition(v, 'draining');
-    await v.executor!.drain();
-    await v.executor!.close();
-    this.transition(v, 'unloaded');
-  }
-
-  /** Unload everything (graceful shutdown). */
-  async close(): Promise<void> {
+  /** Wait until every ready version's queue is empty and nothing runs (graceful shutdown). */
+  async drainAll(): Promise<void> {
     const jobs: Promise<void>[] = [];
-    for (const rec of this.models.values()) {
-      for (const v of rec.versions.values()) if (v.state === 'ready') jobs.push(this.unloadVersion(rec.name, v.version));
-    }
+    for (const rec of this.models.values()) for (const v of rec.versions.values()) if (v.executor) jobs.push(v.executor.drain());
     await Promise.all(jobs);
   }
+
+  /** Unload everything. */
+  async close(): Promise<void> {
+    const jobs: Promise<void>[] = [];
+    for (const rec of this.models.values()) for (const v of rec.versions.values()) jobs.push(this.retire(v));
+    await Promise.all(jobs);
+  }
+}
+
+/** The config a version added through the admin API gets: the model's, or the defaults. */
+export function configFor(registry: ModelRegistry, name: string, raw?: unknown): ModelConfig {
+  if (raw !== undefined) return parseModelConfig(name, raw);
+  return registry.configOf(name) ?? parseModelConfig(name, {});
 }

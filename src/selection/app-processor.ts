@@ -8,6 +8,8 @@ import { INPUT_TYPES, parseArm } from './app.js';
 import type { AppRegistry, AppRuntime } from './apps.js';
 import { lossFor, type Arm, type ArmOutput } from './policies/index.js';
 import type { ModelAnswer, QueryProcessor } from './query-processor.js';
+import { newHistogram, record } from '../metrics/latency.js';
+import type { Histogram } from 'hdr-histogram-js';
 
 /**
  * The model selection layer's query path (Clipper's, with the parts its released code lacked):
@@ -40,11 +42,29 @@ export interface AppInput {
 }
 
 const MEMO_LIMIT = 65_536;
+/**
+ * The deadline timer is armed this much before the SLO: timers fire late (by up to ~1 ms on an
+ * idle loop), and the SLO bounds when the answer leaves, not when we start combining. (Arming
+ * earlier by the observed p99 lateness was tried: answers came sooner, closed-loop clients sent
+ * more, and the tail got worse on a 2-core box.)
+ */
+export const DEADLINE_SLACK_MS = 1;
+
+/** Per-application measurements (answer latency from arrival to reply, µs). */
+export interface AppStats {
+  latencyUs: Histogram;
+  queries: number;
+  defaults: number;
+  partial: number;
+  errors: number;
+  feedback: number;
+}
 
 export class AppProcessor {
   private queryIds = 0;
   /** (app, context, input) -> arms served, so bandit feedback updates the arm that answered. */
   private readonly chosen = new Map<string, Arm[]>();
+  private readonly stats = new Map<string, AppStats>();
 
   constructor(
     private readonly apps: AppRegistry,
@@ -103,8 +123,30 @@ export class AppProcessor {
     return this.queries.inferModel({ model, version, inputs: [tensor], timeoutUs }, cb);
   }
 
+  /** Measurements of an application (created on first use). */
+  statsOf(app: string): AppStats {
+    let s = this.stats.get(app);
+    if (!s) {
+      s = { latencyUs: newHistogram(), queries: 0, defaults: 0, partial: 0, errors: 0, feedback: 0 };
+      this.stats.set(app, s);
+    }
+    return s;
+  }
+
   /** Answer one query by the app's deadline. */
-  predict(appName: string, input: AppInput, context: string, cb: (err: ErrorInfo | null, a?: AppAnswer) => void): void {
+  predict(appName: string, input: AppInput, context: string, done: (err: ErrorInfo | null, a?: AppAnswer) => void): void {
+    const t0 = this.clock.now();
+    const cb = (err: ErrorInfo | null, a?: AppAnswer): void => {
+      if (this.apps.get(appName)) {
+        const st = this.statsOf(appName);
+        st.queries++;
+        if (err) st.errors++;
+        else if (a!.isDefault) st.defaults++;
+        else if (a!.modelsMissing.length > 0) st.partial++;
+        record(st.latencyUs, (this.clock.now() - t0) * 1000);
+      }
+      done(err, a);
+    };
     let rt: AppRuntime;
     let shape: number[];
     try {
@@ -177,7 +219,7 @@ export class AppProcessor {
       if (finished) return;
     }
     // Straggler mitigation: at the deadline, answer with whatever has arrived.
-    if (!finished && rt.def.straggler_mitigation) timer = setTimeout(finish, Math.max(0, slo / 1000));
+    if (!finished && rt.def.straggler_mitigation) timer = setTimeout(finish, Math.max(0, slo / 1000 - DEADLINE_SLACK_MS));
   }
 
   /**
@@ -197,6 +239,7 @@ export class AppProcessor {
       cb(toErrorInfo(err));
       return;
     }
+    this.statsOf(appName).feedback++;
     const key = this.memoKey(appName, context, input.data);
     const bandit = rt.policy.name === 'exp3';
     let arms: Arm[];

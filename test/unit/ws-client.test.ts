@@ -156,7 +156,10 @@ function assertDoubled(res: WireResponse, seed: number): void {
 
 // ---------------------------------------------------------------------------------------------
 
-test('infer gets its computed answer', async () => {
+/** Fail fast rather than hang if an answer never comes. */
+const T = { timeout: 10_000 };
+
+test('infer gets its computed answer', T, async () => {
   const client = await SkiffClient.connect(url);
   try {
     const call = client.infer(doubleReq(3));
@@ -170,7 +173,7 @@ test('infer gets its computed answer', async () => {
   }
 });
 
-test('calls in one tick are coalesced into one frame; reordered answers are matched by id', async () => {
+test('calls in one tick are coalesced into one frame; reordered answers are matched by id', T, async () => {
   const client = await SkiffClient.connect(url);
   try {
     const framesBefore = stats.frames;
@@ -192,7 +195,7 @@ test('calls in one tick are coalesced into one frame; reordered answers are matc
   }
 });
 
-test('coalesce:false sends one frame per call; inferMany sends one frame', async () => {
+test('coalesce:false sends one frame per call; inferMany sends one frame', T, async () => {
   const client = await SkiffClient.connect(url, { coalesce: false });
   try {
     let before = stats.frames;
@@ -212,7 +215,7 @@ test('coalesce:false sends one frame per call; inferMany sends one frame', async
   }
 });
 
-test('frames are split at maxRequestsPerFrame', async () => {
+test('frames are split at maxRequestsPerFrame', T, async () => {
   const client = await SkiffClient.connect(url, { maxRequestsPerFrame: 4 });
   try {
     const before = stats.frames;
@@ -225,7 +228,7 @@ test('frames are split at maxRequestsPerFrame', async () => {
   }
 });
 
-test('error answers resolve (not reject); a bad request does not disturb its frame-mates', async () => {
+test('error answers resolve (not reject); a bad request does not disturb its frame-mates', T, async () => {
   const client = await SkiffClient.connect(url);
   try {
     const good = client.infer(doubleReq(4));
@@ -244,7 +247,7 @@ test('error answers resolve (not reject); a bad request does not disturb its fra
   }
 });
 
-test('cancel reaches the server and the held request settles with its answer', async () => {
+test('cancel reaches the server and the held request settles with its answer', T, async () => {
   const client = await SkiffClient.connect(url);
   try {
     const held = client.infer(doubleReq(1, 'hold'));
@@ -262,7 +265,7 @@ test('cancel reaches the server and the held request settles with its answer', a
   }
 });
 
-test('feedback is delivered with its inputs and label', async () => {
+test('feedback is delivered with its inputs and label', T, async () => {
   const client = await SkiffClient.connect(url);
   try {
     const id = client.feedback({ app: 'digits', user: 'bob', label: 7, inputs: [{ name: 'x', datatype: 'UINT8', shape: [2], data: new Uint8Array([9, 8]) }] });
@@ -278,7 +281,7 @@ test('feedback is delivered with its inputs and label', async () => {
   }
 });
 
-test('raw garbage gets a frame-level error through onFrameError; stray answers are ignored', async () => {
+test('raw garbage gets a frame-level error through onFrameError; stray answers are ignored', T, async () => {
   const errors: ErrorInfo[] = [];
   let signal!: () => void;
   const gotError = new Promise<void>((resolve) => {
@@ -304,7 +307,7 @@ test('raw garbage gets a frame-level error through onFrameError; stray answers a
   }
 });
 
-test('a connection closed by the server rejects what is in flight; later calls reject at once', async () => {
+test('a connection closed by the server rejects what is in flight; later calls reject at once', T, async () => {
   const client = await SkiffClient.connect(url);
   await Promise.all([
     assert.rejects(client.infer(doubleReq(1, 'hold')), /connection closed \(code 1011\)/),
@@ -315,7 +318,7 @@ test('a connection closed by the server rejects what is in flight; later calls r
   await client.close();
 });
 
-test('close() rejects requests still waiting', async () => {
+test('close() rejects requests still waiting', T, async () => {
   const client = await SkiffClient.connect(url);
   const held = assert.rejects(client.infer(doubleReq(1, 'hold')), /client closed/);
   assert.equal(await client.infer(doubleReq(3)).then((r) => r.id > 0n), true);
@@ -325,12 +328,12 @@ test('close() rejects requests still waiting', async () => {
   assert.equal(client.inFlight, 0);
 });
 
-test('connect rejects when nothing listens', async () => {
+test('connect rejects when nothing listens', T, async () => {
   // Port 1 on loopback: nothing listens there.
   await assert.rejects(SkiffClient.connect('ws://127.0.0.1:1/', { connectTimeoutMs: 2000 }), /ECONNREFUSED/);
 });
 
-test('large tensors survive the round trip through a real socket', async () => {
+test('large tensors survive the round trip through a real socket', T, async () => {
   const client = await SkiffClient.connect(url);
   try {
     const n = 256 * 1024; // 1 MiB of FP32 per request

@@ -1,0 +1,199 @@
+import { existsSync, mkdirSync, realpathSync, statSync, writeFileSync, renameSync } from 'node:fs';
+import { basename, join, sep } from 'node:path';
+import { SkiffError } from '../errors.js';
+import { expectBoolean, expectInteger, expectString, optional, type JsonObject } from '../protocol/safe-json.js';
+import { isValidModelName, modelFileIn, type VersionFile } from '../models/repository.js';
+import { configFor, type ModelRegistry, type ModelVersion } from '../models/registry.js';
+import type { ControlStore } from '../store/types.js';
+import type { AdminHandler, AdminRoute } from './server.js';
+
+/**
+ * Clipper's model management calls, set_num_replicas, and the OIP model repository extension.
+ * Each change is applied to the registry first (a failed load changes nothing), then written
+ * to the store; the call is acknowledged only after the store has made it durable.
+ *
+ * Model files must live inside the model repository or the upload directory: any path that
+ * resolves (symlinks included) outside them is refused with PATH_NOT_ALLOWED.
+ */
+export interface ModelAdminOptions {
+  repository?: string;
+  uploadDir: string;
+}
+
+/** Resolve `candidate` and check it lies inside one of `roots` (after following symlinks). */
+export function confinedPath(candidate: string, roots: readonly string[]): string {
+  let real: string;
+  try {
+    real = realpathSync(candidate);
+  } catch {
+    throw new SkiffError('BAD_REQUEST', `model_data_path '${candidate}' does not exist`);
+  }
+  for (const root of roots) {
+    if (!existsSync(root)) continue;
+    const r = realpathSync(root);
+    if (real === r || real.startsWith(r + sep)) return real;
+  }
+  throw new SkiffError('PATH_NOT_ALLOWED', `model_data_path '${candidate}' is outside the model repository and the upload directory`);
+}
+
+function versionFileFrom(path: string, version: number): VersionFile {
+  if (statSync(path).isDirectory()) {
+    const f = modelFileIn(path);
+    if (!f) throw new SkiffError('BAD_REQUEST', `'${path}' holds no model.onnx or model.mjs`);
+    return { version, ...f };
+  }
+  const name = basename(path);
+  if (name.endsWith('.onnx')) return { version, path, kind: 'onnx' };
+  if (name.endsWith('.mjs') || name.endsWith('.js')) return { version, path, kind: 'js' };
+  throw new SkiffError('BAD_REQUEST', `'${path}' is not an .onnx or .mjs model file`);
+}
+
+export function describeVersion(v: ModelVersion, current: number | undefined, replicas: number): Record<string, unknown> {
+  const d: Record<string, unknown> = {
+    model_name: v.model, model_version: v.version, is_current: v.version === current, state: v.state,
+    kind: v.file.kind, path: v.file.path, replicas,
+  };
+  if (v.reason) d.reason = v.reason;
+  if (v.spec) {
+    d.inputs = v.spec.inputs;
+    d.outputs = v.spec.outputs;
+  }
+  if (v.executor) d.batch_cap = v.executor.batchCap;
+  return d;
+}
+
+export function modelCalls(registry: ModelRegistry, store: ControlStore, opts: ModelAdminOptions): Record<string, AdminHandler> {
+  const roots = [opts.repository, opts.uploadDir].filter((x): x is string => !!x);
+  const name = (body: JsonObject): string => {
+    const n = expectString(body.model_name, 'model_name');
+    if (!isValidModelName(n)) throw new SkiffError('BAD_REQUEST', `'${n}' is not a valid model name`);
+    return n;
+  };
+  const version = (body: JsonObject): number => {
+    const raw = body.model_version;
+    const v = typeof raw === 'string' && /^[1-9][0-9]{0,8}$/.test(raw) ? Number(raw) : expectInteger(raw, 'model_version', 1, 999_999_999);
+    return v;
+  };
+
+  /** Write uploaded bytes atomically into the upload directory. */
+  const writeUpload = (model: string, v: number, kind: 'onnx' | 'js', bytes: Buffer): string => {
+    const dir = join(opts.uploadDir, model, String(v));
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, kind === 'onnx' ? 'model.onnx' : 'model.mjs');
+    const tmp = `${file}.${process.pid}.tmp`;
+    writeFileSync(tmp, bytes);
+    renameSync(tmp, file);
+    return file;
+  };
+
+  return {
+    add_model: async (body) => {
+      const model = name(body);
+      const v = version(body);
+      const kind = (optional(body.model_kind, expectString, 'model_kind') ?? 'onnx') as 'onnx' | 'js';
+      if (kind !== 'onnx' && kind !== 'js') throw new SkiffError('BAD_REQUEST', "model_kind must be 'onnx' or 'js'");
+      let file: VersionFile;
+      if (typeof body.model_data_base64 === 'string') {
+        const bytes = Buffer.from(body.model_data_base64, 'base64');
+        if (bytes.length === 0) throw new SkiffError('BAD_REQUEST', 'model_data_base64 is empty');
+        file = { version: v, kind, path: writeUpload(model, v, kind, bytes) };
+      } else {
+        const p = expectString(body.model_data_path, 'model_data_path');
+        file = versionFileFrom(confinedPath(p, roots), v);
+      }
+      const raw = body.config !== undefined ? body.config : undefined;
+      let config = configFor(registry, model, raw);
+      const batch = optional(body.batch_size, (x, w) => expectInteger(x, w, -1, 65536), 'batch_size');
+      if (batch !== undefined && batch > 0) config = configFor(registry, model, { ...(config as object), max_batch_size: batch });
+      await registry.deploy(model, file, config);
+      store.putModelVersion({ model, version: v, path: file.path, kind: file.kind, config: { ...config } });
+      store.setCurrentVersion(model, v);
+      return { success: true, model_name: model, model_version: v };
+    },
+    set_model_version: async (body) => {
+      const model = name(body);
+      const v = version(body);
+      await registry.setCurrent(model, v);
+      store.setCurrentVersion(model, v);
+      return { success: true, model_name: model, model_version: v };
+    },
+    delete_versioned_model: async (body) => {
+      const model = name(body);
+      const v = version(body);
+      await registry.deleteVersion(model, v);
+      store.deleteModelVersion(model, v);
+      return { success: true };
+    },
+    get_all_models: (body) => {
+      const verbose = optional(body.verbose, expectBoolean, 'verbose') ?? false;
+      const out: unknown[] = [];
+      for (const m of registry.list()) {
+        for (const v of m.versions) out.push(verbose ? describeVersion(v, m.current, m.replicas) : `${m.name}:${v.version}`);
+      }
+      return out;
+    },
+    get_model: (body) => {
+      const model = name(body);
+      const m = registry.list().find((x) => x.name === model);
+      if (!m) throw new SkiffError('MODEL_NOT_FOUND', `model '${model}' does not exist`);
+      const want = body.model_version === undefined ? m.current : version(body);
+      const v = m.versions.find((x) => x.version === want);
+      if (!v) throw new SkiffError('VERSION_NOT_FOUND', `model '${model}' has no version ${String(want)}`);
+      return describeVersion(v, m.current, m.replicas);
+    },
+    set_num_replicas: async (body) => {
+      const model = name(body);
+      const n = expectInteger(body.num_replicas, 'num_replicas', 1, 64);
+      await registry.setReplicas(model, n);
+      store.setReplicas(model, n);
+      return { success: true, model_name: model, num_replicas: n };
+    },
+  };
+}
+
+/** The OIP model repository extension (on the admin listener). */
+export function repositoryRoutes(registry: ModelRegistry, opts: ModelAdminOptions): AdminRoute[] {
+  return [
+    {
+      pattern: '/v2/repository/index',
+      params: 0,
+      handler: (body) => {
+        const readyOnly = optional(body.ready, expectBoolean, 'ready') ?? false;
+        const out: unknown[] = [];
+        for (const m of registry.list()) {
+          for (const v of m.versions) {
+            if (readyOnly && v.state !== 'ready') continue;
+            const e: Record<string, unknown> = { name: m.name, version: String(v.version), state: v.state.toUpperCase() };
+            if (v.reason) e.reason = v.reason;
+            out.push(e);
+          }
+        }
+        return out;
+      },
+    },
+    {
+      pattern: '/v2/repository/models/:model/load',
+      params: 1,
+      handler: async (_body, [model]) => {
+        if (!opts.repository) throw new SkiffError('BAD_REQUEST', 'the server has no model repository');
+        if (!isValidModelName(model!)) throw new SkiffError('BAD_REQUEST', `'${model}' is not a valid model name`);
+        if (!existsSync(join(opts.repository, model!))) throw new SkiffError('MODEL_NOT_FOUND', `model '${model}' is not in the repository`);
+        for (const v of registry.list().find((m) => m.name === model)?.versions ?? []) {
+          if (v.state === 'ready') await registry.unloadVersion(model!, v.version);
+        }
+        const report = await registry.loadModelFromRepository(opts.repository, model!);
+        if (report.failed.length) throw new SkiffError('MODEL_LOAD_FAILED', report.failed.map((f) => f.error.message).join('; '));
+        return { success: true, loaded: report.loaded };
+      },
+    },
+    {
+      pattern: '/v2/repository/models/:model/unload',
+      params: 1,
+      handler: async (_body, [model]) => {
+        await registry.unloadModel(model!);
+        return { success: true };
+      },
+    },
+  ];
+}
+

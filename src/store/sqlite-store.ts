@@ -1,0 +1,233 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import {
+  byAppName, byModelVersion, checkApp, checkAppName, checkCurrentVersion, checkModelRef, checkModelVersion, checkReplicas, sortedRecord,
+} from './contract.js';
+import { migrate } from './migrations.js';
+import { StateCache } from './state-cache.js';
+import { StoreError, type ControlStore, type StoredApp, type StoredModelVersion } from './types.js';
+
+/**
+ * The embedded ControlStore: one SQLite file (plus its -wal and -shm files) opened with
+ * better-sqlite3.
+ *
+ * Durability: WAL journal with `synchronous = FULL`, so every control-plane call is one
+ * transaction whose commit fsyncs the WAL before the call returns; a kill -9 or a power loss
+ * after the return cannot lose it. Selection states live in a StateCache and reach the file
+ * only through `flush()` (timer, explicit call, close).
+ *
+ * One server process owns a database: another connection may read it, but two servers writing
+ * selection states to the same file would overwrite each other's states.
+ */
+export interface SqliteStoreOptions {
+  /** How often changed selection states are written, in milliseconds (default 1000). */
+  flushIntervalMs?: number;
+  /**
+   * Receives the error of a failed timer flush; the states stay dirty and the next flush
+   * retries them. Default: `process.emitWarning`.
+   */
+  onFlushError?: (err: unknown) => void;
+}
+
+const BUSY_TIMEOUT_MS = 5000;
+
+type VersionRow = { model: string; version: number; path: string; kind: 'onnx' | 'js'; config: string };
+
+class SqliteControlStore implements ControlStore {
+  private readonly states = new StateCache();
+  private readonly timer: NodeJS.Timeout;
+  private closed = false;
+
+  private readonly sql: {
+    putApp: Database.Statement<[string, string]>;
+    deleteApp: Database.Statement<[string]>;
+    deleteAppStates: Database.Statement<[string]>;
+    listApps: Database.Statement<[], string>;
+    putVersion: Database.Statement<[string, number, string, string, string]>;
+    deleteVersion: Database.Statement<[string, number]>;
+    listVersions: Database.Statement<[], VersionRow>;
+    setCurrent: Database.Statement<[string, number | null]>;
+    setReplicas: Database.Statement<[string, number]>;
+    pruneSettings: Database.Statement<[string]>;
+    currents: Database.Statement<[], [string, number]>;
+    replicas: Database.Statement<[], [string, number]>;
+    putState: Database.Statement<[string, string, string, number]>;
+    loadStates: Database.Statement<[], { app: string; context: string; state: string }>;
+  };
+  private readonly deleteAppTx: (name: string) => void;
+  private readonly setCurrentTx: (model: string, version: number | null) => void;
+  private readonly writeStatesTx: (rows: [string, string, string, number][]) => void;
+
+  constructor(
+    private readonly db: Database.Database,
+    flushIntervalMs: number,
+    onFlushError: (err: unknown) => void,
+  ) {
+    this.sql = {
+      putApp: db.prepare('INSERT INTO apps (name, definition) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET definition = excluded.definition'),
+      deleteApp: db.prepare('DELETE FROM apps WHERE name = ?'),
+      deleteAppStates: db.prepare('DELETE FROM selection_state WHERE app = ?'),
+      listApps: db.prepare<[], string>('SELECT definition FROM apps').pluck(),
+      putVersion: db.prepare(
+        `INSERT INTO model_versions (model, version, path, kind, config) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (model, version) DO UPDATE SET path = excluded.path, kind = excluded.kind, config = excluded.config`,
+      ),
+      deleteVersion: db.prepare('DELETE FROM model_versions WHERE model = ? AND version = ?'),
+      listVersions: db.prepare('SELECT model, version, path, kind, config FROM model_versions'),
+      setCurrent: db.prepare('INSERT INTO model_settings (model, current_version) VALUES (?, ?) ON CONFLICT (model) DO UPDATE SET current_version = excluded.current_version'),
+      setReplicas: db.prepare('INSERT INTO model_settings (model, replicas) VALUES (?, ?) ON CONFLICT (model) DO UPDATE SET replicas = excluded.replicas'),
+      pruneSettings: db.prepare('DELETE FROM model_settings WHERE model = ? AND current_version IS NULL AND replicas IS NULL'),
+      currents: db.prepare<[], [string, number]>('SELECT model, current_version FROM model_settings WHERE current_version IS NOT NULL').raw(),
+      replicas: db.prepare<[], [string, number]>('SELECT model, replicas FROM model_settings WHERE replicas IS NOT NULL').raw(),
+      putState: db.prepare(
+        `INSERT INTO selection_state (app, context, state, updated_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (app, context) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`,
+      ),
+      loadStates: db.prepare('SELECT app, context, state FROM selection_state'),
+    };
+    this.deleteAppTx = db.transaction((name: string) => {
+      this.sql.deleteApp.run(name);
+      this.sql.deleteAppStates.run(name);
+    });
+    this.setCurrentTx = db.transaction((model: string, version: number | null) => {
+      this.sql.setCurrent.run(model, version);
+      if (version === null) this.sql.pruneSettings.run(model);
+    });
+    this.writeStatesTx = db.transaction((rows: [string, string, string, number][]) => {
+      for (const r of rows) this.sql.putState.run(...r);
+    });
+    for (const row of this.sql.loadStates.iterate()) this.states.load(row.app, row.context, JSON.parse(row.state));
+    this.timer = setInterval(() => {
+      try {
+        this.flush();
+      } catch (err) {
+        onFlushError(err);
+      }
+    }, flushIntervalMs);
+    this.timer.unref();
+  }
+
+  private ensureOpen(): void {
+    if (this.closed) throw new StoreError('STORE_CLOSED', `state database ${this.db.name} is closed`);
+  }
+
+  get(app: string, context: string): unknown {
+    this.ensureOpen();
+    return this.states.get(app, context);
+  }
+
+  set(app: string, context: string, state: unknown): void {
+    this.ensureOpen();
+    this.states.set(app, context, state);
+  }
+
+  entries(app: string): [string, unknown][] {
+    this.ensureOpen();
+    return this.states.entries(app);
+  }
+
+  putApp(app: StoredApp): void {
+    this.ensureOpen();
+    checkApp(app);
+    this.sql.putApp.run(app.name, JSON.stringify(app));
+  }
+
+  deleteApp(name: string): void {
+    this.ensureOpen();
+    checkAppName(name);
+    this.deleteAppTx(name);
+    this.states.deleteApp(name);
+  }
+
+  listApps(): StoredApp[] {
+    this.ensureOpen();
+    return this.sql.listApps.all().map((d) => JSON.parse(d) as StoredApp).sort(byAppName);
+  }
+
+  putModelVersion(v: StoredModelVersion): void {
+    this.ensureOpen();
+    checkModelVersion(v);
+    this.sql.putVersion.run(v.model, v.version, v.path, v.kind, JSON.stringify(v.config));
+  }
+
+  deleteModelVersion(model: string, version: number): void {
+    this.ensureOpen();
+    checkModelRef(model, version);
+    this.sql.deleteVersion.run(model, version);
+  }
+
+  listModelVersions(): StoredModelVersion[] {
+    this.ensureOpen();
+    return this.sql.listVersions
+      .all()
+      .map((r) => ({ model: r.model, version: r.version, path: r.path, kind: r.kind, config: JSON.parse(r.config) as Record<string, unknown> }))
+      .sort(byModelVersion);
+  }
+
+  setCurrentVersion(model: string, version: number | null): void {
+    this.ensureOpen();
+    checkCurrentVersion(model, version);
+    this.setCurrentTx(model, version);
+  }
+
+  currentVersions(): Record<string, number> {
+    this.ensureOpen();
+    return sortedRecord(this.sql.currents.all());
+  }
+
+  setReplicas(model: string, replicas: number): void {
+    this.ensureOpen();
+    checkReplicas(model, replicas);
+    this.sql.setReplicas.run(model, replicas);
+  }
+
+  replicas(): Record<string, number> {
+    this.ensureOpen();
+    return sortedRecord(this.sql.replicas.all());
+  }
+
+  flush(): void {
+    this.ensureOpen();
+    if (this.states.dirtyCount === 0) return;
+    const now = Date.now();
+    const rows: [string, string, string, number][] = [];
+    for (const [app, ctx, state] of this.states.changed()) rows.push([app, ctx, JSON.stringify(state), now]);
+    this.writeStatesTx(rows);
+    this.states.markClean();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    clearInterval(this.timer);
+    try {
+      this.flush();
+    } finally {
+      this.closed = true;
+      this.db.close();
+    }
+  }
+}
+
+/**
+ * Open (creating it and its directory if needed) and migrate the state database at `path`.
+ * Throws StoreError('SCHEMA_TOO_NEW') for a database written by a newer server, RangeError for
+ * a bad interval; SQLite errors (unreadable file, not a database) pass through.
+ */
+export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): ControlStore {
+  const interval = opts.flushIntervalMs ?? 1000;
+  if (!Number.isFinite(interval) || interval <= 0) throw new RangeError(`flushIntervalMs must be a positive number, got ${interval}`);
+  const onFlushError = opts.onFlushError ?? ((err: unknown) => process.emitWarning(err instanceof Error ? err : String(err), 'SkiffStoreWarning'));
+  mkdirSync(dirname(path), { recursive: true });
+  const db = new Database(path, { timeout: BUSY_TIMEOUT_MS });
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = ON');
+    migrate(db);
+    return new SqliteControlStore(db, interval, onFlushError);
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}

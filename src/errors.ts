@@ -23,6 +23,7 @@ export const ErrorCodes = {
   CANCELLED: { status: 499, doc: 'The client cancelled the query (cancel frame or disconnect) before it was answered.' },
   DEADLINE_EXCEEDED: { status: 504, doc: 'The query\'s deadline passed before it could be run or answered.' },
   MODEL_UNAVAILABLE: { status: 503, doc: 'The model version is not ready (loading, draining, failed or shutting down).' },
+  SHUTTING_DOWN: { status: 503, doc: 'The server is draining for shutdown and takes no new queries; retry on another instance.' },
   MODEL_ERROR: { status: 500, doc: 'The model failed while running the batch that held this query.' },
   CONFIG_INVALID: { status: 400, doc: 'A configuration file does not satisfy its JSON schema.' },
   MODEL_LOAD_FAILED: { status: 500, doc: 'A model version could not be loaded.' },

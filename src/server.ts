@@ -162,13 +162,15 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
       closing ??= (async () => {
         uWS.us_listen_socket_close(token);
         admin?.close();
+        // Accepted queries finish; new ones on open connections get SHUTTING_DOWN.
+        queries.draining = true;
         const drained = await Promise.race([
           registry.drainAll().then(() => true),
           new Promise<false>((r) => setTimeout(() => r(false), opts.drainTimeoutMs).unref()),
         ]);
         if (!drained) log.warn({ timeoutMs: opts.drainTimeoutMs }, 'drain timeout: unloading with queries still in flight');
-        // Let the last answers leave before the connections close.
-        await new Promise((r) => setImmediate(r));
+        // Let the last answers (and SHUTTING_DOWN refusals) leave before the connections close.
+        await new Promise((r) => setTimeout(r, Math.min(250, opts.drainTimeoutMs)));
         try {
           await registry.close();
         } catch (err) {

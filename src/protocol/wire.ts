@@ -328,8 +328,8 @@ class Reader {
       this.fail('INVALID_INPUT', `tensor ${quote(name)} has ${nbytes} data bytes; shape [${shape.join(',')}] of ${datatype} needs ${elements * size}`);
     }
     this.spend(nbytes);
-    // slice(): a fresh ArrayBuffer per tensor, offset 0, so aligned for any element type. Measured
-    // faster than one shared per-frame slab (large slabs cost page faults on every frame).
+    // slice(): a fresh ArrayBuffer per tensor at offset 0, so aligned for any element type.
+    // (Measured faster than one shared per-frame slab, whose large allocations page-fault.)
     return { name, datatype, shape, data: this.u8.slice(start, start + nbytes) };
   }
 
@@ -444,8 +444,10 @@ function asPlainBytes(bytes: Uint8Array): Uint8Array {
  * Decodes one frame. `bytes` is only read during the call: every tensor's data is copied out
  * exactly once into its own fresh Uint8Array (offset 0 of its own ArrayBuffer, so `viewAs`
  * never copies; the caller owns it and may transfer it), so the caller may reuse or detach
- * `bytes` afterwards (uWS neuters message buffers when the callback returns). Throws `SkiffError('BAD_FRAME')` when the frame cannot be decoded at all;
- * per-item problems are reported in that item's `error`.
+ * `bytes` afterwards (uWS neuters message buffers when the callback returns).
+ *
+ * Throws `SkiffError('BAD_FRAME')` when the frame cannot be decoded at all; per-item problems
+ * are reported in that item's `error` (its `inputs`/`outputs` are then empty).
  */
 export function decodeFrame(bytes: Uint8Array, limits: WireLimits = DEFAULT_WIRE_LIMITS): DecodedFrame {
   const len = bytes.byteLength;

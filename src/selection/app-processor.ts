@@ -7,7 +7,7 @@ import type { ModelRegistry } from '../models/registry.js';
 import { INPUT_TYPES, parseArm } from './app.js';
 import type { AppRegistry, AppRuntime } from './apps.js';
 import { lossFor, type Arm, type ArmOutput } from './policies/index.js';
-import type { ModelAnswer, QueryProcessor } from './query-processor.js';
+import { SHUTTING_DOWN, type ModelAnswer, type QueryProcessor } from './query-processor.js';
 import { newHistogram, record } from '../metrics/latency.js';
 import type { Histogram } from 'hdr-histogram-js';
 
@@ -147,6 +147,10 @@ export class AppProcessor {
       }
       done(err, a);
     };
+    if (this.queries.draining) {
+      cb(SHUTTING_DOWN);
+      return;
+    }
     let rt: AppRuntime;
     let shape: number[];
     try {

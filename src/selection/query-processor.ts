@@ -34,7 +34,12 @@ export type AnswerCallback = (err: ErrorInfo | null, answer?: ModelAnswer) => vo
 
 const NOOP: QueryHandle = { cancel() {} };
 
+export const SHUTTING_DOWN: ErrorInfo = { code: 'SHUTTING_DOWN', message: 'the server is shutting down and takes no new queries' };
+
 export class QueryProcessor {
+  /** Set at graceful shutdown: queries already accepted finish, new ones are refused. */
+  draining = false;
+
   constructor(
     private readonly registry: ModelRegistry,
     private readonly clock: Clock,
@@ -42,6 +47,10 @@ export class QueryProcessor {
 
   /** Run one query against a model. `cb` is called exactly once (maybe synchronously). */
   inferModel(q: ModelQuery, cb: AnswerCallback): QueryHandle {
+    if (this.draining) {
+      cb(SHUTTING_DOWN);
+      return NOOP;
+    }
     let mv;
     let ordered: Tensor[];
     let rows: number;

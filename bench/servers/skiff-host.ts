@@ -14,7 +14,9 @@ import { serveParent } from '../lib/child.js';
 const repo = process.argv[2];
 if (!repo) throw new Error('usage: skiff-host <model-repository>');
 
-const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+/** The delay monitor's timer period: each sample is this plus the lag. */
+const RESOLUTION_MS = 1;
+const loopDelay = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
 loopDelay.enable();
 const server = await startServer({ modelRepository: repo, port: 0, host: '127.0.0.1', logger: silentLogger });
 
@@ -22,7 +24,8 @@ function executor(args: Record<string, unknown>) {
   return server.registry.resolve(String(args.model)).executor!;
 }
 
-const ms = (ns: number): number => Math.round(ns / 1000) / 1000;
+/** Lag in ms: a sample (ns) minus the timer period. */
+const lagMs = (ns: number): number => Math.max(0, Math.round(ns / 1000) / 1000 - RESOLUTION_MS);
 
 serveParent({
   models: () => server.loadReport,
@@ -35,8 +38,8 @@ serveParent({
     loopDelay.reset();
     return true;
   },
-  /** Event-loop delay of the uWS thread since the last reset (ms). */
-  loopLag: () => ({ p50: ms(loopDelay.percentile(50)), p99: ms(loopDelay.percentile(99)), max: ms(loopDelay.max), count: loopDelay.count }),
+  /** Event-loop lag of the uWS thread since the last reset (ms beyond the 1 ms sampling period). */
+  loopLag: () => ({ p50: lagMs(loopDelay.percentile(50)), p99: lagMs(loopDelay.percentile(99)), max: lagMs(loopDelay.max), count: loopDelay.count }),
   memory: () => process.memoryUsage(),
   /** Sample the AIMD cap every `periodMs` for `durationMs`; resolves with the samples. */
   capTrace: (a) => new Promise((resolve) => {

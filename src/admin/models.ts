@@ -120,8 +120,10 @@ export function modelCalls(registry: ModelRegistry, store: ControlStore, opts: M
     delete_versioned_model: async (body) => {
       const model = name(body);
       const v = version(body);
+      const wasPinned = registry.pinnedVersion(model) === v;
       await registry.deleteVersion(model, v);
       store.deleteModelVersion(model, v);
+      if (wasPinned) store.setCurrentVersion(model, null);
       return { success: true };
     },
     get_all_models: (body) => {

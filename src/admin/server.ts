@@ -43,9 +43,15 @@ function authorized(req: HttpRequest, token: string | undefined): boolean {
 }
 
 /** Clipper's application calls; each change is made durable in `store` before it is acknowledged. */
-export function applicationCalls(apps: AppRegistry, store: Pick<ControlStore, 'putApp' | 'deleteApp'>): Record<string, AdminHandler> {
+export function applicationCalls(apps: AppRegistry, store: Pick<ControlStore, 'putApp' | 'deleteApp' | 'flush'>): Record<string, AdminHandler> {
   const persist = (d: AppDefinition): AppDefinition => {
     store.putApp({ ...d } as Record<string, unknown> & { name: string });
+    return d;
+  };
+  /** Link changes rewrite every selection state of the app: make those durable with the links. */
+  const persistLinks = (d: AppDefinition): AppDefinition => {
+    persist(d);
+    store.flush();
     return d;
   };
   const describe = (d: AppDefinition): Record<string, unknown> => ({ ...d, linked_models: d.models });
@@ -65,8 +71,8 @@ export function applicationCalls(apps: AppRegistry, store: Pick<ControlStore, 'p
       store.deleteApp(n);
       return { success: true };
     },
-    add_model_links: (body) => ({ success: true, app: describe(persist(apps.addLinks(expectString(body.app_name, 'app_name'), names(body, 'model_names')))) }),
-    delete_model_links: (body) => ({ success: true, app: describe(persist(apps.deleteLinks(expectString(body.app_name, 'app_name'), names(body, 'model_names')))) }),
+    add_model_links: (body) => ({ success: true, app: describe(persistLinks(apps.addLinks(expectString(body.app_name, 'app_name'), names(body, 'model_names')))) }),
+    delete_model_links: (body) => ({ success: true, app: describe(persistLinks(apps.deleteLinks(expectString(body.app_name, 'app_name'), names(body, 'model_names')))) }),
     get_all_applications: (body) => (body.verbose === true ? apps.list().map(describe) : apps.list().map((d) => d.name)),
     get_application: (body) => describe(apps.require(expectString(body.name, 'name')).def),
     get_linked_models: (body) => [...apps.require(expectString(body.app_name, 'app_name')).def.models],

@@ -14,8 +14,8 @@ import { StoreError, type ControlStore, type StoredApp, type StoredModelVersion 
  *
  * Durability: WAL journal with `synchronous = FULL`, so every control-plane call is one
  * transaction whose commit fsyncs the WAL before the call returns; a kill -9 or a power loss
- * after the return cannot lose it. Selection states live in a StateCache and reach the file
- * only through `flush()` (timer, explicit call, close).
+ * after the return cannot lose it. Selection states are all loaded into a StateCache at open,
+ * served from memory, and reach the file only through `flush()` (timer, explicit call, close).
  *
  * One server process owns a database: another connection may read it, but two servers writing
  * selection states to the same file would overwrite each other's states.

@@ -90,6 +90,17 @@ async function onnxRunner(path: string, threads: number): Promise<Runner> {
   };
   const inNames = description.inputs.map((i) => i.name);
   const outNames = description.outputs.map((o) => o.name);
+  // ORT rejects SharedArrayBuffer-backed tensors, so each batch is copied out of the ring into
+  // one reusable plain buffer per input: a fresh allocation per batch (often above malloc's mmap
+  // threshold, page-faulted on every batch) cost more than the copy. Reuse is safe: this worker
+  // runs one batch at a time and ORT reads its inputs only during run().
+  const scratch: ArrayBuffer[] = inNames.map(() => new ArrayBuffer(0));
+  const copyOut = (i: number, src: Uint8Array): Uint8Array => {
+    if (scratch[i]!.byteLength < src.byteLength) scratch[i] = new ArrayBuffer(Math.max(src.byteLength, scratch[i]!.byteLength * 2));
+    const dst = new Uint8Array(scratch[i]!, 0, src.byteLength);
+    dst.set(src);
+    return dst;
+  };
   return {
     description,
     async run(inputs) {
@@ -97,8 +108,7 @@ async function onnxRunner(path: string, threads: number): Promise<Runner> {
       for (let i = 0; i < inputs.length; i++) {
         const t = inputs[i]!;
         if (t.datatype === 'BYTES') throw new Error('BYTES inputs are not supported by the ONNX runner');
-        // ORT rejects SharedArrayBuffer-backed tensors: copy out of the ring (slice() allocates a plain buffer).
-        const data = viewAs(t.datatype, t.data.slice());
+        const data = viewAs(t.datatype, copyOut(i, t.data));
         feeds[inNames[i]!] = new ort.Tensor(ORT_TYPE[t.datatype] as 'float32', data as Float32Array, t.dims);
       }
       const results = await session.run(feeds);

@@ -17,6 +17,9 @@ export interface ModelConfig {
   readonly max_queue_rows: number;
   readonly default_timeout_us: number;
   readonly ring_bytes: number;
+  readonly batch_timeout_ms: number;
+  readonly max_consecutive_failures: number;
+  readonly max_worker_memory_mb: number;
   readonly version_policy: { latest: number } | { all: true } | { specific: number[] };
 }
 

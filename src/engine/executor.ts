@@ -29,6 +29,12 @@ export interface ExecutorConfig {
   cacheBytes: number;
   /** Bound on queued rows; beyond it queries are refused with OVERLOADED. */
   maxQueueRows: number;
+  /** A batch running longer than this terminates its worker and fails (0 = no limit). */
+  batchTimeoutMs?: number;
+  /** After this many worker failures in a row (crash, hang, out of memory) the version is failed. */
+  maxConsecutiveFailures?: number;
+  /** Called once when the version is declared failed by repeated worker failures. */
+  onFailed?: (reason: string) => void;
 }
 
 export type Done = (err: ErrorInfo | null, outputs?: Tensor[]) => void;
@@ -69,6 +75,9 @@ interface Batch {
 }
 
 const NOOP_HANDLE: QueryHandle = { cancel() {} };
+/** Batches observed before admission control trusts its latency estimate. */
+const ADMISSION_WARMUP_BATCHES = 8;
+const EWMA_ALPHA = 0.2;
 const RING_RECORD_SLACK = 4096;
 
 export class Executor {
@@ -80,7 +89,12 @@ export class Executor {
   private readonly freeSlots: PoolSlot[];
   private readonly writer = new TensorListWriter();
   private capRows: number;
+  /** Smoothed batch latency (dispatch to completion, ms) and how many batches fed it. */
+  private ewmaBatchMs = 0;
+  private batchesSeen = 0;
   private queuedRows = 0;
+  private consecutiveFailures = 0;
+  private failed = false;
   private inflightBatches = 0;
   private seq = 0;
   private batchSeq = 0;
@@ -88,7 +102,7 @@ export class Executor {
   private immediate: NodeJS.Immediate | null = null;
   private closed = false;
   private drainWaiters: (() => void)[] = [];
-  readonly counters = { queries: 0, answered: 0, errors: 0, expired: 0, refused: 0, cancelled: 0, batches: 0, cacheHits: 0 };
+  readonly counters = { queries: 0, answered: 0, errors: 0, expired: 0, refused: 0, cancelled: 0, batches: 0, cacheHits: 0, workerFailures: 0 };
 
   constructor(
     readonly config: ExecutorConfig,
@@ -116,6 +130,8 @@ export class Executor {
   adopt(old: Executor): void {
     this.cache = old.cache;
     this.latency = old.latency;
+    this.ewmaBatchMs = old.ewmaBatchMs;
+    this.batchesSeen = old.batchesSeen;
     this.capRows = Math.min(old.capRows, this.aimd.maxBatch);
   }
 
@@ -226,6 +242,13 @@ export class Executor {
       done({ code: 'OVERLOADED', message: `${this.config.id} queue is full`, retryAfterMs: this.estimateWaitMs() });
       return NOOP_HANDLE;
     }
+    // Admission: refuse now what cannot finish by its deadline, instead of letting it wait and expire.
+    const refusal = this.admit(rows, deadline - now);
+    if (refusal) {
+      this.counters.refused++;
+      done(refusal);
+      return NOOP_HANDLE;
+    }
     const q: Query = {
       deadline, seq: this.seq++, heapIndex: -1, inputs, rows,
       sig: this.spec.batchable ? sigOf(inputs) : '', enqueuedAt: now, done, finished: false,
@@ -240,6 +263,32 @@ export class Executor {
         this.answer(q, { code: 'CANCELLED', message: 'cancelled by the client' });
         this.checkDrained();
       },
+    };
+  }
+
+  /**
+   * Admission control. Estimated completion of a query arriving now: the remainder of running
+   * batches when no replica is free, plus the full batches queued ahead of it spread over the
+   * replicas, plus its own batch — all from the learned batch latency (EWMA). Refuse when that
+   * overshoots the time left: OVERLOADED (with the time until the queue ahead has drained) when
+   * the queue is the cause, DEADLINE_EXCEEDED when even an idle model could not make it. No
+   * refusal before the model has a latency history.
+   */
+  private admit(rows: number, budgetMs: number): ErrorInfo | null {
+    if (this.batchesSeen < ADMISSION_WARMUP_BATCHES) return null;
+    const batchMs = this.ewmaBatchMs;
+    const replicas = Math.max(1, this.pool.slots.length);
+    const busyMs = this.freeSlots.length === 0 ? batchMs / 2 : 0;
+    const aheadMs = (Math.floor((this.queuedRows + rows - 1) / Math.max(1, this.capRows)) * batchMs) / replicas;
+    const completionMs = busyMs + aheadMs + batchMs;
+    if (completionMs <= budgetMs) return null;
+    if (busyMs + aheadMs === 0) {
+      return { code: 'DEADLINE_EXCEEDED', message: `${this.config.id} needs ~${batchMs.toFixed(1)} ms per batch; the deadline leaves ${budgetMs.toFixed(1)} ms` };
+    }
+    return {
+      code: 'OVERLOADED',
+      message: `${this.config.id} cannot meet the deadline: ~${completionMs.toFixed(1)} ms of work queued ahead, ${budgetMs.toFixed(1)} ms left`,
+      retryAfterMs: Math.max(1, Math.ceil(busyMs + aheadMs)),
     };
   }
 
@@ -362,10 +411,34 @@ export class Executor {
       this.finishBatch(batch, null, toErrorInfo(err));
       return;
     }
-    this.pool.run(slot.index, batch.seq, inline).then(
-      (result) => this.finishBatch(batch, result, null),
-      (err) => this.finishBatch(batch, null, { code: 'MODEL_ERROR', message: `worker failed: ${errMessage(err)}` }),
+    const limit = this.config.batchTimeoutMs ?? 0;
+    const abort = limit > 0 ? new AbortController() : undefined;
+    const watchdog = abort ? setTimeout(() => abort.abort(), limit) : undefined;
+    this.pool.run(slot.index, batch.seq, inline, abort?.signal).then(
+      (result) => {
+        if (watchdog) clearTimeout(watchdog);
+        this.consecutiveFailures = 0;
+        this.finishBatch(batch, result, null);
+      },
+      (err) => {
+        if (watchdog) clearTimeout(watchdog);
+        const hung = abort?.signal.aborted === true;
+        const reason = hung ? `batch ran over ${limit} ms; worker terminated and replaced` : `worker failed: ${errMessage(err)}`;
+        this.counters.workerFailures++;
+        this.finishBatch(batch, null, { code: 'MODEL_ERROR', message: reason });
+        this.noteFailure(reason);
+      },
     );
+  }
+
+  /** Repeated worker failures (crash, hang, OOM) mark the version failed, once. */
+  private noteFailure(reason: string): void {
+    this.consecutiveFailures++;
+    const max = this.config.maxConsecutiveFailures ?? 0;
+    if (max > 0 && this.consecutiveFailures >= max && !this.failed) {
+      this.failed = true;
+      this.config.onFailed?.(`${this.consecutiveFailures} worker failures in a row; last: ${reason}`);
+    }
   }
 
   /** Write the batch's inputs (stacked along dim 0) into the slot's request ring; inline fallback. */
@@ -431,6 +504,8 @@ export class Executor {
       }
     }
     if (list && list.status !== STATUS_ERROR) {
+      this.ewmaBatchMs = this.batchesSeen === 0 ? latencyMs : this.ewmaBatchMs + EWMA_ALPHA * (latencyMs - this.ewmaBatchMs);
+      this.batchesSeen++;
       record(this.latency.batchRunUs, latencyMs * 1000);
       this.capRows = aimdNext(this.capRows, { rows: batch.rows, latencyMs }, this.aimd);
     }

@@ -15,6 +15,8 @@ export interface PoolOptions {
   modelPath: string;
   replicas: number;
   threads: number;
+  /** V8 heap limit per worker (MB): a JS model that exceeds it kills only its worker. */
+  maxOldGenerationSizeMb?: number;
   /** Capacity of each request / response ring in bytes (power of two). */
   requestRingBytes: number;
   responseRingBytes: number;
@@ -59,6 +61,7 @@ export class ModelPool {
       concurrentTasksPerWorker: 1,
       atomics: 'sync',
       workerData,
+      ...(opts.maxOldGenerationSizeMb ? { resourceLimits: { maxOldGenerationSizeMb: opts.maxOldGenerationSizeMb } } : {}),
     });
     piscina.on('error', (err: unknown) => opts.onError?.(err));
     try {
@@ -71,10 +74,16 @@ export class ModelPool {
     }
   }
 
-  /** Run the batch just written to `slot`'s request ring (or passed inline). */
-  run(slot: number, seq: number, inline?: ArrayBuffer): Promise<RunResult> {
+  /**
+   * Run the batch just written to `slot`'s request ring (or passed inline). Aborting `signal`
+   * while the batch runs terminates its worker (piscina replaces it): the cure for a hung model.
+   */
+  run(slot: number, seq: number, inline?: ArrayBuffer, signal?: AbortSignal): Promise<RunResult> {
     const task: WorkerTask = inline ? { op: 'run', slot, seq, inline } : { op: 'run', slot, seq };
-    return this.piscina.run(task, inline ? { transferList: [inline] } : undefined) as Promise<RunResult>;
+    const opts: { transferList?: ArrayBuffer[]; signal?: AbortSignal } = {};
+    if (inline) opts.transferList = [inline];
+    if (signal) opts.signal = signal;
+    return this.piscina.run(task, opts) as Promise<RunResult>;
   }
 
   get threads(): number {

@@ -51,7 +51,7 @@ export interface LoadReport {
 
 const TRANSITIONS: Record<VersionState, readonly VersionState[]> = {
   loading: ['ready', 'failed'],
-  ready: ['draining'],
+  ready: ['draining', 'failed'],
   draining: ['unloaded'],
   unloaded: ['loading'],
   failed: ['loading'],
@@ -119,6 +119,7 @@ export class ModelRegistry {
       modelPath: file.path,
       replicas,
       threads: config.threads,
+      maxOldGenerationSizeMb: config.max_worker_memory_mb || undefined,
       requestRingBytes: config.ring_bytes,
       responseRingBytes: config.ring_bytes,
       onError: (err) => this.log.error({ model: name, version, err: toErrorInfo(err) }, 'model worker error'),
@@ -131,6 +132,9 @@ export class ModelRegistry {
         latencyObjectiveMs: config.latency_objective_us / 1000,
         cacheBytes: config.cache_bytes,
         maxQueueRows: config.max_queue_rows,
+        batchTimeoutMs: config.batch_timeout_ms,
+        maxConsecutiveFailures: config.max_consecutive_failures,
+        onFailed: (reason) => this.fail(name, version, reason),
       },
       pool,
       this.clock,
@@ -197,6 +201,19 @@ export class ModelRegistry {
     }
     rec.pinned = version;
     if (previous && previous !== v) await this.retire(previous);
+  }
+
+  /**
+   * A ready version whose workers keep failing: stop routing to it, fail what it still holds,
+   * stop its workers. The reason stays visible (get_model, repository index) until it is reloaded.
+   */
+  private fail(name: string, version: number, reason: string): void {
+    const v = this.models.get(name)?.versions.get(version);
+    if (!v || v.state !== 'ready') return;
+    this.transition(v, 'failed', reason);
+    const ex = v.executor;
+    delete v.executor;
+    void ex?.close().catch((err: unknown) => this.log.error({ model: name, version, err: toErrorInfo(err) }, 'error while stopping a failed version'));
   }
 
   /** Stop routing to a version, let its queued and running queries finish, stop its workers. */

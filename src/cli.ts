@@ -33,12 +33,25 @@ program
   .option('--flush-interval-ms <ms>', 'how often selection state is flushed to the state db', int('flush-interval-ms', 10, 3_600_000), DEFAULT_SERVER_OPTIONS.flushIntervalMs)
   .option('--upload-dir <dir>', 'where add_model stores uploaded model files (default <repository>/.uploads)')
   .option('--drain-timeout-ms <ms>', 'on SIGTERM, how long in-flight queries may take to finish', int('drain-timeout-ms', 0, 3_600_000), DEFAULT_SERVER_OPTIONS.drainTimeoutMs)
+  .option('--tls-key <file>', 'PEM private key: serve HTTPS/WSS on the main listener')
+  .option('--tls-cert <file>', 'PEM certificate for --tls-key')
+  .option('--admin-tls-key <file>', 'PEM private key for the admin listener (default: --tls-key)')
+  .option('--admin-tls-cert <file>', 'PEM certificate for the admin listener (default: --tls-cert)')
+  .option('--ws-max-pending-bytes <n>', 'unsent replies allowed per WebSocket before it is closed as a slow reader', int('ws-max-pending-bytes', 65536, 2 ** 31 - 1), DEFAULT_SERVER_OPTIONS.wsMaxPendingBytes)
   .option('--log-level <level>', 'trace|debug|info|warn|error|silent', process.env.SKIFF_LOG_LEVEL ?? 'info')
   .action(async (o: {
     modelRepository: string; host: string; port: number; maxBodyBytes: number; maxFrameBytes: number; logLevel: string;
     apps?: string; adminHost: string; adminPort: number; adminToken?: string;
     stateDb?: string; flushIntervalMs: number; uploadDir?: string; drainTimeoutMs: number;
+    tlsKey?: string; tlsCert?: string; adminTlsKey?: string; adminTlsCert?: string; wsMaxPendingBytes: number;
   }) => {
+    const pair = (key?: string, cert?: string, what = 'main') => {
+      if (!key && !cert) return undefined;
+      if (!key || !cert) throw new Error(`TLS for the ${what} listener needs both a key and a certificate`);
+      return { key, cert };
+    };
+    const tls = pair(o.tlsKey, o.tlsCert);
+    const adminTls = pair(o.adminTlsKey, o.adminTlsCert, 'admin') ?? tls;
     const logger = createLogger(o.logLevel);
     if (o.adminHost !== '127.0.0.1' && o.adminHost !== 'localhost' && o.adminHost !== '::1' && !o.adminToken) {
       throw new Error('the admin API is exposed beyond loopback: set --admin-token (or SKIFF_ADMIN_TOKEN)');
@@ -49,10 +62,12 @@ program
       maxBodyBytes: o.maxBodyBytes, maxFrameBytes: o.maxFrameBytes, logger,
       appsFile, adminHost: o.adminHost, adminPort: o.adminPort, adminToken: o.adminToken,
       stateDb: o.stateDb, flushIntervalMs: o.flushIntervalMs, uploadDir: o.uploadDir, drainTimeoutMs: o.drainTimeoutMs,
+      tls, adminTls, wsMaxPendingBytes: o.wsMaxPendingBytes,
     });
-    console.log(`skiff serving ${server.loadReport.loaded.join(', ') || 'no models'} on http://${server.host}:${server.port} (WebSocket ws://${server.host}:${server.port}/ws)`);
+    const [h, w] = tls ? ['https', 'wss'] : ['http', 'ws'];
+    console.log(`skiff serving ${server.loadReport.loaded.join(', ') || 'no models'} on ${h}://${server.host}:${server.port} (WebSocket ${w}://${server.host}:${server.port}/ws)`);
     if (server.apps.list().length) console.log(`applications: ${server.apps.list().map((a) => `${a.name} (${a.policy}: ${a.models.join(', ')})`).join('; ')}`);
-    if (server.adminPort !== undefined) console.log(`admin API on http://${o.adminHost}:${server.adminPort}/admin`);
+    if (server.adminPort !== undefined) console.log(`admin API on ${adminTls ? 'https' : 'http'}://${o.adminHost}:${server.adminPort}/admin`);
     for (const f of server.loadReport.failed) console.log(`  not loaded: ${f.model}${f.version ? `:${f.version}` : ''}: ${f.error.code}: ${f.error.message}`);
     let stopping = false;
     const stop = (signal: string): void => {
@@ -78,6 +93,18 @@ program
   .action(async (o: { url?: string; count: number; window: number }) => {
     const { runDemo } = await import('./demo.js');
     await runDemo(o);
+  });
+
+program
+  .command('bench')
+  .description('load generator for Skiff WebSocket and OIP REST JSON (`skiff bench --help` for its options)')
+  .helpOption(false)
+  .allowUnknownOption(true)
+  .allowExcessArguments(true)
+  .argument('[options...]')
+  .action(async (args: string[]) => {
+    const { runBenchCli } = await import('../bench/cli.js');
+    process.exitCode = await runBenchCli(args);
   });
 
 program.parseAsync(process.argv).catch((err: unknown) => {

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import uWS from 'uWebSockets.js';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
@@ -50,11 +50,17 @@ export interface ServerOptions {
   uploadDir?: string;
   /** Graceful shutdown: how long in-flight queries may take to finish (ms). */
   drainTimeoutMs: number;
+  /** TLS for the main listener (PEM key and certificate paths). */
+  tls?: TlsFiles;
+  /** TLS for the admin listener (default: the main listener's). */
+  adminTls?: TlsFiles;
+  /** Unsent WebSocket replies allowed per connection before it is closed as a slow reader. */
+  wsMaxPendingBytes: number;
   logger?: Logger;
   clock?: Clock;
 }
 
-export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, 'modelRepository' | 'appsFile' | 'adminToken' | 'stateDb' | 'uploadDir'> = Object.freeze({
+export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, 'modelRepository' | 'appsFile' | 'adminToken' | 'stateDb' | 'uploadDir' | 'tls' | 'adminTls'> = Object.freeze({
   host: '127.0.0.1',
   port: 8000,
   maxBodyBytes: 64 * 1024 * 1024,
@@ -66,6 +72,7 @@ export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, 'modelRepository' | 'ap
   adminPort: 8001,
   flushIntervalMs: 1000,
   drainTimeoutMs: 10_000,
+  wsMaxPendingBytes: 64 * 1024 * 1024,
 });
 
 export interface SkiffServer {
@@ -80,6 +87,8 @@ export interface SkiffServer {
   readonly loadReport: LoadReport;
   readonly store: ControlStore;
   readonly log: Logger;
+  /** Open WebSocket connections and slow-reader closes so far. */
+  wsStats(): { connections: number; slowReaderCloses: number };
   /**
    * Graceful stop: stop accepting (both listeners), let queued and running queries finish (up
    * to drainTimeoutMs), flush state, stop all workers, close connections.
@@ -96,6 +105,20 @@ export function assertNativeUws(): void {
   if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw new Error('Skiff requires a little-endian machine');
 }
 
+export interface TlsFiles {
+  key: string;
+  cert: string;
+}
+
+/** A uWS app, plain or TLS; the key and certificate are checked before uWS sees them. */
+export function createUwsApp(tls?: TlsFiles): uWS.TemplatedApp {
+  if (!tls) return uWS.App();
+  for (const f of [tls.key, tls.cert]) {
+    if (!existsSync(f)) throw new Error(`TLS file ${f} does not exist`);
+  }
+  return uWS.SSLApp({ key_file_name: tls.key, cert_file_name: tls.cert });
+}
+
 export async function startServer(partial: Partial<ServerOptions> = {}): Promise<SkiffServer> {
   assertNativeUws();
   const opts: ServerOptions = { ...DEFAULT_SERVER_OPTIONS, ...partial };
@@ -110,13 +133,13 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
   restoreApps(apps, store, opts.appsFile);
   const appQueries = new AppProcessor(apps, registry, queries, clock);
 
-  const app = uWS.App();
+  const app = createUwsApp(opts.tls);
   const ws = registerWsRoute(app, queries, appQueries, log, {
     path: opts.wsPath,
     maxFrameBytes: opts.maxFrameBytes,
     idleTimeoutSec: opts.wsIdleTimeoutSec,
     highWaterBytes: 1024 * 1024,
-    maxPendingBytes: 256 * 1024 * 1024,
+    maxPendingBytes: opts.wsMaxPendingBytes,
     maxResponsesPerFrame: 1024,
   });
   registerOipRoutes(app, registry, queries, {
@@ -139,7 +162,7 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
   let admin: AdminServer | undefined;
   if (opts.adminPort >= 0) {
     admin = await startAdminServer(
-      { host: opts.adminHost, port: opts.adminPort, token: opts.adminToken, maxBodyBytes: opts.maxBodyBytes, log },
+      { host: opts.adminHost, port: opts.adminPort, token: opts.adminToken, maxBodyBytes: opts.maxBodyBytes, log, tls: opts.adminTls ?? opts.tls },
       { ...applicationCalls(apps, store), ...modelCalls(registry, store, { repository: opts.modelRepository, uploadDir }) },
       repositoryRoutes(registry, { repository: opts.modelRepository, uploadDir }),
     );
@@ -157,6 +180,7 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
     adminPort: admin?.port,
     loadReport,
     store,
+    wsStats: () => ({ connections: ws.connections(), slowReaderCloses: ws.slowReaderCloses() }),
     log,
     close() {
       closing ??= (async () => {

@@ -19,6 +19,7 @@ export interface AdminOptions {
   token?: string;
   maxBodyBytes: number;
   log: Logger;
+  tls?: { key: string; cert: string };
 }
 
 export type AdminHandler = (body: JsonObject, params: string[]) => unknown | Promise<unknown>;
@@ -85,7 +86,7 @@ export function applicationCalls(apps: AppRegistry, store: Pick<ControlStore, 'p
 }
 
 export async function startAdminServer(opts: AdminOptions, calls: Record<string, AdminHandler>, routes: AdminRoute[] = []): Promise<AdminServer> {
-  const app: TemplatedApp = uWS.App();
+  const app: TemplatedApp = opts.tls ? uWS.SSLApp({ key_file_name: opts.tls.key, cert_file_name: opts.tls.cert }) : uWS.App();
   const guard = (ex: Exchange, req: HttpRequest): boolean => {
     if (authorized(req, opts.token)) return true;
     sendError(ex, { code: 'UNAUTHORIZED', message: 'this admin endpoint needs Authorization: Bearer <token>' });

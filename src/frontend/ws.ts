@@ -47,6 +47,8 @@ export const WS_CLOSE_SLOW_READER = 4008;
 
 export interface WsRoute {
   connections(): number;
+  /** Connections closed for not reading their replies. */
+  slowReaderCloses(): number;
   /** Close every connection (shutdown): 1001 going away. */
   closeAll(): void;
 }
@@ -75,6 +77,7 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
   let flushScheduled = false;
   let nextConnId = 1;
   const conns = new Set<Conn>();
+  let slowClosed = 0;
 
   const scheduleFlush = (c: Conn): void => {
     dirty.add(c);
@@ -140,6 +143,7 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
     c.pendingBytes += size;
     if (c.pendingBytes > opts.maxPendingBytes) {
       log.warn({ conn: c.id, pendingBytes: c.pendingBytes }, 'slow reader exceeded the pending reply limit; closing');
+      slowClosed++;
       close(c, WS_CLOSE_SLOW_READER, 'slow reader: too many unread replies');
       return;
     }
@@ -245,6 +249,7 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
   });
   return {
     connections: () => conns.size,
+    slowReaderCloses: () => slowClosed,
     closeAll: () => {
       for (const c of [...conns]) close(c, 1001, 'server shutting down');
     },

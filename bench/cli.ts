@@ -29,7 +29,7 @@ interface CliOptions {
   warmup: number;
   drain: number;
   threads: number;
-  connections: number;
+  connections?: number;
   rpf: number;
   payload: PayloadSpec['source'];
   cacheHit?: number;
@@ -89,7 +89,7 @@ export async function runBenchCli(argv: string[]): Promise<number> {
     .option('--warmup <s>', 'warm-up seconds (not measured)', num('warmup', 0), 2)
     .option('--drain <s>', 'seconds to wait for outstanding answers at the end', num('drain', 0), 5)
     .option('--threads <n>', 'generator threads', num('threads', 1, true), 2)
-    .option('--connections <n>', 'connections across threads (HTTP closed loop: = concurrency)', num('connections', 1, true), 4)
+    .option('--connections <n>', 'connections across threads (default: WebSocket 4, HTTP open loop 64; HTTP closed loop: = concurrency)', num('connections', 1, true))
     .option('--rpf <n>', 'WebSocket: requests per frame', num('rpf', 1, true), 1)
     .addOption(new Option('--payload <source>', 'input rows').choices(['fixed', 'dataset', 'random']).default('dataset'))
     .option('--cache-hit <h>', 'repeat a pool input with probability h, else send a unique input', num('cache-hit', 0))
@@ -124,7 +124,7 @@ export async function runBenchCli(argv: string[]): Promise<number> {
     target: { protocol, url: o.url, model: o.model, timeoutUs: o.timeoutUs },
     input, payload, mode,
     requestsPerFrame: protocol === 'http' ? 1 : o.rpf,
-    connections: o.connections,
+    connections: o.connections ?? (protocol === 'http' ? 64 : 4),
     warmupMs: o.warmup * 1000, durationMs: o.duration * 1000, drainMs: o.drain * 1000,
     seed: o.seed, spinUs: o.spinUs,
   });

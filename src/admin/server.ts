@@ -43,6 +43,14 @@ function authorized(req: HttpRequest, token: string | undefined): boolean {
   return got.length === want.length && timingSafeEqual(got, want);
 }
 
+/**
+ * An admin request body: empty means `{}`, anything else must be a JSON object (parsed with the
+ * prototype-pollution and depth guards of parseJsonBody). Pure; throws SkiffError('BAD_REQUEST').
+ */
+export function parseAdminBody(bytes: Uint8Array): JsonObject {
+  return bytes.byteLength === 0 ? {} : expectObject(parseJsonBody(bytes), 'body');
+}
+
 /** Clipper's application calls; each change is made durable in `store` before it is acknowledged. */
 export function applicationCalls(apps: AppRegistry, store: Pick<ControlStore, 'putApp' | 'deleteApp' | 'flush'>): Record<string, AdminHandler> {
   const persist = (d: AppDefinition): AppDefinition => {
@@ -79,8 +87,12 @@ export function applicationCalls(apps: AppRegistry, store: Pick<ControlStore, 'p
     get_linked_models: (body) => [...apps.require(expectString(body.app_name, 'app_name')).def.models],
     get_selection_state: (body) => {
       const rt = apps.require(expectString(body.app_name, 'app_name'));
-      const uid = body.uid === undefined || body.uid === 0 ? '' : String(body.uid);
-      return { app_name: rt.def.name, uid, policy: rt.def.policy, weights: rt.policy.weights(apps.state(rt, uid)) };
+      const raw = body.uid;
+      if (raw !== undefined && typeof raw !== 'string' && typeof raw !== 'number') throw new SkiffError('BAD_REQUEST', 'uid must be a number or a string');
+      const uid = raw === undefined || raw === 0 ? '' : String(raw);
+      // A read: a context with no state yet shows the initial weights without storing a state for it.
+      const state = apps.store.get(rt.def.name, uid) ?? rt.policy.init(rt.def.models, rt.def.policy_params);
+      return { app_name: rt.def.name, uid, policy: rt.def.policy, weights: rt.policy.weights(state) };
     },
   };
 }
@@ -98,7 +110,7 @@ export async function startAdminServer(opts: AdminOptions, calls: Record<string,
   });
   const run = (ex: Exchange, req: HttpRequest, name: string, handler: AdminHandler, params: string[]): void => {
     readBody(ex, req, opts.maxBodyBytes, (bytes) => {
-      const body = bytes.byteLength === 0 ? {} : expectObject(parseJsonBody(bytes), 'body');
+      const body = parseAdminBody(bytes);
       const call = name;
       Promise.resolve()
         .then(() => handler(body, params))

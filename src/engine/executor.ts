@@ -78,6 +78,8 @@ const NOOP_HANDLE: QueryHandle = { cancel() {} };
 /** Batches observed before admission control trusts its latency estimate. */
 const ADMISSION_WARMUP_BATCHES = 8;
 const EWMA_ALPHA = 0.2;
+/** Admit only when the estimated completion fits in this fraction of the time left. */
+const ADMISSION_HEADROOM = 0.8;
 const RING_RECORD_SLACK = 4096;
 
 export class Executor {
@@ -281,7 +283,8 @@ export class Executor {
     const busyMs = this.freeSlots.length === 0 ? batchMs / 2 : 0;
     const aheadMs = (Math.floor((this.queuedRows + rows - 1) / Math.max(1, this.capRows)) * batchMs) / replicas;
     const completionMs = busyMs + aheadMs + batchMs;
-    if (completionMs <= budgetMs) return null;
+    // Headroom for the estimate's error and the answer's way back to the client.
+    if (completionMs <= budgetMs * ADMISSION_HEADROOM) return null;
     if (busyMs + aheadMs === 0) {
       return { code: 'DEADLINE_EXCEEDED', message: `${this.config.id} needs ~${batchMs.toFixed(1)} ms per batch; the deadline leaves ${budgetMs.toFixed(1)} ms` };
     }

@@ -20,7 +20,15 @@ export interface ClipperOptions {
   maxBatch: number;
 }
 
-/** JSON numbers (flat or nested) -> little-endian bytes of `dt`, validating every value. */
+/** Smallest magnitude that rounds to infinity as a float32 (FLT_MAX plus half an ulp). */
+const FP32_OVERFLOW = 3.4028235677973366e38;
+
+/**
+ * JSON numbers (flat or nested up to 8 levels) -> little-endian bytes of `dt`, validating every
+ * value: finite, and representable in `dt` (integral and in range for INT32 and UINT8, below the
+ * float32 overflow for FP32). For UINT8 a base64 string is accepted too. The output is at most
+ * 8 bytes per element of `raw`, so never larger than a small multiple of the JSON it came from.
+ */
 export function numbersToBytes(raw: unknown, dt: DataType, what: string): Uint8Array {
   if (typeof raw === 'string' && dt === 'UINT8') return new Uint8Array(Buffer.from(raw, 'base64'));
   if (!Array.isArray(raw)) throw new SkiffError('BAD_REQUEST', `${what} must be an array of numbers`);
@@ -38,9 +46,59 @@ export function numbersToBytes(raw: unknown, dt: DataType, what: string): Uint8A
     if (typeof v !== 'number' || !Number.isFinite(v)) throw new SkiffError('INVALID_INPUT', `${what}[${i}] is not a finite number`);
     if (dt === 'INT32' && (!Number.isInteger(v) || v < -2147483648 || v > 2147483647)) throw new SkiffError('INVALID_INPUT', `${what}[${i}] is not an int32`);
     if (dt === 'UINT8' && (!Number.isInteger(v) || v < 0 || v > 255)) throw new SkiffError('INVALID_INPUT', `${what}[${i}] is not a byte`);
+    if (dt === 'FP32' && (v >= FP32_OVERFLOW || v <= -FP32_OVERFLOW)) throw new SkiffError('INVALID_INPUT', `${what}[${i}] is out of the float32 range`);
     out[i] = v;
   }
   return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+}
+
+/** A parsed POST /<app>/predict body. */
+export interface ClipperPredictBody {
+  /** One input (`input`) or each of `input_batch`, as bytes of the app's input datatype. */
+  inputs: Uint8Array[];
+  /** The body used `input_batch` (the answer is then `{"batch_predictions": [...]}`). */
+  batch: boolean;
+  /** Selection context from `uid` (or `user`); '' for the app-wide state. */
+  context: string;
+}
+
+/** A parsed POST /<app>/update body. */
+export interface ClipperUpdateBody {
+  input: Uint8Array;
+  label: number;
+  context: string;
+}
+
+function contextOf(body: Record<string, unknown>): string {
+  const uid = body.uid ?? body.user;
+  if (uid === undefined || uid === null || uid === 0 || uid === '') return '';
+  if (typeof uid !== 'number' && typeof uid !== 'string') throw new SkiffError('BAD_REQUEST', 'uid must be a number or a string');
+  return String(uid);
+}
+
+/**
+ * Parse and validate a predict body for an app whose inputs are `dt`. Pure; throws SkiffError
+ * (BAD_REQUEST, INVALID_INPUT, UNSUPPORTED_DATATYPE). Does not keep a reference to `bytes`.
+ */
+export function parsePredictBody(bytes: Uint8Array, dt: DataType, maxBatch: number): ClipperPredictBody {
+  const body = expectObject(parseJsonBody(bytes), 'body');
+  const context = contextOf(body);
+  if (body.input_batch !== undefined) {
+    if (!Array.isArray(body.input_batch) || body.input_batch.length === 0) throw new SkiffError('BAD_REQUEST', 'input_batch must be a non-empty array of inputs');
+    if (body.input_batch.length > maxBatch) throw new SkiffError('BAD_REQUEST', `input_batch holds more than ${maxBatch} inputs`);
+    return { inputs: body.input_batch.map((x, i) => numbersToBytes(x, dt, `input_batch[${i}]`)), batch: true, context };
+  }
+  if (body.input === undefined) throw new SkiffError('BAD_REQUEST', 'the body needs "input" or "input_batch"');
+  return { inputs: [numbersToBytes(body.input, dt, 'input')], batch: false, context };
+}
+
+/** Parse and validate an update (feedback) body for an app whose inputs are `dt`. Pure, as parsePredictBody. */
+export function parseUpdateBody(bytes: Uint8Array, dt: DataType): ClipperUpdateBody {
+  const body = expectObject(parseJsonBody(bytes), 'body');
+  if (body.input === undefined || body.label === undefined) throw new SkiffError('BAD_REQUEST', 'the body needs "uid", "input" and "label"');
+  if (typeof body.label !== 'number') throw new SkiffError('BAD_REQUEST', 'label must be a number');
+  const input = numbersToBytes(body.input, dt, 'input');
+  return { input, label: body.label, context: contextOf(body) };
 }
 
 /** An app answer in Clipper's JSON shape (plus which models produced it). */
@@ -54,40 +112,28 @@ export function clipperAnswer(a: AppAnswer): Record<string, unknown> {
   return r;
 }
 
-function contextOf(body: Record<string, unknown>): string {
-  const uid = body.uid ?? body.user;
-  if (uid === undefined || uid === null || uid === 0 || uid === '') return '';
-  if (typeof uid !== 'number' && typeof uid !== 'string') throw new SkiffError('BAD_REQUEST', 'uid must be a number or a string');
-  return String(uid);
-}
-
 function clipperError(ex: Exchange, err: ErrorInfo): void {
   sendError(ex, err, false, { cause: err.message });
 }
 
 export function registerClipperRoutes(app: TemplatedApp, apps: AppRegistry, proc: AppProcessor, opts: ClipperOptions): void {
-  const route = (handler: (ex: Exchange, appName: string, body: Record<string, unknown>) => void) =>
+  const route = (handler: (ex: Exchange, appName: string, dt: DataType, bytes: Uint8Array) => void) =>
     (res: HttpResponse, req: HttpRequest): void => {
       const ex = exchange(res);
       const appName = req.getParameter(0) ?? '';
       readBody(ex, req, opts.maxBodyBytes, (bytes) => {
         try {
-          apps.require(appName);
-          handler(ex, appName, expectObject(parseJsonBody(bytes), 'body'));
+          const rt = apps.require(appName);
+          handler(ex, appName, INPUT_TYPES[rt.def.input_type], bytes);
         } catch (err) {
           clipperError(ex, toErrorInfo(err));
         }
       });
     };
 
-  app.post('/:app/predict', route((ex, appName, body) => {
-    const rt = apps.require(appName);
-    const dt = INPUT_TYPES[rt.def.input_type];
-    const context = contextOf(body);
-    if (body.input_batch !== undefined) {
-      if (!Array.isArray(body.input_batch) || body.input_batch.length === 0) throw new SkiffError('BAD_REQUEST', 'input_batch must be a non-empty array of inputs');
-      if (body.input_batch.length > opts.maxBatch) throw new SkiffError('BAD_REQUEST', `input_batch holds more than ${opts.maxBatch} inputs`);
-      const inputs = body.input_batch.map((x, i) => numbersToBytes(x, dt, `input_batch[${i}]`));
+  app.post('/:app/predict', route((ex, appName, dt, bytes) => {
+    const { inputs, batch, context } = parsePredictBody(bytes, dt, opts.maxBatch);
+    if (batch) {
       const answers: Record<string, unknown>[] = new Array(inputs.length);
       let pending = inputs.length;
       inputs.forEach((data, i) => {
@@ -98,17 +144,12 @@ export function registerClipperRoutes(app: TemplatedApp, apps: AppRegistry, proc
       });
       return;
     }
-    if (body.input === undefined) throw new SkiffError('BAD_REQUEST', 'the body needs "input" or "input_batch"');
-    const data = numbersToBytes(body.input, dt, 'input');
-    proc.predict(appName, { data }, context, (err, a) => (err ? clipperError(ex, err) : sendJson(ex, 200, clipperAnswer(a!))));
+    proc.predict(appName, { data: inputs[0]! }, context, (err, a) => (err ? clipperError(ex, err) : sendJson(ex, 200, clipperAnswer(a!))));
   }));
 
-  app.post('/:app/update', route((ex, appName, body) => {
-    const rt = apps.require(appName);
-    if (body.input === undefined || body.label === undefined) throw new SkiffError('BAD_REQUEST', 'the body needs "uid", "input" and "label"');
-    if (typeof body.label !== 'number') throw new SkiffError('BAD_REQUEST', 'label must be a number');
-    const data = numbersToBytes(body.input, INPUT_TYPES[rt.def.input_type], 'input');
-    proc.feedback(appName, { data }, contextOf(body), body.label, (err, r) =>
+  app.post('/:app/update', route((ex, appName, dt, bytes) => {
+    const { input, label, context } = parseUpdateBody(bytes, dt);
+    proc.feedback(appName, { data: input }, context, label, (err, r) =>
       err ? clipperError(ex, err) : sendJson(ex, 200, { success: true, models_updated: r!.updated }));
   }));
 }

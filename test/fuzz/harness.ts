@@ -218,3 +218,21 @@ export class Tally {
       + `mean_in=${this.inputs ? (this.inputBytes / this.inputs).toFixed(0) : 0}B time=${(this.elapsedMs / 1000).toFixed(1)}s seed=${this.seed}`;
   }
 }
+
+/** RSS may grow by at most this much over one campaign. */
+export const RSS_GROWTH_BOUND_MB = 200;
+
+/**
+ * The campaign-level checks: every planned input ran, memory stayed bounded, and (for campaigns
+ * large enough to tell) inputs were both accepted and refused, so the fuzzing reached past the
+ * parser's first check. Prints the summary line. Throws an Error describing the first failure.
+ */
+export function checkCampaign(t: Tally, runs: number, opts: { mustAccept?: boolean; mustReject?: boolean } = {}): void {
+  console.log(t.summary());
+  if (t.inputs !== runs) throw new Error(`${t.name}: ran ${t.inputs} inputs, planned ${runs}`);
+  if (t.rssGrowthMb > RSS_GROWTH_BOUND_MB) throw new Error(`${t.name}: RSS grew by ${t.rssGrowthMb.toFixed(0)} MB (bound ${RSS_GROWTH_BOUND_MB} MB)`);
+  if (runs >= 1000) {
+    if ((opts.mustAccept ?? true) && t.accepted === 0) throw new Error(`${t.name}: no input was accepted`);
+    if ((opts.mustReject ?? true) && t.rejectedTotal === 0) throw new Error(`${t.name}: no input was refused`);
+  }
+}

@@ -189,10 +189,15 @@ function requestRefused(r: RequestInit, limits: WireLimits): boolean {
     || r.outputs!.length > limits.maxTensorsPerRequest || tensorsRefused(r.inputs, limits);
 }
 
-function sameTensors(a: readonly Tensor[], b: readonly Tensor[]): boolean {
-  return a.length === b.length && a.every((t, i) => {
-    const u = b[i]!;
-    return t.name === u.name && t.datatype === u.datatype && t.shape.join() === u.shape.join()
+/** A string as it comes back from UTF-8 (lone surrogates become U+FFFD). */
+function utf8(s: string | undefined): string {
+  return Buffer.from(s ?? '', 'utf8').toString('utf8');
+}
+
+function sameTensors(decoded: readonly Tensor[], sent: readonly Tensor[]): boolean {
+  return decoded.length === sent.length && decoded.every((t, i) => {
+    const u = sent[i]!;
+    return t.name === utf8(u.name) && t.datatype === u.datatype && t.shape.join() === u.shape.join()
       && Buffer.compare(Buffer.from(t.data), Buffer.from(u.data)) === 0;
   });
 }
@@ -209,14 +214,14 @@ function checkRoundTrip(init: FrameInit, f: DecodedFrame, limits: WireLimits): v
     const d = f.requests[i]!;
     if (d.id !== r.id) fail(`request ${i} id`);
     if (requestRefused(r, limits) !== (d.error !== undefined)) fail(`request ${i}: refused=${d.error !== undefined}, oracle says ${requestRefused(r, limits)}`);
-    if (d.error === undefined && (d.model !== r.model || d.app !== r.app || d.user !== r.user || !sameTensors(d.inputs, r.inputs!)
-      || d.outputs.join('\0') !== r.outputs!.join('\0') || d.version !== r.version || d.timeoutUs !== r.timeoutUs)) fail(`request ${i} differs`);
+    if (d.error === undefined && (d.model !== utf8(r.model) || d.app !== utf8(r.app) || d.user !== utf8(r.user) || !sameTensors(d.inputs, r.inputs!)
+      || d.outputs.join('\0') !== r.outputs!.map(utf8).join('\0') || d.version !== r.version || d.timeoutUs !== r.timeoutUs)) fail(`request ${i} differs`);
   });
   (init.feedback ?? []).forEach((b, i) => {
     const d = f.feedback[i]!;
     const refused = !b.app || tensorsRefused(b.inputs, limits);
     if (refused !== (d.error !== undefined)) fail(`feedback ${i}: refused=${d.error !== undefined}, oracle says ${refused}`);
-    if (d.error === undefined && (!sameTensors(d.inputs, b.inputs!) || !Object.is(d.label, b.label))) fail(`feedback ${i} differs`);
+    if (d.error === undefined && (!sameTensors(d.inputs, b.inputs!) || !(d.label === b.label || (Number.isNaN(d.label) && Number.isNaN(b.label))))) fail(`feedback ${i} differs`);
   });
   (init.cancel ?? []).forEach((c, i) => {
     if (f.cancel[i] !== c) fail(`cancel ${i}`);

@@ -1,40 +1,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { writeClassifier, writeModelConfig } from '../../src/modelgen/fixtures.js';
 import { SkiffClient } from '../../src/client/ws-client.js';
 import { bytesOf, postJson, tempDir } from './helpers.js';
-
-const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url));
-
-interface Proc {
-  child: ChildProcess;
-  url: string;
-  wsUrl: string;
-  adminUrl: string;
-  exited: Promise<number | null>;
-}
-
-/** Run `skiff serve` as a real process on ephemeral ports; resolves once it printed "ready". */
-async function spawnServer(args: string[]): Promise<Proc> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--admin-port', '0', '--log-level', 'warn', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  let out = '';
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('\nready')) resolve();
-    });
-    void exited.then((code) => reject(new Error(`server exited (${code}) before ready:\n${out}\n${err}`)));
-  });
-  const port = /on http:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1];
-  const adminPort = /admin API on http:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1];
-  return { child, url: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}/ws`, adminUrl: `http://127.0.0.1:${adminPort}`, exited };
-}
+import { spawnServer } from './process-helpers.js';
 
 describe('a real server process: SIGKILL recovery and SIGTERM drain', () => {
   const tmp = tempDir();

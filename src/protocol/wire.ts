@@ -558,7 +558,8 @@ class FrameWriter {
   private stringVector(names: readonly string[] | undefined): number {
     if (names === undefined || names.length === 0) return 0;
     const list = this.stringsScratch;
-    for (const s of names) list.push(this.b.createSharedString(s));
+    // createSharedString('') returns 0 (no string), which is not a valid vector element.
+    for (const s of names) list.push(s === '' ? this.b.createString(s) : this.b.createSharedString(s));
     return this.offsets(list);
   }
 

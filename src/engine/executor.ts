@@ -77,7 +77,7 @@ interface Batch {
 const NOOP_HANDLE: QueryHandle = { cancel() {} };
 /** Batches observed before admission control trusts its latency estimate. */
 const ADMISSION_WARMUP_BATCHES = 8;
-const EWMA_ALPHA = 0.2;
+const BATCH_WINDOW = 32;
 /** Admit only when the estimated completion fits in this fraction of the time left. */
 const ADMISSION_HEADROOM = 0.8;
 const RING_RECORD_SLACK = 4096;
@@ -91,8 +91,13 @@ export class Executor {
   private readonly freeSlots: PoolSlot[];
   private readonly writer = new TensorListWriter();
   private capRows: number;
-  /** Smoothed batch latency (dispatch to completion, ms) and how many batches fed it. */
-  private ewmaBatchMs = 0;
+  /**
+   * Typical batch latency (dispatch to completion, ms): the median of the last BATCH_WINDOW
+   * batches, recomputed per batch. A median, not a mean, so a few stragglers do not make
+   * admission refuse what would have made it.
+   */
+  private estBatchMs = 0;
+  private readonly recentBatchMs = new Float64Array(BATCH_WINDOW);
   private batchesSeen = 0;
   private queuedRows = 0;
   private consecutiveFailures = 0;
@@ -132,7 +137,8 @@ export class Executor {
   adopt(old: Executor): void {
     this.cache = old.cache;
     this.latency = old.latency;
-    this.ewmaBatchMs = old.ewmaBatchMs;
+    this.estBatchMs = old.estBatchMs;
+    this.recentBatchMs.set(old.recentBatchMs);
     this.batchesSeen = old.batchesSeen;
     this.capRows = Math.min(old.capRows, this.aimd.maxBatch);
   }
@@ -271,14 +277,14 @@ export class Executor {
   /**
    * Admission control. Estimated completion of a query arriving now: the remainder of running
    * batches when no replica is free, plus the full batches queued ahead of it spread over the
-   * replicas, plus its own batch — all from the learned batch latency (EWMA). Refuse when that
+   * replicas, plus its own batch — all from the typical (median) recent batch latency. Refuse when that
    * overshoots the time left: OVERLOADED (with the time until the queue ahead has drained) when
    * the queue is the cause, DEADLINE_EXCEEDED when even an idle model could not make it. No
    * refusal before the model has a latency history.
    */
   private admit(rows: number, budgetMs: number): ErrorInfo | null {
     if (this.batchesSeen < ADMISSION_WARMUP_BATCHES) return null;
-    const batchMs = this.ewmaBatchMs;
+    const batchMs = this.estBatchMs;
     const replicas = Math.max(1, this.pool.slots.length);
     const busyMs = this.freeSlots.length === 0 ? batchMs / 2 : 0;
     const aheadMs = (Math.floor((this.queuedRows + rows - 1) / Math.max(1, this.capRows)) * batchMs) / replicas;
@@ -507,8 +513,11 @@ export class Executor {
       }
     }
     if (list && list.status !== STATUS_ERROR) {
-      this.ewmaBatchMs = this.batchesSeen === 0 ? latencyMs : this.ewmaBatchMs + EWMA_ALPHA * (latencyMs - this.ewmaBatchMs);
+      this.recentBatchMs[this.batchesSeen % BATCH_WINDOW] = latencyMs;
       this.batchesSeen++;
+      const n = Math.min(this.batchesSeen, BATCH_WINDOW);
+      const sorted = this.recentBatchMs.slice(0, n).sort();
+      this.estBatchMs = sorted[n >> 1]!;
       record(this.latency.batchRunUs, latencyMs * 1000);
       this.capRows = aimdNext(this.capRows, { rows: batch.rows, latencyMs }, this.aimd);
     }

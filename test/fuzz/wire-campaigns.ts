@@ -10,7 +10,7 @@
  * UNSUPPORTED_DATATYPE. Decoded tensors must hold exactly the bytes their shape declares.
  */
 import fc from 'fast-check';
-import { ErrorCodes, type ErrorCode } from '../../src/errors.js';
+import { ErrorCodes, isErrorCode, type ErrorCode } from '../../src/errors.js';
 import {
   DEFAULT_WIRE_LIMITS, decodeFrame, encodeFrame,
   type DecodedFrame, type FeedbackInit, type FrameInit, type RequestInit, type WireLimits, type WireResponse,
@@ -45,25 +45,25 @@ export function inspectFrame(f: DecodedFrame, limits: WireLimits): Accepted {
       bytes += t.data.byteLength + t.name.length;
     }
   };
-  const item = (x: { error?: { code: ErrorCode } }, carried: boolean): void => {
+  const item = (x: { error?: { code: ErrorCode } }): void => {
     if (x.error === undefined) return;
-    if (!carried && !ITEM_CODES.includes(x.error.code)) throw new Error(`item error with code ${x.error.code}`);
+    if (!ITEM_CODES.includes(x.error.code)) throw new Error(`item error with code ${x.error.code}`);
     codes.push(x.error.code);
   };
   for (const r of f.requests) {
-    item(r, false);
+    item(r);
     tensors(r.inputs);
     bytes += r.model.length + r.app.length + r.user.length;
     for (const o of r.outputs) bytes += o.length;
   }
   for (const b of f.feedback) {
-    item(b, false);
+    item(b);
     tensors(b.inputs);
     bytes += b.app.length + b.user.length;
   }
   for (const r of f.responses) {
-    // A response's error may be any code a server sent; an undecodable one is an item fault.
-    item(r, true);
+    // A response's error is data (any code a server sent, INTERNAL for an unknown one), not a refusal.
+    if (r.error !== undefined && !isErrorCode(r.error.code)) throw new Error(`response error with code ${r.error.code}`);
     tensors(r.outputs);
     bytes += r.model.length + (r.defaultExplanation?.length ?? 0) + (r.error?.message.length ?? 0);
     for (const s of [...(r.modelsUsed ?? []), ...(r.modelsMissing ?? [])]) bytes += s.length;

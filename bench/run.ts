@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
-import { BenchContext, machineCpuBusy, type TargetResult } from './lib/context.js';
+import { BenchContext, cpuShares, machineCpuBusy, waitQuiet, type TargetResult } from './lib/context.js';
 import { LoadGenerator } from './lib/loadgen.js';
 import { writeBenchModel, type BenchModel } from './lib/models.js';
 import { seriesOf, timestampName, writeResults } from './lib/report.js';
@@ -36,6 +36,7 @@ const RESULTS_ROOT = fileURLToPath(new URL('../../bench/results/', import.meta.u
 
 interface Options {
   quick: boolean;
+  waitQuiet?: number;
   only?: string;
   out?: string;
   threads: number;
@@ -71,11 +72,13 @@ function verdict(r: TargetResult): string {
 }
 
 async function main(o: Options): Promise<number> {
-  const t0 = performance.now();
   const targets = select(o);
-  const busy = await machineCpuBusy(1000);
+  const busy = o.waitQuiet
+    ? await waitQuiet(0.15, o.waitQuiet * 60_000, (b) => console.log(`waiting for a quiet machine: ${(b * 100).toFixed(0)}% busy`))
+    : await machineCpuBusy(1000);
   console.log(`skiff bench (${o.quick ? 'quick' : 'full'}): ${targets.map((t) => t.id).join(', ')}`);
   console.log(`machine: ${(await import('node:os')).cpus().length} CPUs; CPU busy before the run (other processes): ${Number.isNaN(busy) ? 'unknown' : `${(busy * 100).toFixed(0)}%`}`);
+  const t0 = performance.now();
   const repo = mkdtempSync(join(tmpdir(), 'skiff-bench-'));
   const gen = await LoadGenerator.start(o.threads);
   const ctx = new BenchContext(o.quick, gen);
@@ -105,14 +108,19 @@ async function main(o: Options): Promise<number> {
       ctx.current = t.id;
       ctx.log(`\n== ${t.id}: ${t.title}`);
       let r: TargetResult;
+      const cpu0 = ctx.cpu();
+      const started = performance.now();
       try {
         r = await t.run(ctx, env);
       } catch (err) {
         r = { id: t.id, title: t.title, value: NaN, measured: 'error', target: '', pass: false, lines: [`error: ${err instanceof Error ? err.stack ?? err.message : String(err)}`], data: {} };
       }
+      const share = cpuShares(cpu0, ctx.cpu());
+      r.lines.push(`CPU during ${t.id}: machine ${(share.busy * 100).toFixed(0)}% busy, of which other processes (not this benchmark) ${(share.others * 100).toFixed(0)}%`);
+      r.data.cpu = share;
       results.push(r);
       for (const l of r.lines) ctx.log(`  ${l}`);
-      ctx.log(`  => ${t.id} ${r.measured} (target ${r.target}): ${verdict(r)}`);
+      ctx.log(`  => ${t.id} ${r.measured} (target ${r.target}): ${verdict(r)}  [${((performance.now() - started) / 1000).toFixed(0)} s]`);
     }
   } finally {
     await ctx.close();
@@ -143,6 +151,7 @@ const program = new Command()
   .name('npm run bench --')
   .description('Skiff benchmark targets T1..T8 against baselines measured in the same run')
   .option('--quick', 'short runs (the whole set in under 2 minutes)', false)
+  .option('--wait-quiet <minutes>', 'first wait (up to this long) until other processes leave the CPUs idle', (v) => Number(v))
   .option('--only <ids>', 'comma-separated targets: T1..T8, ws-stream, curves')
   .option('--out <dir>', 'results folder (default bench/results/<timestamp> for full runs)')
   .option('--threads <n>', 'load generator threads', (v) => Number(v), 2);

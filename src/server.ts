@@ -20,6 +20,9 @@ import { openSqliteStore } from './store/sqlite-store.js';
 import { parseModelConfig } from './config/model-config.js';
 import { join } from 'node:path';
 import { parseJsonBody } from './protocol/safe-json.js';
+import { startObservability } from './metrics/observability.js';
+import { registerMetricsRoutes } from './frontend/metrics.js';
+import { registerDashboard } from './admin/dashboard.js';
 
 /**
  * The composition root: the only module that wires the layers together. Everything below it is
@@ -147,8 +150,14 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
     maxElements: opts.maxElements,
     serverName: 'skiff',
     serverVersion: PKG.version,
+    log,
   });
   registerClipperRoutes(app, apps, appQueries, { maxBodyBytes: opts.maxBodyBytes, maxBatch: 10_000 });
+  const obs = startObservability({
+    models: registry, apps, appStats: appQueries, rejected: queries.rejected,
+    connections: () => ws.connections(), toWallMs: (t) => Date.now() - (clock.now() - t),
+  }, log);
+  registerMetricsRoutes(app, obs);
   app.any('/*', (res, req) => {
     const ex = exchange(res);
     sendError(ex, { code: 'NOT_FOUND', message: `no route for ${req.getMethod().toUpperCase()} ${req.getUrl()}` });
@@ -165,6 +174,7 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
       { host: opts.adminHost, port: opts.adminPort, token: opts.adminToken, maxBodyBytes: opts.maxBodyBytes, log, tls: opts.adminTls ?? opts.tls },
       { ...applicationCalls(apps, store), ...modelCalls(registry, store, { repository: opts.modelRepository, uploadDir }) },
       repositoryRoutes(registry, { repository: opts.modelRepository, uploadDir }),
+      (adminApp, authorized) => registerDashboard(adminApp, authorized, obs),
     );
   }
   log.info({ host: opts.host, port, loaded: loadReport.loaded, failed: loadReport.failed.length }, 'skiff listening');
@@ -186,6 +196,7 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
       closing ??= (async () => {
         uWS.us_listen_socket_close(token);
         admin?.close();
+        obs.close();
         // Accepted queries finish; new ones on open connections get SHUTTING_DOWN.
         queries.draining = true;
         const drained = await Promise.race([

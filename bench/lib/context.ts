@@ -46,6 +46,8 @@ export class BenchContext {
   private readonly bar = new ProgressBar();
   private readonly children: ChildHandle[] = [];
   private readonly rawCache = new Map<string, Promise<RawOrtResult>>();
+  /** CPU ticks of children already stopped. */
+  private retiredTicks = 0;
   current = '';
 
   constructor(
@@ -102,9 +104,16 @@ export class BenchContext {
     return c;
   }
 
+  /** CPU counters of the machine and of this runner with all its children, past and present. */
+  cpu(): CpuSample {
+    const s = cpuSample(this.children.map((c) => c.pid));
+    return { ...s, ours: s.ours + this.retiredTicks };
+  }
+
   async stopChild(c: ChildHandle): Promise<void> {
     const i = this.children.indexOf(c);
     if (i >= 0) this.children.splice(i, 1);
+    this.retiredTicks += procTicks(c.pid);
     await c.stop();
   }
 
@@ -126,18 +135,66 @@ export class BenchContext {
   }
 }
 
+/** CPU time counters (clock ticks): the whole machine, and this process plus `pids`. */
+export interface CpuSample {
+  busy: number;
+  total: number;
+  ours: number;
+}
+
+/** utime + stime of a process (all its threads), in clock ticks; 0 when unreadable. */
+export function procTicks(pid: number | 'self'): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime, stime (stat(5) fields 14, 15; counted from the state field, 3).
+    return Number(f[11]) + Number(f[12]);
+  } catch {
+    return 0;
+  }
+}
+
+/** A snapshot for `othersShare` (Linux /proc; zeros elsewhere). */
+export function cpuSample(pids: readonly number[] = []): CpuSample {
+  try {
+    const f = readFileSync('/proc/stat', 'latin1').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const total = f.reduce((a, b) => a + b, 0);
+    const idle = f[3]! + (f[4] ?? 0);
+    let ours = procTicks('self');
+    for (const p of pids) ours += procTicks(p);
+    return { busy: total - idle, total, ours };
+  } catch {
+    return { busy: 0, total: 0, ours: 0 };
+  }
+}
+
+/** Share of the machine's CPU time (0..1) used between two samples: by everything, and by processes other than ours. */
+export function cpuShares(a: CpuSample, b: CpuSample): { busy: number; others: number } {
+  const total = Math.max(1, b.total - a.total);
+  return { busy: (b.busy - a.busy) / total, others: Math.max(0, (b.busy - a.busy) - (b.ours - a.ours)) / total };
+}
+
 /** Share of the machine's CPU time used over `ms` (all processes, including other tenants). */
 export async function machineCpuBusy(ms: number): Promise<number> {
-  const read = (): { idle: number; total: number } => {
-    const f = readFileSync('/proc/stat', 'latin1').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-    return { idle: f[3]! + (f[4] ?? 0), total: f.reduce((a, b) => a + b, 0) };
-  };
-  try {
-    const a = read();
-    await new Promise((r) => setTimeout(r, ms));
-    const b = read();
-    return 1 - (b.idle - a.idle) / Math.max(1, b.total - a.total);
-  } catch {
-    return NaN;
+  const a = cpuSample();
+  await new Promise((r) => setTimeout(r, ms));
+  const b = cpuSample();
+  return b.total > a.total ? cpuShares(a, b).busy : NaN;
+}
+
+/** Wait (up to `maxMs`) until the machine has been below `threshold` busy for 3 s in a row; returns the last reading. */
+export async function waitQuiet(threshold: number, maxMs: number, onWait: (busy: number) => void): Promise<number> {
+  const until = performance.now() + maxMs;
+  let quiet = 0;
+  let busy = NaN;
+  while (performance.now() < until) {
+    busy = await machineCpuBusy(1000);
+    if (!(busy >= threshold)) {
+      if (++quiet >= 3) return busy;
+    } else {
+      quiet = 0;
+      onWait(busy);
+    }
   }
+  return busy;
 }

@@ -237,7 +237,7 @@ export class HttpDriver implements Driver {
       c.onClose = () => {
         const i = this.free.indexOf(c);
         if (i >= 0) this.free.splice(i, 1);
-        if (this.free.length === 0 && ![...this.conns].some((x) => x.alive)) this.failQueued('NO_CONNECTION');
+        if (!this.conns.some((x) => x.alive)) this.failQueued('NO_CONNECTION');
       };
       this.conns.push(c);
       this.free.push(c);

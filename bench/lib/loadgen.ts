@@ -92,7 +92,10 @@ export class LoadGenerator {
     let onDone: (() => void) | null = null;
     let failure: Error | null = null;
     let ready = 0;
+    let onCrash: ((err: Error) => void) | null = null;
+    const crash = (err: unknown): void => onCrash?.(err instanceof Error ? err : new Error(String(err)));
     const listeners = workers.map((w, thread) => {
+      w.on('error', crash);
       const l = (m: FromWorker): void => {
         if (m.type === 'ready' && ++ready === used) onReady?.();
         else if (m.type === 'failed') {
@@ -118,7 +121,10 @@ export class LoadGenerator {
         for (const w of workers) w.postMessage({ type: 'cancel' } satisfies ToWorker);
         throw failure;
       }
-      const doneP = new Promise<void>((resolve) => (onDone = resolve));
+      const doneP = new Promise<void>((resolve, reject) => {
+        onDone = resolve;
+        onCrash = (err) => reject(new Error(`bench: a generator thread failed: ${err.message}`));
+      });
       const startAt = performance.timeOrigin + performance.now() + 20;
       for (const w of workers) w.postMessage({ type: 'go', startAtEpochMs: startAt } satisfies ToWorker);
       const totalMs = spec.warmupMs + spec.durationMs;
@@ -133,11 +139,17 @@ export class LoadGenerator {
           opts.onProgress!({ elapsedMs: performance.timeOrigin + performance.now() - startAt, totalMs, warmupMs: spec.warmupMs, sent, answered, errors });
         }, 250)
         : null;
-      await doneP;
-      if (ticker) clearInterval(ticker);
+      try {
+        await doneP;
+      } finally {
+        if (ticker) clearInterval(ticker);
+      }
       return merge(spec, [...results.values()], opts.label);
     } finally {
-      workers.forEach((w, i) => w.off('message', listeners[i]!));
+      workers.forEach((w, i) => {
+        w.off('message', listeners[i]!);
+        w.off('error', crash);
+      });
     }
   }
 

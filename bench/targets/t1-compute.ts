@@ -9,6 +9,7 @@
  */
 import { fmtInt, fmtRatio } from '../lib/format.js';
 import { maxRateUnder } from '../lib/search.js';
+import { describeBreakdown, withBreakdown } from './breakdown.js';
 import type { Target } from './types.js';
 
 const P99_LIMIT_US = 20_000;
@@ -25,7 +26,8 @@ export const t1: Target = {
     ctx.log(`  raw ORT (1 thread): ${raw.sweep.map((p) => `b${p.batch} ${fmtInt(p.rowsPerSec)}/s`).join(', ')}; best batch ${raw.best.batch}`);
     const target = { protocol: 'ws' as const, url: env.wsUrl, model: m.name, timeoutUs: 0 };
     const extra = { requestsPerFrame: 16, connections: 4 };
-    const sat = await ctx.load('T1 Skiff WS saturation', ctx.spec(target, m.input, { kind: 'closed', concurrency: 48 }, extra));
+    const { result: sat, breakdown } = await withBreakdown(env.skiff, m.name, raw,
+      () => ctx.load('T1 Skiff WS saturation', ctx.spec(target, m.input, { kind: 'closed', concurrency: 48 }, extra)));
     const search = await maxRateUnder(ctx, {
       label: 'T1 Skiff WS',
       build: (rate) => ctx.spec(target, m.input, { kind: 'open', rate }, extra),
@@ -33,7 +35,6 @@ export const t1: Target = {
       saturation: sat.throughput,
       series: 'Skiff WS 16/frame, compute MLP',
     });
-    const stats = await env.skiff.call<{ latency: { batchRows: { mean: number } } }>('stats', { model: m.name });
     const skiff = search.best?.throughput ?? 0;
     const ratio = skiff / raw.best.rowsPerSec;
     return {
@@ -41,9 +42,9 @@ export const t1: Target = {
       lines: [
         `Skiff WS at p99 <= 20 ms: ${fmtInt(skiff)} req/s (p99 ${search.best ? `${(search.best.latencyUs.p99 / 1000).toFixed(1)} ms` : 'n/a'}); saturation ${fmtInt(sat.throughput)} req/s`,
         `raw ORT best: ${fmtInt(raw.best.rowsPerSec)} rows/s at batch ${raw.best.batch}; ratio ${fmtRatio(ratio)}`,
-        `mean batch over the T1 runs: ${stats.latency.batchRows.mean.toFixed(1)} rows`,
+        `at saturation, ${describeBreakdown(breakdown)}`,
       ],
-      data: { raw, saturation: sat.throughput, best: search.best, tried: search.tried.length },
+      data: { raw, saturation: sat.throughput, breakdown, best: search.best, tried: search.tried.length },
     };
   },
 };

@@ -8,6 +8,7 @@
  */
 import { fmtInt } from '../lib/format.js';
 import { TINY_BATCHES } from './t3-rtt.js';
+import { describeBreakdown, withBreakdown } from './breakdown.js';
 import type { Target } from './types.js';
 
 const TARGET = 500_000;
@@ -24,20 +25,22 @@ export const t4: Target = {
     const m = env.models.tiny!;
     const extra = { requestsPerFrame: PER_FRAME, connections: 4 };
     const mode = { kind: 'closed' as const, concurrency: 32 };
-    const skiff = await ctx.load('T4 Skiff tiny', ctx.spec({ protocol: 'ws', url: env.wsUrl, model: m.name, timeoutUs: 0 }, m.input, mode, extra));
-    const id = env.models.identity!;
-    const identity = await ctx.load('T4 Skiff identity', ctx.spec({ protocol: 'ws', url: env.wsUrl, model: id.name, timeoutUs: 0 }, id.input, mode, extra));
-    const echo = await ctx.load('T4 uWS echo (c)', ctx.spec({ protocol: 'ws-echo', url: await env.echoUrl(), model: m.name, timeoutUs: 0 }, m.input, mode, extra));
     const raw = await ctx.rawOrt(m.file, m.input, 1, TINY_BATCHES);
-    const stats = await env.skiff.call<{ latency: { batchRows: { mean: number } } }>('stats', { model: m.name });
+    const { result: skiff, breakdown } = await withBreakdown(env.skiff, m.name, raw,
+      () => ctx.load('T4 Skiff tiny', ctx.spec({ protocol: 'ws', url: env.wsUrl, model: m.name, timeoutUs: 0 }, m.input, mode, extra)));
+    const id = env.models.identity!;
+    // The identity model (transport and engine only, no compute): full run only.
+    const identity = ctx.quick ? null : await ctx.load('T4 Skiff identity', ctx.spec({ protocol: 'ws', url: env.wsUrl, model: id.name, timeoutUs: 0 }, id.input, mode, extra));
+    const echo = await ctx.load('T4 uWS echo (c)', ctx.spec({ protocol: 'ws-echo', url: await env.echoUrl(), model: m.name, timeoutUs: 0 }, m.input, mode, extra));
     return {
       id: 'T4', title: this.title, value: skiff.throughput, measured: `${fmtInt(skiff.throughput)}/s`,
       target: `>= ${fmtInt(TARGET)}/s`, pass: skiff.throughput >= TARGET,
       lines: [
-        `Skiff tiny MLP: ${fmtInt(skiff.throughput)} predictions/s (mean batch ${stats.latency.batchRows.mean.toFixed(0)} rows); identity model: ${fmtInt(identity.throughput)}/s`,
+        `Skiff tiny MLP: ${fmtInt(skiff.throughput)} predictions/s${identity ? `; identity model: ${fmtInt(identity.throughput)}/s` : ''}`,
+        describeBreakdown(breakdown),
         `limits measured in the same run: uWS echo of the same frames ${fmtInt(echo.throughput)} queries/s; raw ORT ${fmtInt(raw.best.rowsPerSec)} rows/s (batch ${raw.best.batch}, 1 thread)`,
       ],
-      data: { skiff, identity, echo, raw: raw.best },
+      data: { skiff, breakdown, identity, echo, raw: raw.best },
     };
   },
 };

@@ -9,7 +9,7 @@
  * Models: three fresh servers with 0, 1 and 50 small classifiers (64-32-10, default config),
  * idle; per-model memory = (RSS(50) - RSS(1)) / 49, the cost of one more model.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeClassifier } from '../../src/modelgen/fixtures.js';
@@ -25,7 +25,7 @@ const IDLE_CLIENTS = new URL('../lib/idle-clients.js', import.meta.url);
 async function hostRss(ctx: BenchContext, repo: string): Promise<number> {
   const h = await ctx.child(HOST, [repo]);
   // Let start-up garbage settle before reading.
-  await new Promise((r) => setTimeout(r, 1000));
+  await new Promise((r) => setTimeout(r, 500));
   const m = await h.call<{ rss: number }>('memory');
   await ctx.stopChild(h);
   return m.rss;
@@ -38,7 +38,7 @@ export const t7: Target = {
   async run(ctx, env) {
     const m = env.models.tiny!;
     const spec = ctx.spec({ protocol: 'ws', url: env.wsUrl, model: m.name, timeoutUs: 0 }, m.input, { kind: 'open', rate: 2000 },
-      { connections: 2, durationMs: ctx.quick ? 2000 : 5000 });
+      { connections: 2, durationMs: ctx.quick ? 1500 : 5000 });
     const before = await ctx.load('T7 active load, before', spec);
     const rssBefore = (await env.skiff.call<{ rss: number }>('memory')).rss;
     const idle = await ctx.child(IDLE_CLIENTS, [env.wsUrl, String(IDLE)]);
@@ -57,6 +57,7 @@ export const t7: Target = {
       const empty = join(dir, 'empty');
       const one = join(dir, 'one');
       const fifty = join(dir, 'fifty');
+      mkdirSync(empty);
       writeClassifier(one, 'small_0', { seed: 1, hidden: 32 });
       for (let i = 0; i < MODELS; i++) writeClassifier(fifty, `small_${i}`, { seed: i + 1, hidden: 32 });
       rss0 = await hostRss(ctx, empty);

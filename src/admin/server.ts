@@ -43,6 +43,21 @@ function authorized(req: HttpRequest, token: string | undefined): boolean {
   return got.length === want.length && timingSafeEqual(got, want);
 }
 
+/** The token as a `token` query parameter: for browser pages and WebSocket handshakes, which cannot set headers. */
+function authorizedByQuery(req: HttpRequest, token: string | undefined): boolean {
+  if (!token) return true;
+  const got = Buffer.from(req.getQuery('token') ?? '');
+  const want = Buffer.from(token);
+  return got.length === want.length && timingSafeEqual(got, want);
+}
+
+/**
+ * Extra routes on the admin listener (e.g. the dashboard), registered before its catch-all.
+ * `authorized(req)` applies the admin token from the Authorization header or a `token` query
+ * parameter; call it synchronously in the handler.
+ */
+export type AdminExtension = (app: TemplatedApp, authorized: (req: HttpRequest) => boolean) => void;
+
 /**
  * An admin request body: empty means `{}`, anything else must be a JSON object (parsed with the
  * prototype-pollution and depth guards of parseJsonBody). Pure; throws SkiffError('BAD_REQUEST').
@@ -97,7 +112,7 @@ export function applicationCalls(apps: AppRegistry, store: Pick<ControlStore, 'p
   };
 }
 
-export async function startAdminServer(opts: AdminOptions, calls: Record<string, AdminHandler>, routes: AdminRoute[] = []): Promise<AdminServer> {
+export async function startAdminServer(opts: AdminOptions, calls: Record<string, AdminHandler>, routes: AdminRoute[] = [], extend?: AdminExtension): Promise<AdminServer> {
   const app: TemplatedApp = opts.tls ? uWS.SSLApp({ key_file_name: opts.tls.key, cert_file_name: opts.tls.cert }) : uWS.App();
   const guard = (ex: Exchange, req: HttpRequest): boolean => {
     if (authorized(req, opts.token)) return true;
@@ -143,6 +158,7 @@ export async function startAdminServer(opts: AdminOptions, calls: Record<string,
       run(ex, req, r.pattern, r.handler, params);
     });
   }
+  extend?.(app, (req) => authorized(req, opts.token) || authorizedByQuery(req, opts.token));
   app.any('/*', (res, req) => {
     const ex = exchange(res);
     if (guard(ex, req)) sendError(ex, { code: 'NOT_FOUND', message: `no admin route ${req.getMethod().toUpperCase()} ${req.getUrl()}` });

@@ -109,7 +109,9 @@ export class Executor {
   private immediate: NodeJS.Immediate | null = null;
   private closed = false;
   private drainWaiters: (() => void)[] = [];
-  readonly counters = { queries: 0, answered: 0, errors: 0, expired: 0, refused: 0, cancelled: 0, batches: 0, cacheHits: 0, workerFailures: 0 };
+  counters = { queries: 0, answered: 0, errors: 0, expired: 0, refused: 0, cancelled: 0, batches: 0, cacheHits: 0, workerFailures: 0 };
+  /** Answers by error code, summed end-to-end µs of successes and failures, last answer time (clock ms, 0 = none). */
+  outcomes = { byCode: {} as Record<string, number>, okUs: 0, failUs: 0, lastAt: 0 };
 
   constructor(
     readonly config: ExecutorConfig,
@@ -129,6 +131,11 @@ export class Executor {
     return this.pool.slots.length;
   }
 
+  /** Worker threads of the current pool that died and were replaced. */
+  get workerRestarts(): number {
+    return this.pool.restarts;
+  }
+
   /**
    * Take over a predecessor's state for the same model version (pool resize): its prediction
    * cache (in-flight coalesced queries complete into the same object), its latency histograms
@@ -137,6 +144,9 @@ export class Executor {
   adopt(old: Executor): void {
     this.cache = old.cache;
     this.latency = old.latency;
+    // Shared, like the histograms: the predecessor's last answers count into the same totals.
+    this.counters = old.counters;
+    this.outcomes = old.outcomes;
     this.estBatchMs = old.estBatchMs;
     this.recentBatchMs.set(old.recentBatchMs);
     this.batchesSeen = old.batchesSeen;
@@ -171,7 +181,16 @@ export class Executor {
       if (!err) this.counters.answered++;
       else if (err.code === 'CANCELLED') this.counters.cancelled++;
       else this.counters.errors++;
-      record(this.latency.endToEndUs, (this.clock.now() - arrived) * 1000);
+      const now = this.clock.now();
+      const us = (now - arrived) * 1000;
+      record(this.latency.endToEndUs, us);
+      const o = this.outcomes;
+      o.lastAt = now;
+      if (!err) o.okUs += us;
+      else {
+        o.failUs += us;
+        o.byCode[err.code] = (o.byCode[err.code] ?? 0) + 1;
+      }
       done(err, out);
     };
     if (this.closed) {

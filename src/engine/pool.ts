@@ -35,6 +35,7 @@ const WORKER_FILE = fileURLToPath(new URL('../../workers/runner.js', import.meta
 export class ModelPool {
   readonly slots: PoolSlot[];
   private closed = false;
+  private restartCount = 0;
 
   private constructor(
     private readonly piscina: Piscina,
@@ -42,6 +43,15 @@ export class ModelPool {
     readonly description: ModelDescription,
   ) {
     this.slots = slots;
+    // Piscina replaces a worker that crashed, ran out of memory or was terminated (hung batch).
+    piscina.on('workerDestroy', () => {
+      if (!this.closed) this.restartCount++;
+    });
+  }
+
+  /** Workers that died (or were terminated) and were replaced since the pool started. */
+  get restarts(): number {
+    return this.restartCount;
   }
 
   /** Start the workers, load the model in each and read its description. Rejects if loading fails. */

@@ -4,6 +4,8 @@ import { encodeInferResponse, parseInferRequest } from '../protocol/oip.js';
 import type { ModelRegistry, ModelVersion } from '../models/registry.js';
 import type { QueryProcessor } from '../selection/query-processor.js';
 import { exchange, readBody, send, sendError, sendJson, type Exchange } from './http.js';
+import type { Logger } from 'pino';
+import { logRequest, requestStart } from '../metrics/request-log.js';
 
 /**
  * Open Inference Protocol (KServe v2) REST routes: health, server and model metadata, model
@@ -14,6 +16,8 @@ export interface OipOptions {
   maxElements: number;
   serverName: string;
   serverVersion: string;
+  /** Per-request logs (see metrics/request-log.ts); none = no request logs. */
+  log?: Logger;
 }
 
 export const OIP_EXTENSIONS = ['binary_tensor_data'] as const;
@@ -80,6 +84,8 @@ export function registerOipRoutes(app: TemplatedApp, registry: ModelRegistry, qp
     const model = req.getParameter(0) ?? '';
     const rawVersion = hasVersion ? req.getParameter(1) ?? '' : '';
     const headerLenRaw = req.getHeader('inference-header-content-length');
+    const log = opts.log;
+    const t0 = log ? requestStart(log) : 0;
     readBody(ex, req, opts.maxBodyBytes, (body) => {
       let headerLength: number | undefined;
       if (headerLenRaw !== '') {
@@ -93,6 +99,7 @@ export function registerOipRoutes(app: TemplatedApp, registry: ModelRegistry, qp
       const handle = qp.inferModel(
         { model, version, inputs: parsed.inputs, outputs: parsed.outputs?.map((o) => o.name), timeoutUs: parsed.timeoutUs },
         (err, answer) => {
+          if (log && (err || t0)) logRequest(log, { http: true, req: parsed.id, target: model, version: answer?.version }, err, t0);
           if (ex.aborted) return;
           if (err) return sendError(ex, err);
           const enc = encodeInferResponse({

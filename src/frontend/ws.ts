@@ -6,6 +6,7 @@ import type { QueryHandle } from '../engine/executor.js';
 import type { QueryProcessor } from '../selection/query-processor.js';
 import type { AppAnswer, AppProcessor } from '../selection/app-processor.js';
 import type { Tensor } from '../tensor/tensor.js';
+import { logRequest, requestStart } from '../metrics/request-log.js';
 
 /**
  * The primary protocol: WebSocket with one FlatBuffers Frame per binary message. Many requests
@@ -152,19 +153,23 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
 
   function frameError(c: Conn, err: ErrorInfo): void {
     if (c.closed) return;
+    logRequest(log, { conn: c.id }, err, 0);
     c.frameErrors.push(err);
     if (c.frameErrors.length > 1024) return close(c, 1008, 'too many malformed frames');
     if (!c.blocked) scheduleFlush(c);
   }
 
-  function errorReply(c: Conn, id: bigint, err: ErrorInfo, model = ''): void {
+  /** Logs: `conn` + `req` identify a request (the client's id is unique per connection in flight). */
+  function errorReply(c: Conn, id: bigint, err: ErrorInfo, model = '', t0 = 0): void {
+    logRequest(log, { conn: c.id, req: String(id), target: model }, err, t0);
     reply(c, { id, model, version: 0, outputs: [], error: err });
   }
 
   function handleRequest(c: Conn, r: WireRequest): void {
+    const t0 = requestStart(log);
     if (r.error) return errorReply(c, r.id, r.error, r.model);
     if (c.inflight.has(r.id)) return errorReply(c, r.id, { code: 'DUPLICATE_ID', message: `request id ${r.id} is already in flight on this connection` }, r.model);
-    if (r.app) return handleAppRequest(c, r);
+    if (r.app) return handleAppRequest(c, r, t0);
     c.inflight.set(r.id, null);
     let answered = false;
     const handle = qp.inferModel(
@@ -172,19 +177,21 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
       (err, ans) => {
         answered = true;
         c.inflight.delete(r.id);
-        if (err) errorReply(c, r.id, err, r.model);
-        else reply(c, { id: r.id, model: ans!.model, version: ans!.version, outputs: ans!.outputs });
+        if (err) return errorReply(c, r.id, err, r.model, t0);
+        if (t0) logRequest(log, { conn: c.id, req: String(r.id), target: ans!.model, version: ans!.version }, null, t0);
+        reply(c, { id: r.id, model: ans!.model, version: ans!.version, outputs: ans!.outputs });
       },
     );
     if (!answered) c.inflight.set(r.id, handle);
   }
 
-  function handleAppRequest(c: Conn, r: WireRequest): void {
+  function handleAppRequest(c: Conn, r: WireRequest, t0: number): void {
     if (r.inputs.length !== 1) return errorReply(c, r.id, { code: 'INVALID_INPUT', message: 'an application query carries exactly one input tensor' }, r.app);
     c.inflight.set(r.id, null);
     apps.predict(r.app, { data: r.inputs[0]!.data }, r.user, (err, a) => {
       c.inflight.delete(r.id);
-      if (err) return errorReply(c, r.id, err, r.app);
+      if (err) return errorReply(c, r.id, err, r.app, t0);
+      if (t0) logRequest(log, { conn: c.id, req: String(r.id), target: r.app, default: a!.isDefault }, null, t0);
       reply(c, {
         id: r.id, model: r.app, version: 0, outputs: appAnswerTensors(a!), isDefault: a!.isDefault,
         ...(a!.defaultExplanation ? { defaultExplanation: a!.defaultExplanation } : {}),
@@ -194,10 +201,12 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
   }
 
   function handleFeedback(c: Conn, f: WireFeedback): void {
+    const t0 = requestStart(log);
     if (f.error) return errorReply(c, f.id, f.error, f.app);
     if (f.inputs.length !== 1) return errorReply(c, f.id, { code: 'INVALID_INPUT', message: 'feedback carries exactly one input tensor' }, f.app);
     apps.feedback(f.app, { data: f.inputs[0]!.data }, f.user, f.label, (err, r) => {
-      if (err) return errorReply(c, f.id, err, f.app);
+      if (err) return errorReply(c, f.id, err, f.app, t0);
+      if (t0) logRequest(log, { conn: c.id, req: String(f.id), target: f.app, feedback: true }, null, t0);
       reply(c, { id: f.id, model: f.app, version: 0, outputs: [], modelsUsed: r!.updated });
     });
   }
@@ -214,6 +223,7 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
       const c: Conn = { ws, closed: false, inflight: new Map(), pending: [], frameErrors: [], pendingBytes: 0, blocked: false, id: nextConnId++ };
       ws.getUserData().conn = c;
       conns.add(c);
+      if (log.isLevelEnabled('debug')) log.debug({ conn: c.id, remote: Buffer.from(ws.getRemoteAddressAsText()).toString() }, 'websocket open');
     },
     message: (ws, message, isBinary) => {
       const c = ws.getUserData().conn!;
@@ -245,6 +255,7 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
       for (const h of c.inflight.values()) h?.cancel();
       c.inflight.clear();
       c.pending = [];
+      if (log.isLevelEnabled('debug')) log.debug({ conn: c.id }, 'websocket closed');
     },
   });
   return {

@@ -44,7 +44,8 @@ export function histogramReport(h: Histogram, unit: string): ClipperHistogram {
     unit,
     size: n,
     min: n ? h.minNonZeroValue : 0,
-    max: n ? h.maxValue : 0,
+    // Percentiles report each HDR slot's highest equivalent value: so does max.
+    max: n ? h.getValueAtPercentile(100) : 0,
     mean: n ? h.mean : 0,
     std_dev: n ? h.stdDeviation : 0,
     p50: n ? h.getValueAtPercentile(50) : 0,

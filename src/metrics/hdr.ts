@@ -10,9 +10,36 @@ import type { Histogram } from 'hdr-histogram-js';
  * HDR keeps 3 significant digits: a value is known to within 0.1%. Bucket placement uses each
  * HDR slot's highest equivalent value, so a value is never counted in a bucket below its own.
  */
-function js(h: Histogram): InstanceType<typeof hdr.JsHistogram> {
+type JsHistogram = InstanceType<typeof hdr.JsHistogram>;
+
+function js(h: Histogram): JsHistogram {
   if (!(h instanceof hdr.JsHistogram)) throw new TypeError('expected a JS HDR histogram (src/metrics/latency.ts newHistogram)');
   return h;
+}
+
+/** Number of slots up to the highest recorded value (0 when empty). */
+function recordedSlots(h: JsHistogram): number {
+  return h.totalCount > 0 ? Math.min(h.countsArrayIndex(h.maxValue), h.countsArrayLength - 1) + 1 : 0;
+}
+
+/**
+ * Call `fn(index, lowest, width)` for the first `n` slots, in value order. HDR lays slots out in
+ * runs of `subBucketHalfCount` of equal width, so the values are computed per run, not per slot
+ * (asking the histogram per slot costs ~10x more on a scrape).
+ */
+function walkSlots(h: JsHistogram, n: number, fn: (i: number, lowest: number, width: number) => void): void {
+  const run = h.subBucketHalfCount;
+  let base = 0;
+  let width = 1;
+  let start = 0;
+  for (let i = 0; i < n; i++) {
+    if (i % run === 0) {
+      base = h.valueFromIndex(i);
+      width = h.sizeOfEquivalentValueRange(base);
+      start = i;
+    }
+    fn(i, base + (i - start) * width, width);
+  }
 }
 
 export interface Buckets {
@@ -29,20 +56,16 @@ export function hdrBuckets(h: Histogram, bounds: readonly number[]): Buckets {
   const perBound = new Array<number>(bounds.length).fill(0);
   let count = 0;
   let sum = 0;
-  if (jh.totalCount > 0) {
-    const last = Math.min(jh.countsArrayIndex(jh.maxValue), jh.countsArrayLength - 1);
-    let b = 0;
-    for (let i = 0; i <= last; i++) {
-      const c = jh.getCountAtIndex(i);
-      if (c <= 0) continue;
-      const v = jh.valueFromIndex(i);
-      const hi = jh.highestEquivalentValue(v);
-      while (b < bounds.length && bounds[b]! < hi) b++;
-      if (b < bounds.length) perBound[b]! += c;
-      count += c;
-      sum += jh.medianEquivalentValue(v) * c;
-    }
-  }
+  let b = 0;
+  walkSlots(jh, recordedSlots(jh), (i, lowest, width) => {
+    const c = jh.getCountAtIndex(i);
+    if (c <= 0) return;
+    const highest = lowest + width - 1;
+    while (b < bounds.length && bounds[b]! < highest) b++;
+    if (b < bounds.length) perBound[b]! += c;
+    count += c;
+    sum += (lowest + Math.floor(width / 2)) * c;
+  });
   let acc = 0;
   const cumulative = perBound.map((c) => (acc += c));
   return { cumulative, count, sum };
@@ -68,7 +91,7 @@ export class IntervalReader {
 
   read(h: Histogram, percentiles: readonly number[]): IntervalSummary {
     const jh = js(h);
-    const n = jh.totalCount > 0 ? Math.min(jh.countsArrayIndex(jh.maxValue), jh.countsArrayLength - 1) + 1 : 0;
+    const n = recordedSlots(jh);
     if (jh.totalCount < this.prevTotal) this.prev.fill(0);
     if (this.prev.length < n) {
       const grown = new Float64Array(Math.max(n, this.prev.length * 2));
@@ -78,7 +101,7 @@ export class IntervalReader {
     }
     let total = 0;
     let sum = 0;
-    for (let i = 0; i < n; i++) {
+    walkSlots(jh, n, (i, lowest, width) => {
       const cur = jh.getCountAtIndex(i);
       let d = cur - this.prev[i]!;
       if (d < 0) d = cur;
@@ -86,23 +109,23 @@ export class IntervalReader {
       this.diff[i] = d;
       if (d > 0) {
         total += d;
-        sum += jh.medianEquivalentValue(jh.valueFromIndex(i)) * d;
+        sum += (lowest + Math.floor(width / 2)) * d;
       }
-    }
+    });
     this.prevTotal = jh.totalCount;
     const out = percentiles.map(() => 0);
     if (total === 0) return { count: 0, mean: 0, percentiles: out };
-    const targets = percentiles.map((p) => Math.max(1, Math.ceil((p / 100) * total)));
+    const order = percentiles.map((p, j) => [Math.max(1, Math.ceil((p / 100) * total)), j] as const).sort((a, b) => a[0] - b[0]);
     let acc = 0;
     let k = 0;
-    const order = targets.map((t, j) => [t, j] as const).sort((a, b) => a[0] - b[0]);
-    for (let i = 0; i < n && k < order.length; i++) {
+    walkSlots(jh, n, (i, lowest, width) => {
+      if (k >= order.length) return;
       acc += this.diff[i]!;
       while (k < order.length && acc >= order[k]![0]) {
-        out[order[k]![1]] = jh.highestEquivalentValue(jh.valueFromIndex(i));
+        out[order[k]![1]] = lowest + width - 1;
         k++;
       }
-    }
+    });
     return { count: total, mean: sum / total, percentiles: out };
   }
 }

@@ -29,19 +29,28 @@ export class RateMeters {
   private readonly meters = new Map<string, Meter>();
   private lastTickMs: number;
   private readonly timer: NodeJS.Timeout | null;
+  private readonly now: () => number;
 
   /**
-   * `read` yields (meter name, cumulative count) pairs; `now` is a monotonic clock in ms.
-   * With `tickMs` 0 nothing ticks by itself (call `tick`).
+   * `read` yields (meter name, cumulative count) pairs. Options: `now`, a monotonic clock in ms;
+   * `tickMs` (default 5000; 0 = nothing ticks by itself, call `tick`); `onError` receives what a
+   * timer-driven tick threw.
    */
   constructor(
     private readonly read: () => Iterable<readonly [string, number]>,
-    private readonly now: () => number = () => performance.now(),
-    tickMs = 5000,
+    opts: { now?: () => number; tickMs?: number; onError?: (err: unknown) => void } = {},
   ) {
-    this.lastTickMs = now();
+    this.now = opts.now ?? (() => performance.now());
+    const tickMs = opts.tickMs ?? 5000;
+    this.lastTickMs = this.now();
     this.tick();
-    this.timer = tickMs > 0 ? setInterval(() => this.tick(), tickMs) : null;
+    this.timer = tickMs > 0 ? setInterval(() => {
+      try {
+        this.tick();
+      } catch (err) {
+        opts.onError?.(err);
+      }
+    }, tickMs) : null;
     this.timer?.unref();
   }
 

@@ -7,8 +7,10 @@
  * bytes. The flatbuffers TypeScript runtime has no verifier (its accessors read past the end of
  * the buffer without complaint), so `decodeFrame` reads through its own checked reader: every
  * offset, vtable, vector length and string is bounds-checked before use, loops are bounded by
- * the configured limits or by the buffer size, and the total bytes a frame can decode into is
- * capped at a small multiple of its own size (shared sub-objects cannot amplify it).
+ * the configured limits or by the buffer size, and what a frame can decode into is capped at a
+ * small multiple of its own size: string and tensor bytes plus a fixed charge per decoded item
+ * and tensor, so sub-objects shared by many references amplify neither the bytes allocated nor
+ * the number of objects (and so the decode time).
  *
  * Failure model:
  *  - a frame whose root structure, item table or item id cannot be read throws
@@ -105,6 +107,15 @@ const FILE_IDENTIFIER = 'SKF1';
 /** A frame may decode into at most this many bytes of strings and tensor data per frame byte (+ slack). */
 const DECODE_BUDGET_FACTOR = 4;
 const DECODE_BUDGET_SLACK = 65536;
+/**
+ * Budget charged per decoded tensor and per request/feedback/response, for the JS objects each
+ * one costs whatever its bytes. A tensor the encoder writes takes at least ~32 frame bytes (its
+ * table, a data vector and its slot in the list, names shared) and a request ~28, so honest
+ * frames, even of many scalar tensors, stay inside the budget; a frame that references one
+ * tensor or one list thousands of times runs out of it.
+ */
+const TENSOR_CHARGE = 64;
+const ITEM_CHARGE = 32;
 const MAX_FRAME_BYTES = 0x7fffffff;
 
 // vtable byte offsets of each field (4 + 2 * field index in schemas/skiff.fbs).
@@ -289,6 +300,7 @@ class Reader {
 
   /** One tensor; its data is copied out of the frame exactly once. */
   tensor(p: number): Tensor {
+    this.spend(TENSOR_CHARGE);
     const pos = this.deref(p);
     const vt = this.table(pos);
     const name = this.optString(pos, vt, TENSOR_NAME);
@@ -354,6 +366,7 @@ class Reader {
   }
 
   request(p: number): WireRequest {
+    this.spend(ITEM_CHARGE);
     const pos = this.deref(p);
     const vt = this.table(pos);
     const req: WireRequest = {
@@ -378,6 +391,7 @@ class Reader {
   }
 
   feedback(p: number): WireFeedback {
+    this.spend(ITEM_CHARGE);
     const pos = this.deref(p);
     const vt = this.table(pos);
     const fbk: WireFeedback = { id: this.id(pos, vt, FB_ID), app: '', user: '', inputs: [], label: 0 };
@@ -396,6 +410,7 @@ class Reader {
   }
 
   response(p: number): WireResponse {
+    this.spend(ITEM_CHARGE);
     const pos = this.deref(p);
     const vt = this.table(pos);
     const res: WireResponse = { id: this.id(pos, vt, RES_ID), model: '', version: 0, outputs: [] };

@@ -59,6 +59,8 @@ export interface AppStats {
   defaults: number;
   partial: number;
   errors: number;
+  /** Error answers by code (error path only). */
+  errorsByCode: Record<string, number>;
   feedback: number;
 }
 
@@ -142,7 +144,7 @@ export class AppProcessor {
   statsOf(app: string): AppStats {
     let s = this.stats.get(app);
     if (!s) {
-      s = { latencyUs: newHistogram(), queries: 0, defaults: 0, partial: 0, errors: 0, feedback: 0 };
+      s = { latencyUs: newHistogram(), queries: 0, defaults: 0, partial: 0, errors: 0, feedback: 0, errorsByCode: {} };
       this.stats.set(app, s);
     }
     return s;
@@ -155,8 +157,10 @@ export class AppProcessor {
       if (this.apps.get(appName)) {
         const st = this.statsOf(appName);
         st.queries++;
-        if (err) st.errors++;
-        else if (a!.isDefault) st.defaults++;
+        if (err) {
+          st.errors++;
+          st.errorsByCode[err.code] = (st.errorsByCode[err.code] ?? 0) + 1;
+        } else if (a!.isDefault) st.defaults++;
         else if (a!.modelsMissing.length > 0) st.partial++;
         record(st.latencyUs, (this.clock.now() - t0) * 1000);
       }

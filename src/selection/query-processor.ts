@@ -5,6 +5,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import type { QueryHandle } from '../engine/executor.js';
 import { outputSelector, validateInputs } from '../engine/validate.js';
 import type { ModelRegistry } from '../models/registry.js';
+import { CodeCounts } from '../metrics/code-counts.js';
 
 /**
  * The query processor: the one path every frontend uses to run a query. Resolves the model
@@ -39,6 +40,8 @@ export const SHUTTING_DOWN: ErrorInfo = { code: 'SHUTTING_DOWN', message: 'the s
 export class QueryProcessor {
   /** Set at graceful shutdown: queries already accepted finish, new ones are refused. */
   draining = false;
+  /** Queries refused before an executor, by "model:version" ("" = no version resolved). Error path only. */
+  readonly rejected = new CodeCounts();
 
   constructor(
     private readonly registry: ModelRegistry,
@@ -48,6 +51,7 @@ export class QueryProcessor {
   /** Run one query against a model. `cb` is called exactly once (maybe synchronously). */
   inferModel(q: ModelQuery, cb: AnswerCallback): QueryHandle {
     if (this.draining) {
+      this.rejected.add('', SHUTTING_DOWN.code);
       cb(SHUTTING_DOWN);
       return NOOP;
     }
@@ -60,7 +64,9 @@ export class QueryProcessor {
       ({ ordered, rows } = validateInputs(mv.spec!, q.inputs));
       select = outputSelector(mv.spec!, q.outputs);
     } catch (err) {
-      cb(toErrorInfo(err));
+      const info = toErrorInfo(err);
+      this.rejected.add(mv ? `${mv.model}:${mv.version}` : '', info.code);
+      cb(info);
       return NOOP;
     }
     const now = this.clock.now();

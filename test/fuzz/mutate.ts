@@ -8,7 +8,7 @@
  *  - JSON value level (`jsonMutations`, `applyJsonOps`): replace, delete or retype a value at a
  *    path, add junk or prototype-polluting keys, wrap or unwrap arrays.
  * Positions are drawn as naturals and reduced modulo the current length, so every op applies
- * to any input. Inputs are never modified in place.
+ * to any input. Inputs and generated values are never modified in place.
  */
 import fc from 'fast-check';
 
@@ -139,8 +139,10 @@ export const edgeValue: fc.Arbitrary<unknown> = fc.oneof(
   fc.constantFrom<unknown>(
     null, true, false, 0, -0, -1, 1, 0.5, -1.5, 1e308, -1e308, 2 ** 53, 2 ** 53 + 2, -(2 ** 53), 2 ** 31, 2 ** 32, 2 ** 63, 2 ** 64,
     '', '0', '-1', 'FP32', 'BYTES', 'INT64', '18446744073709551615', '99999999999999999999', '\u0000', '\ud800', 'é',
-    [], {}, [[]], [[[[[[[[[[1]]]]]]]]]], [1, [2, [3]]], { '': null },
+    [], {}, [[]], [[[[[[[[[[1]]]]]]]]]], [1, [2, [3]]], { '': null }, { length: 1e9 },
   ),
+  // Objects that String() and template literals cannot convert: JSON can give them these keys.
+  fc.constantFrom<unknown>({ toString: 1 }, { valueOf: {}, toString: null }, [{ toString: 'x' }]),
   fc.integer(),
   fc.double(),
   fc.string({ maxLength: 12 }),
@@ -191,6 +193,11 @@ function set(parent: Record<string, unknown> | unknown[], key: string | number, 
   Object.defineProperty(parent, key, { value, enumerable: true, writable: true, configurable: true });
 }
 
+/** A private copy of a generated value: generators hand out shared instances (constants, shrinking). */
+function fresh(v: unknown): unknown {
+  return isContainer(v) ? structuredClone(v) : v;
+}
+
 /**
  * Apply `ops` to a deep copy of `root` and return the JSON text. Keys like `__proto__` are kept
  * as own properties, so they reach the text exactly as an attacker would send them.
@@ -201,8 +208,8 @@ export function applyJsonOps(root: unknown, ops: readonly JsonOp[]): string {
     const { parent, key, node } = locate(doc, op.path);
     switch (op.kind) {
       case 'replace':
-        if (parent === undefined) doc = op.value;
-        else set(parent, key!, op.value);
+        if (parent === undefined) doc = fresh(op.value);
+        else set(parent, key!, fresh(op.value));
         break;
       case 'delete':
         if (parent === undefined) break;
@@ -210,8 +217,9 @@ export function applyJsonOps(root: unknown, ops: readonly JsonOp[]): string {
         else delete (parent as Record<string, unknown>)[key as string];
         break;
       case 'addKey':
-        if (isContainer(node) && !Array.isArray(node)) set(node, op.key, op.value);
-        else if (parent !== undefined && !Array.isArray(parent)) set(parent, op.key, op.value);
+        if (isContainer(node) && !Array.isArray(node)) set(node, op.key, fresh(op.value));
+        else if (parent !== undefined && !Array.isArray(parent)) set(parent, op.key, fresh(op.value));
+        else if (isContainer(doc) && !Array.isArray(doc)) set(doc, op.key, fresh(op.value));
         break;
       case 'wrap':
         if (parent === undefined) doc = [doc];

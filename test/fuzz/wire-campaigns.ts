@@ -4,12 +4,15 @@
  *    offset, and word-structured noise biased towards small offsets;
  *  - `wireStructured`: random frames built by `encodeFrame`, including values the decoder must
  *    refuse per item (negative counts, dims and data lengths that disagree, names missing); an
- *    oracle predicts which items are refused, and accepted items must round-trip exactly;
+ *    oracle predicts which items are refused, and accepted items must round-trip exactly. Now
+ *    and then an amplification frame instead (sub-objects shared by thousands of references);
  *  - `wireMutated`: byte mutations, truncations, insertions and crossovers of valid frames.
  * A frame-level failure must be BAD_FRAME; item errors must be BAD_REQUEST, INVALID_INPUT or
  * UNSUPPORTED_DATATYPE. Decoded tensors must hold exactly the bytes their shape declares.
  */
 import fc from 'fast-check';
+import { Builder } from 'flatbuffers';
+import * as fb from '../../src/protocol/generated/skiff_generated.js';
 import { ErrorCodes, isErrorCode, type ErrorCode } from '../../src/errors.js';
 import {
   DEFAULT_WIRE_LIMITS, decodeFrame, encodeFrame,
@@ -17,7 +20,7 @@ import {
 } from '../../src/protocol/wire.js';
 import { DATATYPES, ELEMENT_SIZE, type DataType } from '../../src/tensor/datatype.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
-import { Tally, type Accepted } from './harness.js';
+import { Tally, fcOptions, type Accepted } from './harness.js';
 import { applyByteOps, byteMutations } from './mutate.js';
 
 export const ALL_TYPES: readonly DataType[] = DATATYPES.filter((d): d is DataType => d !== 'INVALID');
@@ -73,7 +76,7 @@ export function inspectFrame(f: DecodedFrame, limits: WireLimits): Accepted {
 }
 
 function decodeOne(t: Tally, bytes: Uint8Array, limits: WireLimits): DecodedFrame | undefined {
-  return t.check(bytes.byteLength, () => decodeFrame(bytes, limits), (f) => inspectFrame(f, limits));
+  return t.check(bytes, () => decodeFrame(bytes, limits), (f) => inspectFrame(f, limits));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -109,7 +112,7 @@ export function wireRandom(runs: number, seed: number): Tally {
   const t = new Tally('wire.random', seed, ['BAD_FRAME']);
   fc.assert(fc.property(randomFrameBytes, fc.boolean(), (bytes, small) => {
     decodeOne(t, bytes, small ? SMALL_LIMITS : DEFAULT_WIRE_LIMITS);
-  }), { numRuns: runs, seed });
+  }), fcOptions(runs, seed));
   return t.finish();
 }
 
@@ -228,16 +231,51 @@ function checkRoundTrip(init: FrameInit, f: DecodedFrame, limits: WireLimits): v
   });
 }
 
+/**
+ * An amplification attempt the encoder never writes: `requests` requests whose input vectors all
+ * point at one shared vector of `tensors` references to one shared UINT8 tensor of `dataBytes`
+ * bytes. Decoding copies each reference, so the frame claims requests × tensors × dataBytes bytes.
+ */
+export function sharedSubObjectFrame(requests: number, tensors: number, dataBytes: number): Uint8Array {
+  const b = new Builder(1024);
+  const data = b.createByteVector(new Uint8Array(dataBytes));
+  const shape = fb.Tensor.createShapeVector(b, [BigInt(dataBytes)]);
+  const tensor = fb.Tensor.createTensor(b, b.createString('x'), fb.DataType.UINT8, shape, data);
+  const inputs = fb.Request.createInputsVector(b, new Array<number>(tensors).fill(tensor));
+  const model = b.createString('m');
+  const reqs = Array.from({ length: requests }, (_, i) => fb.Request.createRequest(b, BigInt(i + 1), model, 0n, 0n, 0n, inputs, 0, 0, 0));
+  const list = fb.Frame.createRequestsVector(b, reqs);
+  fb.Frame.startFrame(b);
+  fb.Frame.addRequests(b, list);
+  fb.Frame.finishFrameBuffer(b, fb.Frame.endFrame(b));
+  return b.asUint8Array().slice();
+}
+
+const sharedArb = fc.record({
+  requests: fc.oneof(fc.integer({ min: 1, max: 64 }), fc.constantFrom(1024, 4096)),
+  tensors: fc.integer({ min: 1, max: 64 }),
+  dataBytes: fc.oneof(fc.nat({ max: 4096 }), fc.constantFrom(65536, 256 * 1024)),
+});
+
 export function wireStructured(runs: number, seed: number): Tally {
   const t = new Tally('wire.structured', seed, ['BAD_FRAME']);
-  fc.assert(fc.property(frameArb, fc.nat({ max: 7 }), (init, which) => {
-    const limits = which === 0 ? SMALL_LIMITS : DEFAULT_WIRE_LIMITS;
-    const bytes = encodeFrame(init);
+  const arb = fc.oneof(
+    { weight: 49, arbitrary: fc.record({ kind: fc.constant('frame' as const), init: frameArb, which: fc.nat({ max: 7 }) }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('shared' as const), shape: sharedArb }) },
+  );
+  fc.assert(fc.property(arb, (c) => {
+    if (c.kind === 'shared') {
+      // Refused as a whole (BAD_FRAME) or decoded within the output bound the harness checks.
+      decodeOne(t, sharedSubObjectFrame(c.shape.requests, c.shape.tensors, c.shape.dataBytes), DEFAULT_WIRE_LIMITS);
+      return;
+    }
+    const limits = c.which === 0 ? SMALL_LIMITS : DEFAULT_WIRE_LIMITS;
+    const bytes = encodeFrame(c.init);
     const f = decodeOne(t, bytes, limits);
     // A frame the encoder wrote is always decodable as a whole (only items may be refused).
     if (f === undefined) throw new Error('an encoded frame was refused as a whole');
-    checkRoundTrip(init, f, limits);
-  }), { numRuns: runs, seed });
+    checkRoundTrip(c.init, f, limits);
+  }), fcOptions(runs, seed));
   return t.finish();
 }
 
@@ -264,6 +302,6 @@ export function wireMutated(runs: number, seed: number): Tally {
   fc.assert(fc.property(fc.nat({ max: pool.length - 1 }), byteMutations(5), fc.nat({ max: 7 }), fc.boolean(), (which, ops, lim, keepIdent) => {
     const bytes = applyByteOps(pool[which]!, ops, pool, keepIdent ? 8 : 0);
     decodeOne(t, bytes, lim === 0 ? SMALL_LIMITS : DEFAULT_WIRE_LIMITS);
-  }), { numRuns: runs, seed });
+  }), fcOptions(runs, seed));
   return t.finish();
 }

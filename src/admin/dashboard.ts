@@ -1,0 +1,98 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket } from 'uWebSockets.js';
+import type { Observability } from '../metrics/observability.js';
+import { exchange, send, sendError } from '../frontend/http.js';
+
+/**
+ * The live dashboard on the admin listener:
+ *   GET /dashboard                 the page (src/admin/dashboard/index.html)
+ *   GET /dashboard/{app.js,app.css} its script and style
+ *   GET /dashboard/uplot.{js,css}  uPlot, served from node_modules (no CDN)
+ *   WS  /dashboard/ws              JSON messages: {"type":"hello", intervalMs, history: Frame[]},
+ *                                  then {"type":"frame", frame} every feed interval
+ * Every route applies the admin token (header, or `?token=` for the browser: the page threads
+ * the query through to its assets and WebSocket). A viewer that does not keep up skips frames
+ * instead of growing a buffer on the server.
+ */
+const DIR = fileURLToPath(new URL('../../../src/admin/dashboard/', import.meta.url));
+const requireHere = createRequire(import.meta.url);
+const VIEWER_HIGH_WATER = 1024 * 1024;
+
+interface Asset {
+  body: string;
+  contentType: string;
+}
+
+function loadAssets(): Record<string, Asset> {
+  const file = (p: string): string => readFileSync(p, 'utf8');
+  return {
+    '/dashboard/app.js': { body: file(`${DIR}app.js`), contentType: 'text/javascript; charset=utf-8' },
+    '/dashboard/app.css': { body: file(`${DIR}app.css`), contentType: 'text/css; charset=utf-8' },
+    '/dashboard/uplot.js': { body: file(requireHere.resolve('uplot/dist/uPlot.iife.min.js')), contentType: 'text/javascript; charset=utf-8' },
+    '/dashboard/uplot.css': { body: file(requireHere.resolve('uplot/dist/uPlot.min.css')), contentType: 'text/css; charset=utf-8' },
+  };
+}
+
+type Viewer = Record<string, never>;
+
+export function registerDashboard(app: TemplatedApp, authorized: (req: HttpRequest) => boolean, obs: Observability): void {
+  const assets = loadAssets();
+  const page = readFileSync(`${DIR}index.html`, 'utf8');
+  const viewers = new Set<WebSocket<Viewer>>();
+
+  const deny = (res: HttpResponse): void =>
+    sendError(exchange(res), { code: 'UNAUTHORIZED', message: 'the dashboard needs the admin token: /dashboard?token=<token>' });
+
+  const servePage = (res: HttpResponse, req: HttpRequest): void => {
+    if (!authorized(req)) return deny(res);
+    const token = req.getQuery('token');
+    // encodeURIComponent leaves nothing that could end the double-quoted attributes it lands in.
+    const query = token ? `?token=${encodeURIComponent(token)}` : '';
+    send(exchange(res), { status: 200, body: page.replaceAll('{{query}}', query), contentType: 'text/html; charset=utf-8', headers: { 'cache-control': 'no-store' } });
+  };
+  app.get('/dashboard', servePage);
+  app.get('/dashboard/', servePage);
+  for (const [path, asset] of Object.entries(assets)) {
+    app.get(path, (res, req) => {
+      if (!authorized(req)) return deny(res);
+      send(exchange(res), { status: 200, body: asset.body, contentType: asset.contentType, headers: { 'cache-control': 'no-cache' } });
+    });
+  }
+
+  const push = (ws: WebSocket<Viewer>, msg: string): void => {
+    if (ws.getBufferedAmount() > VIEWER_HIGH_WATER) return;
+    ws.send(msg, false);
+  };
+  app.ws<Viewer>('/dashboard/ws', {
+    compression: uWS.DISABLED,
+    maxPayloadLength: 4096,
+    idleTimeout: 120,
+    maxBackpressure: 16 * VIEWER_HIGH_WATER,
+    sendPingsAutomatically: true,
+    upgrade: (res, req, context) => {
+      if (!authorized(req)) {
+        res.writeStatus('401 Unauthorized').writeHeader('content-type', 'application/json')
+          .end(JSON.stringify({ error: 'the dashboard needs the admin token: ?token=<token>', code: 'UNAUTHORIZED' }));
+        return;
+      }
+      res.upgrade<Viewer>({}, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
+    },
+    open: (ws) => {
+      viewers.add(ws);
+      ws.send(JSON.stringify({ type: 'hello', intervalMs: obs.feed.opts.intervalMs, history: obs.feed.history() }), false);
+    },
+    close: (ws) => {
+      viewers.delete(ws);
+    },
+  });
+  obs.feed.subscribe((frame) => {
+    if (viewers.size === 0) return;
+    const msg = JSON.stringify({ type: 'frame', frame });
+    for (const v of viewers) push(v, msg);
+  });
+  obs.onClose(() => {
+    for (const ws of [...viewers]) ws.end(1001, 'server shutting down');
+  });
+}

@@ -85,6 +85,7 @@ async function main(o: Options): Promise<number> {
   const results: TargetResult[] = [];
   try {
     const models = writeModels(repo, targets, o.quick);
+    const hiccups = await ctx.child(new URL('./lib/hiccups.js', import.meta.url));
     const skiff = await ctx.child(new URL('./servers/skiff-host.js', import.meta.url), [repo]);
     const failed = skiff.ready.failed as { model: string; error: { message: string } }[];
     if (failed.length > 0) throw new Error(`models failed to load: ${failed.map((f) => `${f.model}: ${f.error.message}`).join('; ')}`);
@@ -109,6 +110,7 @@ async function main(o: Options): Promise<number> {
       ctx.log(`\n== ${t.id}: ${t.title}`);
       let r: TargetResult;
       const cpu0 = ctx.cpu();
+      await hiccups.call('reset');
       const started = performance.now();
       try {
         r = await t.run(ctx, env);
@@ -116,8 +118,10 @@ async function main(o: Options): Promise<number> {
         r = { id: t.id, title: t.title, value: NaN, measured: 'error', target: '', pass: false, lines: [`error: ${err instanceof Error ? err.stack ?? err.message : String(err)}`], data: {} };
       }
       const share = cpuShares(cpu0, ctx.cpu());
-      r.lines.push(`CPU during ${t.id}: machine ${(share.busy * 100).toFixed(0)}% busy, of which other processes (not this benchmark) ${(share.others * 100).toFixed(0)}%`);
+      const noise = await hiccups.call<{ p99: number; p999: number; max: number }>('read');
+      r.lines.push(`machine during ${t.id}: CPU ${(share.busy * 100).toFixed(0)}% busy, ${(share.others * 100).toFixed(0)}% of it by other processes (not this benchmark); an idle process's 1 ms timer ran late by p99 ${noise.p99.toFixed(2)} ms, p99.9 ${noise.p999.toFixed(2)} ms, max ${noise.max.toFixed(1)} ms`);
       r.data.cpu = share;
+      r.data.hiccups = noise;
       results.push(r);
       for (const l of r.lines) ctx.log(`  ${l}`);
       ctx.log(`  => ${t.id} ${r.measured} (target ${r.target}): ${verdict(r)}  [${((performance.now() - started) / 1000).toFixed(0)} s]`);

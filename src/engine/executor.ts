@@ -305,7 +305,7 @@ export class Executor {
     if (this.batchesSeen < ADMISSION_WARMUP_BATCHES) return null;
     const batchMs = this.estBatchMs;
     const replicas = Math.max(1, this.pool.slots.length);
-    const busyMs = this.freeSlots.length === 0 ? batchMs / 2 : 0;
+    const busyMs = this.freeSlots.length === 0 ? batchMs : 0;
     const aheadMs = (Math.floor((this.queuedRows + rows - 1) / Math.max(1, this.capRows)) * batchMs) / replicas;
     const completionMs = busyMs + aheadMs + batchMs;
     // Headroom for the estimate's error and the answer's way back to the client.

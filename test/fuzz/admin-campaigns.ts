@@ -26,14 +26,14 @@ import type { ModelRegistry, ModelVersion } from '../../src/models/registry.js';
 import type { VersionFile } from '../../src/models/repository.js';
 import { AppRegistry } from '../../src/selection/apps.js';
 import { MemoryControlStore } from '../../src/store/memory-store.js';
-import { Tally, fcOptions } from './harness.js';
+import { DEFAULT_BOUNDS, Tally, fcOptions } from './harness.js';
 import { applyByteOps, applyJsonOps, byteMutations, edgeValue, HOSTILE_KEYS, jsonMutations } from './mutate.js';
 
 const ADMIN_CODES: readonly ErrorCode[] = [
   'BAD_REQUEST', 'APP_NOT_FOUND', 'MODEL_NOT_FOUND', 'VERSION_NOT_FOUND', 'PATH_NOT_ALLOWED', 'CONFIG_INVALID',
 ];
 /** Admin replies may list everything known: bound them by the state, not by the request size. */
-const ADMIN_BOUNDS = { maxMsPerInput: 200, outputFactor: 4, outputSlack: 1 << 20 };
+const ADMIN_BOUNDS = { ...DEFAULT_BOUNDS, outputSlack: 1 << 20 };
 const utf8 = new TextEncoder();
 
 type RegistryUse = Pick<ModelRegistry, 'deploy' | 'setCurrent' | 'pinnedVersion' | 'deleteVersion' | 'list' | 'setReplicas' | 'configOf'>;
@@ -119,7 +119,7 @@ function runCall(t: Tally, calls: Record<string, AdminHandler>, call: string, bo
 
 const appName = fc.oneof({ weight: 6, arbitrary: fc.constantFrom('a1', 'a2', 'a3', 'app.x-1') }, { weight: 1, arbitrary: fc.constantFrom('', 'bad name', '-a', 'é') }, { weight: 1, arbitrary: edgeValue });
 const modelName = fc.oneof({ weight: 6, arbitrary: fc.constantFrom('m1', 'm2', 'm1:1', 'm2:3') }, { weight: 1, arbitrary: fc.constantFrom('', 'm1:0', 'bad model', '../m1') }, { weight: 1, arbitrary: edgeValue });
-const orJunk = <T>(a: fc.Arbitrary<T>): fc.Arbitrary<unknown> => fc.oneof({ weight: 4, arbitrary: a }, { weight: 1, arbitrary: edgeValue });
+const orJunk = <T>(a: fc.Arbitrary<T>): fc.Arbitrary<unknown> => fc.oneof({ weight: 8, arbitrary: a }, { weight: 1, arbitrary: edgeValue });
 
 /** Every body field any call reads, each valid (mostly) or typed junk. */
 function fieldsArb(repo: string): fc.Arbitrary<Record<string, unknown>> {
@@ -129,12 +129,15 @@ function fieldsArb(repo: string): fc.Arbitrary<Record<string, unknown>> {
     candidate_model_names: orJunk(fc.array(modelName, { maxLength: 3 })),
     models: orJunk(fc.array(modelName, { maxLength: 3 })),
     latency_slo_micros: orJunk(fc.integer({ min: 50, max: 700_000_000 })),
-    default_output: orJunk(fc.oneof(fc.double(), fc.string({ maxLength: 4 }))),
+    default_output: orJunk(fc.oneof(fc.double({ noNaN: true, noDefaultInfinity: true }), fc.string({ maxLength: 4 }))),
     policy: orJunk(fc.constantFrom('single', 'exp3', 'exp4', 'epsilon_greedy', 'ucb1', 'best')),
-    policy_params: orJunk(fc.dictionary(fc.constantFrom('eta', 'epsilon', 'c', 'gamma', 'x'), fc.oneof(fc.double(), fc.integer({ min: -1, max: 2 })), { maxKeys: 2 })),
+    policy_params: orJunk(fc.oneof(
+      fc.constantFrom({}, { eta: 0.2 }, { epsilon: 0.05 }, { gamma: 0.1, eta: 0.5 }, { maxLogRatio: 6 }),
+      fc.dictionary(fc.constantFrom('eta', 'epsilon', 'gamma', 'maxLogRatio', 'x'), fc.oneof(fc.double(), fc.integer({ min: -1, max: 2 })), { maxKeys: 2 }),
+    )),
     input_type: orJunk(fc.constantFrom('ints', 'floats', 'doubles', 'bytes', 'strings')),
-    input_shape: orJunk(fc.array(fc.integer({ min: 0, max: 800 }), { maxLength: 3 })),
-    confidence_threshold: orJunk(fc.double({ min: -0.5, max: 1.5 })),
+    input_shape: orJunk(fc.array(fc.integer({ min: 1, max: 800 }), { maxLength: 3 })),
+    confidence_threshold: orJunk(fc.double({ min: 0, max: 1, noNaN: true })),
     straggler_mitigation: orJunk(fc.boolean()),
     seed: orJunk(fc.integer()),
     verbose: orJunk(fc.boolean()),
@@ -177,16 +180,18 @@ export async function adminStructured(runs: number, seed: number): Promise<Tally
     // Keys no call reads (other calls' fields included), or prototype-polluting ones.
     const junk = fc.dictionary(fc.oneof(fc.constantFrom(...HOSTILE_KEYS, 'model_name', 'uid', 'verbose'), fc.string({ maxLength: 6 })), edgeValue, { minKeys: 1, maxKeys: 2 });
     const arb = fc.record({
-      call: fc.constantFrom(...CALLS),
+      // add_app four times as often as the rest, so the other calls meet existing apps.
+      call: fc.constantFrom(...CALLS, 'add_app', 'add_app', 'add_app'),
       fields: fieldsArb(s.repo),
-      // Field i of the call is left out when bit i is set in both numbers (a quarter of the time).
-      drop: fc.tuple(fc.nat({ max: 0xffff }), fc.nat({ max: 0xffff })),
-      extra: fc.option(junk, { freq: 6, nil: undefined }),
+      // Field i of the call is left out when keep[i] is 0 (an eighth of the time; unbiased, as
+      // fast-check otherwise favours the extremes and would drop all or none).
+      keep: fc.noBias(fc.array(fc.nat({ max: 7 }), { minLength: 12, maxLength: 12 })),
+      extra: fc.oneof({ weight: 6, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: junk }),
     });
-    await fc.assert(fc.asyncProperty(arb, async ({ call, fields, drop, extra }) => {
+    await fc.assert(fc.asyncProperty(arb, async ({ call, fields, keep, extra }) => {
       const doc: Record<string, unknown> = {};
       CALL_FIELDS[call].forEach((f, i) => {
-        if ((((drop[0] & drop[1]) >> i) & 1) === 0) doc[f] = fields[f];
+        if (keep[i] !== 0) doc[f] = fields[f];
       });
       for (const [k, v] of Object.entries(extra ?? {})) Object.defineProperty(doc, k, { value: v, enumerable: true, writable: true, configurable: true });
       await runCall(t, s.calls, call, utf8.encode(JSON.stringify(doc)));

@@ -11,10 +11,11 @@
  *  - no amplification: the bytes an accepted input decodes into must stay within
  *    `outputFactor` × its size + `outputSlack`.
  * A violation throws an Error, which fast-check reports with the failing input and its seed.
- * Across a campaign the tally samples RSS so a test can bound memory growth over the run.
+ * Across a campaign the tally samples RSS and compares the heap retained after a full GC at its
+ * start and end, so a test can bound memory growth over the run (`checkCampaign`).
  *
  * Run counts: SKIFF_FUZZ_RUNS (default 1,000,000) is split over the campaigns by CAMPAIGN_SHARES,
- * so the whole fuzz suite runs exactly that many inputs. SKIFF_FUZZ_SEED fixes the seed.
+ * so the whole fuzz suite runs that many inputs (up to rounding). SKIFF_FUZZ_SEED fixes the seed.
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';

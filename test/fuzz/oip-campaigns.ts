@@ -182,7 +182,7 @@ export function oipJsonRandom(runs: number, seed: number): Tally {
   return t.finish();
 }
 
-/** Junk keys: unknown names (ignored by the parser) or, with `hostile`, a forbidden one. */
+/** Junk keys the parser does not read (a forbidden one is added separately). */
 const junkKeyOps = fc.array(fc.record({
   kind: fc.constant('addKey' as const),
   path: fc.array(fc.nat(), { maxLength: 4 }),

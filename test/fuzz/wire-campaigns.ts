@@ -252,7 +252,7 @@ export function sharedSubObjectFrame(requests: number, tensors: number, dataByte
 }
 
 const sharedArb = fc.record({
-  requests: fc.oneof(fc.integer({ min: 1, max: 64 }), fc.constantFrom(1024, 4096)),
+  requests: fc.oneof({ weight: 9, arbitrary: fc.integer({ min: 1, max: 64 }) }, { weight: 1, arbitrary: fc.constantFrom(1024, 4096) }),
   tensors: fc.integer({ min: 1, max: 64 }),
   dataBytes: fc.oneof(fc.nat({ max: 4096 }), fc.constantFrom(65536, 256 * 1024)),
 });
@@ -260,7 +260,7 @@ const sharedArb = fc.record({
 export function wireStructured(runs: number, seed: number): Tally {
   const t = new Tally('wire.structured', seed, ['BAD_FRAME']);
   const arb = fc.oneof(
-    { weight: 49, arbitrary: fc.record({ kind: fc.constant('frame' as const), init: frameArb, which: fc.nat({ max: 7 }) }) },
+    { weight: 99, arbitrary: fc.record({ kind: fc.constant('frame' as const), init: frameArb, which: fc.nat({ max: 7 }) }) },
     { weight: 1, arbitrary: fc.record({ kind: fc.constant('shared' as const), shape: sharedArb }) },
   );
   fc.assert(fc.property(arb, (c) => {

@@ -6,7 +6,7 @@
  * `{type:'failed', message}`); afterwards the parent may send `{id, op, ...args}` requests, which
  * the child answers with `{id, ok: true, value}` or `{id, ok: false, message}`.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 export interface ChildReady {
@@ -30,15 +30,26 @@ export interface SpawnOptions {
   env?: NodeJS.ProcessEnv;
   /** How long the child may take to become ready (default 60 s). */
   readyTimeoutMs?: number;
+  /**
+   * Open-files limit the child needs: it is started through `sh -c 'ulimit -n ...; exec node'`,
+   * raising the soft limit to this (or as far as the hard limit allows).
+   */
+  fdLimit?: number;
+}
+
+function start(entry: URL, opts: SpawnOptions): ChildProcess {
+  const file = fileURLToPath(entry);
+  const stdio: ['ignore', 'inherit', 'inherit', 'ipc'] = ['ignore', 'inherit', 'inherit', 'ipc'];
+  if (!opts.fdLimit) return fork(file, opts.args ?? [], { execArgv: opts.execArgv ?? [], env: opts.env ?? process.env, stdio });
+  // The IPC channel's descriptor and NODE_CHANNEL_FD survive the exec.
+  const n = Math.floor(opts.fdLimit);
+  const script = `ulimit -n ${n} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$0" "$@"`;
+  return spawn('/bin/sh', ['-c', script, process.execPath, ...(opts.execArgv ?? []), file, ...(opts.args ?? [])], { env: opts.env ?? process.env, stdio });
 }
 
 /** Fork `entry` (a compiled bench module URL) and wait for it to report ready. */
 export function spawnChild(entry: URL, opts: SpawnOptions = {}): Promise<ChildHandle> {
-  const child: ChildProcess = fork(fileURLToPath(entry), opts.args ?? [], {
-    execArgv: opts.execArgv ?? [],
-    env: opts.env ?? process.env,
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
+  const child = start(entry, opts);
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');

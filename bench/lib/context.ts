@@ -98,8 +98,8 @@ export class BenchContext {
   }
 
   /** Fork a server or helper process; it is stopped by `close()`. */
-  async child(entry: URL, args: string[] = []): Promise<ChildHandle> {
-    const c = await spawnChild(entry, { args });
+  async child(entry: URL, args: string[] = [], fdLimit?: number): Promise<ChildHandle> {
+    const c = await spawnChild(entry, fdLimit ? { args, fdLimit } : { args });
     this.children.push(c);
     return c;
   }

@@ -55,8 +55,12 @@ export function writeResults(dir: string, o: { title: string; markdown: string; 
   return { dir, files };
 }
 
-/** Plot series from labelled runs: runs with the same `series` name form one curve. */
+/**
+ * Plot series from labelled runs: runs with the same `series` name form one curve. When some
+ * series are dedicated sweeps (name ending in "(sweep)"), only those are plotted.
+ */
 export function seriesOf(runs: { series?: string; result: LoadResult }[]): PlotSeries[] {
+  if (runs.some((r) => r.series?.endsWith('(sweep)'))) runs = runs.filter((r) => r.series?.endsWith('(sweep)'));
   const by = new Map<string, PlotSeries>();
   for (const r of runs) {
     if (!r.series || r.result.throughput <= 0) continue;

@@ -13,7 +13,7 @@ const FRACTIONS = [0.2, 0.4, 0.6, 0.8, 0.9, 1.0];
 export const sweepCurves: Target = {
   id: 'curves',
   title: 'latency vs throughput sweep, compute MLP (for the plot)',
-  models: () => [{ name: 'compute', kind: 'compute', config: { max_batch_size: 512, latency_objective_us: 8000 } }],
+  models: () => [{ name: 'compute', kind: 'compute', config: { max_batch_size: 512, latency_objective_us: 12000 } }],
   async run(ctx, env) {
     const m = env.models.compute!;
     const lines: string[] = [];

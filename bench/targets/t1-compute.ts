@@ -5,7 +5,8 @@
  *
  * Skiff side: open-loop Poisson load, 16 queries per frame (what SkiffClient's coalescing
  * sends under load), searched for the highest rate whose p99 stays within 20 ms. The batch
- * latency objective is 8 ms so that queueing behind one batch plus the own batch fits 20 ms.
+ * latency objective is 12 ms: it only bounds the largest batch (below saturation the batcher
+ * forms smaller ones on its own); lower objectives let hand-off stalls push the AIMD cap down.
  */
 import { fmtInt, fmtRatio } from '../lib/format.js';
 import { maxRateUnder } from '../lib/search.js';
@@ -19,7 +20,7 @@ export const COMPUTE_BATCHES = [1, 8, 32, 64, 128, 256, 512];
 export const t1: Target = {
   id: 'T1',
   title: 'compute MLP: WebSocket throughput at p99 <= 20 ms vs raw batched ORT',
-  models: () => [{ name: 'compute', kind: 'compute', config: { max_batch_size: 512, latency_objective_us: 8000 } }],
+  models: () => [{ name: 'compute', kind: 'compute', config: { max_batch_size: 512, latency_objective_us: 12000 } }],
   async run(ctx, env) {
     const m = env.models.compute!;
     const raw = await ctx.rawOrt(m.file, m.input, 1, COMPUTE_BATCHES);
@@ -41,7 +42,7 @@ export const t1: Target = {
       id: 'T1', title: this.title, value: ratio, measured: fmtRatio(ratio), target: `>= ${TARGET}x`, pass: ratio >= TARGET,
       lines: [
         `Skiff WS at p99 <= 20 ms: ${fmtInt(skiff)} req/s (p99 ${search.best ? `${(search.best.latencyUs.p99 / 1000).toFixed(1)} ms` : 'n/a'}); saturation ${fmtInt(sat.throughput)} req/s`,
-        `raw ORT best: ${fmtInt(raw.best.rowsPerSec)} rows/s at batch ${raw.best.batch}; ratio ${fmtRatio(ratio)}`,
+        `raw ORT best: ${fmtInt(raw.best.rowsPerSec)} rows/s at batch ${raw.best.batch}; ratio ${fmtRatio(ratio)} (without the p99 bound, saturation: ${fmtRatio(sat.throughput / raw.best.rowsPerSec)})`,
         `at saturation, ${describeBreakdown(breakdown)}`,
       ],
       data: { raw, saturation: sat.throughput, breakdown, best: search.best, tried: search.tried.length },

@@ -69,7 +69,7 @@ export const t2: Target = {
   id: 'T2',
   title: 'vs hand-written node:http server (b): HTTP JSON >= 4x, WebSocket >= 8x at <= its p99',
   models: () => [
-    { name: 'compute', kind: 'compute', config: { max_batch_size: 512, latency_objective_us: 8000 } },
+    { name: 'compute', kind: 'compute', config: { max_batch_size: 512, latency_objective_us: 12000 } },
     { name: 'tiny', kind: 'tiny', config: { max_batch_size: 512 } },
   ],
   async run(ctx, env) {

@@ -515,8 +515,9 @@ function countBytesElements(b: Uint8Array): number {
   return n;
 }
 
-const utf8Strict = new TextDecoder('utf-8', { fatal: true });
-const utf8Lenient = new TextDecoder('utf-8');
+// ignoreBOM: a BYTES element that starts with U+FEFF keeps it (the default decoders would drop it).
+const utf8Strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+const utf8Lenient = new TextDecoder('utf-8', { ignoreBOM: true });
 
 /**
  * The JSON `data` array of a tensor, flat. For a response (`response`), data that does not match

@@ -134,7 +134,8 @@ const WIRE_BY_NAME: Readonly<Record<string, number>> = Object.freeze(
   Object.fromEntries(DATATYPES.map((d, i) => [d, i]).filter(([d]) => d !== 'INVALID')),
 );
 
-const UTF8 = new TextDecoder();
+/** ignoreBOM: a string that starts with U+FEFF keeps it (the default decoder would drop it). */
+const UTF8 = new TextDecoder('utf-8', { ignoreBOM: true });
 
 /** Short ASCII strings (names, ids) are built directly; anything else goes through TextDecoder. */
 function decodeUtf8(u8: Uint8Array, start: number, n: number): string {

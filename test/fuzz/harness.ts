@@ -27,13 +27,13 @@ export const DEFAULT_TOTAL_RUNS = 1_000_000;
 /** Each campaign's share of SKIFF_FUZZ_RUNS; the shares sum to 1. */
 export const CAMPAIGN_SHARES = {
   'wire.random': 0.1,
-  'wire.structured': 0.1,
-  'wire.mutated': 0.2,
+  'wire.structured': 0.08,
+  'wire.mutated': 0.24,
   'oip.json-random': 0.06,
-  'oip.structured': 0.1,
-  'oip.mutated': 0.1,
+  'oip.structured': 0.07,
+  'oip.mutated': 0.12,
   'oip.header-length': 0.04,
-  'clipper.structured': 0.08,
+  'clipper.structured': 0.07,
   'clipper.mutated': 0.07,
   'admin.structured': 0.08,
   'admin.mutated': 0.07,

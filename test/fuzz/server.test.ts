@@ -20,7 +20,7 @@ import WebSocket from 'ws';
 import { ErrorCodes, SkiffError, isErrorCode, type ErrorCode, type ErrorInfo } from '../../src/errors.js';
 import { writeClassifier, type ModelFixture } from '../../src/modelgen/fixtures.js';
 import { SkiffClient } from '../../src/client/ws-client.js';
-import { decodeFrame, encodeFrame, type WireResponse } from '../../src/protocol/wire.js';
+import { decodeFrame, type WireResponse } from '../../src/protocol/wire.js';
 import { decodeInferResponse, encodeInferRequest, parseInferRequest } from '../../src/protocol/oip.js';
 import { parsePredictBody, parseUpdateBody } from '../../src/frontend/clipper.js';
 import { parseAdminBody } from '../../src/admin/server.js';
@@ -102,7 +102,7 @@ class Ledger {
   }
   line(): string {
     const fmt = (m: Map<string, number>): string => [...m.entries()].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k}:${v}`).join(',');
-    return `e2e ${this.name.padEnd(12)} malformed=${this.malformed} answered={${fmt(this.codes)}} parsed_ok=${this.parsedOk} answered={${fmt(this.okOutcomes)}}`;
+    return `e2e ${this.name.padEnd(12)} malformed=${this.malformed} refused={${fmt(this.codes)}} parsed_ok=${this.parsedOk} outcomes={${fmt(this.okOutcomes)}}`;
   }
 }
 
@@ -193,8 +193,14 @@ async function validTraffic(ws: SkiffClient, stop: () => boolean, counts: { ws: 
 // ---------------------------------------------------------------------------------------------
 // malformed traffic, per transport
 
+/**
+ * Each flood generates its inputs when called and returns the run, so the inputs exist before
+ * the memory baseline is taken.
+ */
+type Flood = () => Promise<void>;
+
 /** Raw frames on one connection, in windows; checks the answers against the decoder's verdict. */
-async function floodWebSocket(ledger: Ledger): Promise<void> {
+function floodWebSocket(ledger: Ledger): Flood {
   const frames = seedFrames(seed, 48);
   const inputs = fc.sample(fc.oneof(
     { weight: 6, arbitrary: fc.tuple(fc.nat({ max: frames.length - 1 }), byteMutations(4), fc.boolean()).map(([i, ops, keep]) => applyByteOps(frames[i]!, ops, frames, keep ? 8 : 0) as Uint8Array | string) },
@@ -202,100 +208,102 @@ async function floodWebSocket(ledger: Ledger): Promise<void> {
     { weight: 1, arbitrary: fc.string({ maxLength: 40 }) as fc.Arbitrary<Uint8Array | string> },
   ), { numRuns: PER_TRANSPORT, seed });
 
-  const ws = new WebSocket(server.wsUrl, { perMessageDeflate: false });
-  ws.binaryType = 'nodebuffer';
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve());
-    ws.once('error', reject);
-  });
-  const frameErrors: ErrorInfo[] = [];
-  const responses: WireResponse[] = [];
-  let wake: (() => void) | undefined;
-  let closed = false;
-  ws.on('message', (d: Buffer) => {
-    const f = decodeFrame(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
-    responses.push(...f.responses);
-    if (f.error) frameErrors.push(f.error);
-    wake?.();
-  });
-  ws.on('close', () => {
-    closed = true;
-    wake?.();
-  });
+  return async () => {
+    const ws = new WebSocket(server.wsUrl, { perMessageDeflate: false });
+    ws.binaryType = 'nodebuffer';
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    const frameErrors: ErrorInfo[] = [];
+    const responses: WireResponse[] = [];
+    let wake: (() => void) | undefined;
+    let closed = false;
+    ws.on('message', (d: Buffer) => {
+      const f = decodeFrame(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+      responses.push(...f.responses);
+      if (f.error) frameErrors.push(f.error);
+      wake?.();
+    });
+    ws.on('close', () => {
+      closed = true;
+      wake?.();
+    });
 
-  let wantFrameErrors = 0;
-  let wantResponses = 0;
-  for (let w = 0; w < inputs.length; w += WS_WINDOW) {
-    const window = inputs.slice(w, w + WS_WINDOW);
-    /** Refused items: `${id}:${code}` -> how many error records must come back for them. */
-    const refusedItems = new Map<string, number>();
-    const firstResponse = responses.length;
-    for (const m of window) {
-      if (typeof m === 'string') {
-        ledger.malformed++;
-        wantFrameErrors++;
-        ws.send(m);
-        continue;
-      }
-      let f;
-      try {
-        f = decodeFrame(m);
-      } catch (e) {
-        if (!(e instanceof SkiffError) || e.code !== 'BAD_FRAME') throw e;
-        ledger.malformed++;
-        wantFrameErrors++;
-        ws.send(m, { binary: true });
-        continue;
-      }
-      const items = [...f.requests, ...f.feedback];
-      wantResponses += items.length;
-      for (const it of items) {
-        if (it.error === undefined) {
-          ledger.parsedOk++;
+    let wantFrameErrors = 0;
+    let wantResponses = 0;
+    for (let w = 0; w < inputs.length; w += WS_WINDOW) {
+      const window = inputs.slice(w, w + WS_WINDOW);
+      /** Refused items: `${id}:${code}` -> how many error records must come back for them. */
+      const refusedItems = new Map<string, number>();
+      const firstResponse = responses.length;
+      for (const m of window) {
+        if (typeof m === 'string') {
+          ledger.malformed++;
+          wantFrameErrors++;
+          ws.send(m);
           continue;
         }
-        ledger.malformed++;
-        const k = `${it.id}:${it.error.code}`;
-        refusedItems.set(k, (refusedItems.get(k) ?? 0) + 1);
+        let f;
+        try {
+          f = decodeFrame(m);
+        } catch (e) {
+          if (!(e instanceof SkiffError) || e.code !== 'BAD_FRAME') throw e;
+          ledger.malformed++;
+          wantFrameErrors++;
+          ws.send(m, { binary: true });
+          continue;
+        }
+        const items = [...f.requests, ...f.feedback];
+        wantResponses += items.length;
+        for (const it of items) {
+          if (it.error === undefined) {
+            ledger.parsedOk++;
+            continue;
+          }
+          ledger.malformed++;
+          const k = `${it.id}:${it.error.code}`;
+          refusedItems.set(k, (refusedItems.get(k) ?? 0) + 1);
+        }
+        ws.send(m, { binary: true });
       }
-      ws.send(m, { binary: true });
-    }
-    const deadline = Date.now() + 20_000;
-    while ((frameErrors.length < wantFrameErrors || responses.length < wantResponses) && !closed) {
-      assert.ok(Date.now() < deadline, `WebSocket window ${w}: ${frameErrors.length}/${wantFrameErrors} frame errors, ${responses.length}/${wantResponses} responses`);
-      await new Promise<void>((resolve) => {
-        wake = resolve;
-        setTimeout(resolve, 50);
-      });
-    }
-    assert.equal(closed, false, 'the server closed the fuzzing connection');
-    // Each refused item claims one error record with its id and code; the rest answer parsed items.
-    for (const r of responses.slice(firstResponse)) {
-      if (r.error === undefined) {
-        ledger.note(ledger.okOutcomes, 'answered');
-        continue;
+      const deadline = Date.now() + 20_000;
+      while ((frameErrors.length < wantFrameErrors || responses.length < wantResponses) && !closed) {
+        assert.ok(Date.now() < deadline, `WebSocket window ${w}: ${frameErrors.length}/${wantFrameErrors} frame errors, ${responses.length}/${wantResponses} responses`);
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          setTimeout(resolve, 50);
+        });
       }
-      assert.ok(isErrorCode(r.error.code), `error record with code ${r.error.code}`);
-      const k = `${r.id}:${r.error.code}`;
-      const due = refusedItems.get(k) ?? 0;
-      if (due > 0) {
-        refusedItems.set(k, due - 1);
-        ledger.note(ledger.codes, `item:${r.error.code}`);
-      } else {
-        ledger.note(ledger.okOutcomes, r.error.code);
+      assert.equal(closed, false, 'the server closed the fuzzing connection');
+      // Each refused item claims one error record with its id and code; the rest answer parsed items.
+      for (const r of responses.slice(firstResponse)) {
+        if (r.error === undefined) {
+          ledger.note(ledger.okOutcomes, 'answered');
+          continue;
+        }
+        assert.ok(isErrorCode(r.error.code), `error record with code ${r.error.code}`);
+        const k = `${r.id}:${r.error.code}`;
+        const due = refusedItems.get(k) ?? 0;
+        if (due > 0) {
+          refusedItems.set(k, due - 1);
+          ledger.note(ledger.codes, `item:${r.error.code}`);
+        } else {
+          ledger.note(ledger.okOutcomes, r.error.code);
+        }
       }
+      for (const [k, n] of refusedItems) assert.equal(n, 0, `WebSocket window ${w}: refused item ${k} got no error record with its code`);
     }
-    for (const [k, n] of refusedItems) assert.equal(n, 0, `WebSocket window ${w}: refused item ${k} got no error record with its code`);
-  }
-  // Nothing answered twice: after a pause the totals are exactly what was due.
-  await new Promise((r) => setTimeout(r, 150));
-  assert.equal(frameErrors.length, wantFrameErrors);
-  assert.equal(responses.length, wantResponses);
-  for (const e of frameErrors) {
-    assert.equal(e.code, 'BAD_FRAME');
-    ledger.note(ledger.codes, 'BAD_FRAME');
-  }
-  ws.close();
+    // Nothing answered twice: after a pause the totals are exactly what was due.
+    await new Promise((r) => setTimeout(r, 150));
+    assert.equal(frameErrors.length, wantFrameErrors);
+    assert.equal(responses.length, wantResponses);
+    for (const e of frameErrors) {
+      assert.equal(e.code, 'BAD_FRAME');
+      ledger.note(ledger.codes, 'BAD_FRAME');
+    }
+    ws.close();
+  };
 }
 
 /** Valid OIP bodies for `clf` to mutate: JSON and binary. */
@@ -309,7 +317,7 @@ function oipSeeds(): ReturnType<typeof encodeInferRequest>[] {
   ];
 }
 
-async function floodOip(ledger: Ledger, binary: boolean): Promise<void> {
+function floodOip(ledger: Ledger, binary: boolean): Flood {
   const seeds = oipSeeds().filter((e) => (e.headerLength !== undefined) === binary);
   const docs = seeds.map((e) => JSON.parse(Buffer.from(e.body.subarray(0, e.headerLength ?? e.body.length)).toString()) as unknown);
   const cases = fc.sample(fc.record({
@@ -319,7 +327,7 @@ async function floodOip(ledger: Ledger, binary: boolean): Promise<void> {
     jops: jsonMutations(2),
     header: fc.oneof({ weight: 6, arbitrary: fc.constant('right') }, { weight: 1, arbitrary: fc.constantFrom('-1', 'abc', '1e3', '', '0x10', '99999999999999') }, { weight: 1, arbitrary: fc.integer({ min: -8, max: 8 }).map(String) }),
   }), { numRuns: PER_TRANSPORT, seed: seed ^ (binary ? 2 : 1) });
-  await pool(cases, HTTP_CONCURRENCY, async (c) => {
+  return () => pool(cases, HTTP_CONCURRENCY, async (c) => {
     const e = seeds[c.which]!;
     let body: Uint8Array;
     let headerLength = e.headerLength;
@@ -357,7 +365,7 @@ async function floodOip(ledger: Ledger, binary: boolean): Promise<void> {
   });
 }
 
-async function floodClipper(ledger: Ledger): Promise<void> {
+function floodClipper(ledger: Ledger): Flood {
   const seeds: unknown[] = [
     { input: Array.from({ length: 64 }, (_, i) => i / 10) },
     { input_batch: [Array.from({ length: 64 }, () => 0.5), Array.from({ length: 64 }, () => -0.5)], uid: 'u1' },
@@ -365,7 +373,7 @@ async function floodClipper(ledger: Ledger): Promise<void> {
   ];
   const texts = seeds.map((s) => utf8.encode(JSON.stringify(s)));
   const cases = fc.sample(fc.record({ which: fc.nat({ max: seeds.length - 1 }), json: fc.boolean(), ops: byteMutations(3), jops: jsonMutations(2), update: fc.boolean() }), { numRuns: PER_TRANSPORT, seed: seed ^ 3 });
-  await pool(cases, HTTP_CONCURRENCY, async (c) => {
+  return () => pool(cases, HTTP_CONCURRENCY, async (c) => {
     const body = c.json ? utf8.encode(applyJsonOps(seeds[c.which], c.jops)) : applyByteOps(texts[c.which]!, c.ops, texts);
     const code = refusal(() => (c.update ? parseUpdateBody(body, 'FP32') : parsePredictBody(body, 'FP32', 10_000)));
     const a = await post(`${server.url}/app/${c.update ? 'update' : 'predict'}`, body);
@@ -391,11 +399,11 @@ const SAFE_ADMIN: Readonly<Record<string, unknown>> = {
   get_model: { model_name: 'clf', model_version: 1 },
 };
 
-async function floodAdmin(ledger: Ledger): Promise<void> {
+function floodAdmin(ledger: Ledger): Flood {
   const calls = Object.keys(SAFE_ADMIN);
   const texts = calls.map((c) => utf8.encode(JSON.stringify(SAFE_ADMIN[c])));
   const cases = fc.sample(fc.record({ which: fc.nat({ max: calls.length }), json: fc.boolean(), ops: byteMutations(3), jops: jsonMutations(2) }), { numRuns: PER_TRANSPORT, seed: seed ^ 4 });
-  await pool(cases, HTTP_CONCURRENCY, async (c) => {
+  return () => pool(cases, HTTP_CONCURRENCY, async (c) => {
     // which === calls.length: an unknown call name.
     const call = calls[c.which] ?? 'no_such_call';
     const i = Math.min(c.which, calls.length - 1);
@@ -420,6 +428,8 @@ test('hostile input on every transport, interleaved with valid queries: coded er
   const counts = { ws: 0, oip: 0, clipper: 0 };
   // Warm up every path so the memory baseline is not allocation of first use.
   await validTraffic(client, () => true, counts);
+  const ledgers = [new Ledger('websocket'), new Ledger('oip-json'), new Ledger('oip-binary'), new Ledger('clipper'), new Ledger('admin')];
+  const floods = [floodWebSocket(ledgers[0]!), floodOip(ledgers[1]!, false), floodOip(ledgers[2]!, true), floodClipper(ledgers[3]!), floodAdmin(ledgers[4]!)];
   collectGarbage();
   const rss0 = process.memoryUsage.rss();
   const heap0 = process.memoryUsage().heapUsed;
@@ -429,13 +439,10 @@ test('hostile input on every transport, interleaved with valid queries: coded er
   }, 50);
 
   const t0 = performance.now();
-  const ledgers = [new Ledger('websocket'), new Ledger('oip-json'), new Ledger('oip-binary'), new Ledger('clipper'), new Ledger('admin')];
   let flooding = true;
   try {
     await Promise.all([
-      Promise.all([
-        floodWebSocket(ledgers[0]!), floodOip(ledgers[1]!, false), floodOip(ledgers[2]!, true), floodClipper(ledgers[3]!), floodAdmin(ledgers[4]!),
-      ]).finally(() => {
+      Promise.all(floods.map((run) => run())).finally(() => {
         flooding = false;
       }),
       validTraffic(client, () => !flooding, counts),

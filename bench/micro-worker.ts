@@ -1,0 +1,44 @@
+/**
+ * Microbenchmark of one model worker (workers/runner.ts) behind its piscina pool, without the
+ * executor or any frontend: a batch is written into the slot's request ring, one task is run,
+ * the output record is read back. Reports, per batch size, the worker's own run time (the
+ * record's aux field: copy out of the ring + ONNX Runtime + output conversion) and the rest of
+ * the round trip (task hand-off both ways). Run: node dist/bench/micro-worker.js [model.onnx]
+ */
+import { join } from 'node:path';
+import { ModelPool } from '../src/engine/pool.js';
+import { readTensorList, TensorListWriter, tensorListBytes } from '../src/engine/ring/layout.js';
+import { DEMO_REPOSITORY } from '../src/paths.js';
+import { createHistogram, percentiles, recordUs } from './lib/histogram.js';
+
+const FP32 = 11;
+const model = process.argv[2] ?? join(DEMO_REPOSITORY, 'mnist_mlp', '1', 'model.onnx');
+const pool = await ModelPool.start({ kind: 'onnx', modelPath: model, replicas: 1, threads: 1, requestRingBytes: 1 << 23, responseRingBytes: 1 << 23 });
+const slot = pool.slots[0]!;
+const writer = new TensorListWriter();
+const dim = pool.description.inputs[0]!.shape[1]!;
+let seq = 0;
+console.log(`${model}\nbatch   run p50    run p99   hand-off p50  hand-off p99  (µs, ${1000} batches each)`);
+for (const rows of [1, 16, 64, 256]) {
+  const data = new Uint8Array(new Float32Array(rows * dim).map((_, i) => (i % 255) / 255).buffer);
+  const run = createHistogram();
+  const handoff = createHistogram();
+  for (let i = 0; i < 1100; i++) {
+    const s = ++seq;
+    const target = slot.req.reserve(tensorListBytes([{ ndims: 2, byteLength: data.byteLength }]))!;
+    writer.begin(target, s, 1).tensor(FP32, [rows, dim], data.byteLength).set(data);
+    slot.req.commit();
+    const t0 = performance.now();
+    await pool.run(0, s);
+    const us = (performance.now() - t0) * 1000;
+    const out = readTensorList(slot.res.peek()!);
+    slot.res.release();
+    if (i < 100) continue;
+    recordUs(run, out.aux);
+    recordUs(handoff, us - out.aux);
+  }
+  const r = percentiles(run);
+  const h = percentiles(handoff);
+  console.log(`${String(rows).padStart(5)} ${String(r.p50).padStart(10)} ${String(r.p99).padStart(10)} ${String(h.p50).padStart(14)} ${String(h.p99).padStart(13)}`);
+}
+await pool.close();

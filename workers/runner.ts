@@ -14,7 +14,7 @@
 import { workerData } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
-import * as ort from 'onnxruntime-node';
+import type * as Ort from 'onnxruntime-node';
 import { Ring, maxRecordBytes } from '../src/engine/ring/ring.js';
 import {
   readTensorList, recordSeq, TensorListWriter, tensorListBytes, writeErrorRecord, errorRecordBytes,
@@ -70,7 +70,9 @@ function toBytes(a: ArrayBufferView): Uint8Array {
 }
 
 async function onnxRunner(path: string, threads: number): Promise<Runner> {
-  const options: ort.InferenceSession.SessionOptions = {
+  // Loaded only for ONNX models: JS-model workers (and their replacements) start without it.
+  const ort = await import('onnxruntime-node');
+  const options: Ort.InferenceSession.SessionOptions = {
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
@@ -78,7 +80,7 @@ async function onnxRunner(path: string, threads: number): Promise<Runner> {
   };
   if (threads > 1) (options as Record<string, unknown>).extra = { session: { intra_op: { allow_spinning: '0' } } };
   const session = await ort.InferenceSession.create(path, options);
-  const spec = (m: ort.InferenceSession.ValueMetadata): TensorSpec => {
+  const spec = (m: Ort.InferenceSession.ValueMetadata): TensorSpec => {
     if (!m.isTensor) throw new Error(`model value '${m.name}' is not a tensor`);
     const datatype = dataTypeFromOrt(String(m.type));
     if (!datatype) throw new Error(`model value '${m.name}' has unsupported type ${String(m.type)}`);
@@ -104,7 +106,7 @@ async function onnxRunner(path: string, threads: number): Promise<Runner> {
   return {
     description,
     async run(inputs) {
-      const feeds: Record<string, ort.Tensor> = {};
+      const feeds: Record<string, Ort.Tensor> = {};
       for (let i = 0; i < inputs.length; i++) {
         const t = inputs[i]!;
         if (t.datatype === 'BYTES') throw new Error('BYTES inputs are not supported by the ONNX runner');

@@ -35,7 +35,7 @@ export function predict(inputs) {
   return { output: { datatype: 'FP32', shape: inputs.input.shape, data: y } };
 }
 `);
-  writeModelConfig(repo, name, { max_batch_size: 1, cache_bytes: 0, batch_timeout_ms: 400, max_consecutive_failures: 3, max_worker_memory_mb: 48 });
+  writeModelConfig(repo, name, { max_batch_size: 1, cache_bytes: 0, batch_timeout_ms: 1500, max_consecutive_failures: 3, max_worker_memory_mb: 48 });
 }
 
 describe('faulty models: every query answered once, others unaffected, server keeps serving', () => {
@@ -49,7 +49,7 @@ describe('faulty models: every query answered once, others unaffected, server ke
     writeModelConfig(tmp.dir, 'healthy', { cache_bytes: 0 });
     server = await serve(tmp.dir);
     for (const name of Object.keys(FAULTS)) {
-      server.apps.add({ name: `app_${name}`, input_type: 'floats', input_shape: [4], latency_slo_micros: 200_000, default_output: -1, policy: 'single', models: [name] });
+      server.apps.add({ name: `app_${name}`, input_type: 'floats', input_shape: [4], latency_slo_micros: 300_000, default_output: -1, policy: 'single', models: [name] });
     }
     client = await SkiffClient.connect(server.wsUrl);
   });
@@ -88,7 +88,7 @@ describe('faulty models: every query answered once, others unaffected, server ke
         const t0 = performance.now();
         const poison = await q(name, 666);
         assert.equal(poison.error?.code, 'MODEL_ERROR', JSON.stringify(poison.error));
-        if (name === 'spinner') assert.ok(performance.now() - t0 < 2000, 'a hung batch is cut at batch_timeout_ms');
+        if (name === 'spinner') assert.ok(performance.now() - t0 < 4000, 'a hung batch is cut at batch_timeout_ms');
         // The same model serves the next normal query (a replacement worker when it died).
         const afterQ = await q(name, 2);
         assert.equal(afterQ.error, undefined, afterQ.error?.message);

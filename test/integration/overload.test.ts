@@ -12,7 +12,7 @@ import { rssMiB, spawnServer, type Proc } from './process-helpers.js';
  * 30 s. Admitted queries must meet the SLO at p99, refusals must come within 5 ms, memory must
  * stay bounded, and the books must balance: sent = answered + refused (+ expired), none lost.
  */
-const SLO_US = 50_000;
+const SLO_US = 100_000;
 const DURATION_S = Number(process.env.SKIFF_OVERLOAD_SECONDS ?? 30);
 
 describe('overload at 3x capacity (open loop)', () => {
@@ -23,9 +23,10 @@ describe('overload at 3x capacity (open loop)', () => {
   const query = () => client.infer({ model: 'work', timeoutUs: SLO_US, inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: x }] });
 
   before(async () => {
-    // A model with a fixed cost per batch and per row: capacity ~1.5k rows/s on one replica.
-    writeDelayModel(tmp.dir, 'work', { delayMs: 4, perRowUs: 400, dim: 4 });
-    writeModelConfig(tmp.dir, 'work', { max_batch_size: 16, cache_bytes: 0, latency_objective_us: 20_000 });
+    // A model with a fixed cost per batch and per row (it sleeps, like a remote accelerator):
+    // capacity ~300 rows/s on one replica, so 3x that is light work for the generator.
+    writeDelayModel(tmp.dir, 'work', { delayMs: 10, perRowUs: 2000, dim: 4 });
+    writeModelConfig(tmp.dir, 'work', { max_batch_size: 8, cache_bytes: 0, latency_objective_us: 40_000 });
     server = await spawnServer(['--model-repository', tmp.dir]);
     client = await SkiffClient.connect(server.wsUrl);
   });
@@ -67,19 +68,23 @@ describe('overload at 3x capacity (open loop)', () => {
       // Poisson arrivals: exponential gaps; send everything due, then yield to the loop.
       const now = performance.now();
       while (next <= now) {
-        // Latency counts from the intended send time (no coordinated omission).
-        const sentAt = next;
+        // Admitted latency counts from the intended send time (no coordinated omission); how fast
+        // a refusal comes back is measured from the actual send.
+        const intendedAt = next;
+        const sentAt = performance.now();
         stats.sent++;
         outstanding++;
         void query().then((r) => {
-          const us = (performance.now() - sentAt) * 1000;
+          const done = performance.now();
+          const us = (done - intendedAt) * 1000;
           if (!r.error) {
             stats.ok++;
             ok.recordValue(Math.max(1, Math.round(us)));
           } else if (r.error.code === 'OVERLOADED') {
             stats.refused++;
-            refusedLat.recordValue(Math.max(1, Math.round(us)));
-            if (us > 5000) stats.refusedSlow++;
+            const refusalUs = (done - sentAt) * 1000;
+            refusedLat.recordValue(Math.max(1, Math.round(refusalUs)));
+            if (refusalUs > 5000) stats.refusedSlow++;
           } else if (r.error.code === 'DEADLINE_EXCEEDED') stats.expired++;
           else stats.other.push(r.error.code);
         }, () => { stats.lost++; }).finally(() => {

@@ -39,7 +39,6 @@ export interface WorkerResult {
   /** CPU time of this thread over the window / window length; -1 where unavailable. */
   cpu: number;
   expectedIntervalUs: number;
-  measuredMs: number;
 }
 
 export type ToWorker = { type: 'prepare'; job: WorkerJob } | { type: 'go'; startAtEpochMs: number } | { type: 'cancel' };
@@ -174,7 +173,7 @@ class Run {
       raw: encodeHistogram(this.raw),
       sendLag: encodeHistogram(this.sendLag),
       sent: this.sent, ok: this.ok, defaults: this.defaults, errors: this.errors, errorCodes: this.errorCodes,
-      elu: this.elu, cpu: this.cpu, expectedIntervalUs: Math.max(0, this.interval), measuredMs: spec.durationMs,
+      elu: this.elu, cpu: this.cpu, expectedIntervalUs: Math.max(0, this.interval),
     };
   }
 

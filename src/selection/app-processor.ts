@@ -49,7 +49,7 @@ const MEMO_LIMIT = 65_536;
  * of the SLO): 99% of answers then leave by the deadline. The window restarts every
  * LATENESS_WINDOW observations, so the slack follows the machine's load both ways.
  */
-export const MIN_DEADLINE_SLACK_MS = 1;
+export const MIN_DEADLINE_SLACK_MS = 2;
 const LATENESS_WINDOW = 2048;
 
 /** Per-application measurements (answer latency from arrival to reply, µs). */

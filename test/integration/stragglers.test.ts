@@ -27,6 +27,10 @@ describe('stragglers: a slow ensemble member never holds an answer past the dead
       policy: 'exp4', models: ['fast_a', 'fast_b', 'fast_c', 'slow'], seed: 3,
     });
     client = await SkiffClient.connect(server.wsUrl);
+    // Warm the fast models (first ORT runs are slow) before anything is measured.
+    for (const name of ['fast_a', 'fast_b', 'fast_c']) {
+      for (let i = 0; i < 20; i++) await client.infer({ model: name, inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: bytesOf(new Float32Array([i, 1, 2, 3])) }] });
+    }
   });
   after(async () => {
     await client?.close();
@@ -41,7 +45,7 @@ describe('stragglers: a slow ensemble member never holds an answer past the dead
     let defaults = 0;
     let next = 0;
     const N = 1000;
-    await Promise.all(Array.from({ length: 4 }, async () => {
+    await Promise.all(Array.from({ length: 2 }, async () => {
       while (next < N) {
         next++;
         const x = new Float32Array([rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(-1, 1)]);

@@ -40,7 +40,7 @@ export const t8: Target = {
       const r = await ctx.load(l.label, l.spec);
       const lag = await env.skiff.call<Lag>('loopLag');
       worst = Math.max(worst, lag.p99);
-      lines.push(`${l.label}: ${fmtInt(r.throughput)} req/s; loop lag p50 ${lag.p50} ms, p99 ${lag.p99} ms, max ${lag.max} ms`);
+      lines.push(`${l.label}: ${fmtInt(r.throughput)} req/s; loop lag p50 ${lag.p50.toFixed(2)} ms, p99 ${lag.p99.toFixed(2)} ms, max ${lag.max.toFixed(1)} ms`);
       data[l.label] = { throughput: r.throughput, lag };
     }
     return {

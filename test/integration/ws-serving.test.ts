@@ -32,6 +32,7 @@ describe('WebSocket + FlatBuffers serving', () => {
     labels = out.label!.data as BigInt64Array;
     await s.release();
     server = await serve(tmp.dir);
+    assert.deepEqual(server.loadReport.failed, [], 'every model loads');
     client = await SkiffClient.connect(server.wsUrl, { onFrameError: (e) => frameErrors.push(e) });
   });
   after(async () => {

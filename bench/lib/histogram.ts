@@ -4,27 +4,17 @@
  */
 import hdr from 'hdr-histogram-js';
 import type { Histogram } from 'hdr-histogram-js';
-import { newHistogram } from '../../src/metrics/latency.js';
+import { newHistogram, record, snapshot, type LatencySnapshot } from '../../src/metrics/latency.js';
 
 export type { Histogram };
 
-/** The percentiles every report shows (µs). */
-export interface Percentiles {
-  count: number;
-  mean: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  p999: number;
-  max: number;
-}
+/** The percentiles every report shows (µs): the server's own snapshot shape. */
+export type Percentiles = LatencySnapshot;
 
 export const createHistogram = newHistogram;
 
 /** Record `us` (clamped to >= 1 so sub-microsecond values are counted). */
-export function recordUs(h: Histogram, us: number): void {
-  h.recordValue(us < 1 ? 1 : Math.round(us));
-}
+export const recordUs = record;
 
 /**
  * Record a closed-loop latency with coordinated-omission correction: when `us` exceeds the
@@ -50,15 +40,4 @@ export function mergeEncoded(encoded: readonly string[]): Histogram {
   return total;
 }
 
-export function percentiles(h: Histogram): Percentiles {
-  const n = h.totalCount;
-  return {
-    count: n,
-    mean: n ? Math.round(h.mean) : 0,
-    p50: n ? h.getValueAtPercentile(50) : 0,
-    p90: n ? h.getValueAtPercentile(90) : 0,
-    p99: n ? h.getValueAtPercentile(99) : 0,
-    p999: n ? h.getValueAtPercentile(99.9) : 0,
-    max: n ? h.maxValue : 0,
-  };
-}
+export const percentiles = snapshot;

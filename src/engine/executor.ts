@@ -266,7 +266,7 @@ export class Executor {
     }
     if (this.queuedRows + rows > this.config.maxQueueRows) {
       this.counters.refused++;
-      done({ code: 'OVERLOADED', message: `${this.config.id} queue is full`, retryAfterMs: this.estimateWaitMs() });
+      done({ code: 'OVERLOADED', message: `${this.config.id} queue is full`, retryAfterMs: Math.max(1, Math.ceil(this.workAheadMs(rows))) });
       return NOOP_HANDLE;
     }
     // Admission: refuse now what cannot finish by its deadline, instead of letting it wait and expire.
@@ -304,27 +304,31 @@ export class Executor {
   private admit(rows: number, budgetMs: number): ErrorInfo | null {
     if (this.batchesSeen < ADMISSION_WARMUP_BATCHES) return null;
     const batchMs = this.estBatchMs;
-    const replicas = Math.max(1, this.pool.slots.length);
-    const busyMs = this.freeSlots.length === 0 ? batchMs : 0;
-    const aheadMs = (Math.floor((this.queuedRows + rows - 1) / Math.max(1, this.capRows)) * batchMs) / replicas;
-    const completionMs = busyMs + aheadMs + batchMs;
+    const waitMs = this.workAheadMs(rows);
+    const completionMs = waitMs + batchMs;
     // Headroom for the estimate's error and the answer's way back to the client.
     if (completionMs <= budgetMs * ADMISSION_HEADROOM) return null;
-    if (busyMs + aheadMs === 0) {
+    if (waitMs === 0) {
       return { code: 'DEADLINE_EXCEEDED', message: `${this.config.id} needs ~${batchMs.toFixed(1)} ms per batch; the deadline leaves ${budgetMs.toFixed(1)} ms` };
     }
     return {
       code: 'OVERLOADED',
       message: `${this.config.id} cannot meet the deadline: ~${completionMs.toFixed(1)} ms of work queued ahead, ${budgetMs.toFixed(1)} ms left`,
-      retryAfterMs: Math.max(1, Math.ceil(busyMs + aheadMs)),
+      retryAfterMs: Math.max(1, Math.ceil(waitMs)),
     };
   }
 
-  /** Expected time until a query queued now would complete, from the queue and batch latency. */
-  estimateWaitMs(): number {
-    const batchMs = this.latency.batchRunUs.totalCount > 0 ? this.latency.batchRunUs.mean / 1000 : this.aimd.objectiveMs;
-    const batchesAhead = Math.ceil((this.queuedRows + 1) / Math.max(1, this.capRows));
-    return Math.ceil((batchesAhead * batchMs) / Math.max(1, this.pool.slots.length));
+  /**
+   * The one wait estimate (admission and Retry-After): time before a query of `rows` arriving now
+   * gets a replica — the running batch when none is free, plus the full batches queued ahead of
+   * it spread over the replicas. Typical batch latency: the recent median, or the objective
+   * before any batch has run.
+   */
+  private workAheadMs(rows: number): number {
+    const batchMs = this.batchesSeen > 0 ? this.estBatchMs : this.aimd.objectiveMs;
+    const busyMs = this.freeSlots.length === 0 ? batchMs : 0;
+    const batchesAhead = Math.floor((this.queuedRows + rows - 1) / Math.max(1, this.capRows));
+    return busyMs + (batchesAhead * batchMs) / Math.max(1, this.pool.slots.length);
   }
 
   private answer(q: Query, err: ErrorInfo | null, out?: Tensor[]): void {

@@ -15,32 +15,51 @@ import type { Tensor } from '../src/tensor/tensor.js';
 const OUT = 10;
 const FP32 = 11;
 
-/** A pool whose "worker" runs on this thread: reads the request record, writes zeros as outputs. */
+/** A pool whose "worker" runs on this thread: reads each request record on the next turn, writes zeros as outputs. */
 function instantPool(): ModelPool {
-  const slot: PoolSlot = { index: 0, req: new Ring(createRingBuffer(1 << 22)), res: new Ring(createRingBuffer(1 << 22)) };
+  const req = new Ring(createRingBuffer(1 << 22));
+  const res = new Ring(createRingBuffer(1 << 22));
   const writer = new TensorListWriter();
   const zeros = new Uint8Array(4 * OUT * 4096);
-  return {
-    slots: [slot],
+  let scheduled = false;
+  const pool = {
+    onReadable: (_slot: number) => undefined as void,
+    onSlotLost: () => undefined,
     description: {
       inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 784] }],
       outputs: [{ name: 'output', datatype: 'FP32', shape: [-1, OUT] }],
     },
-    run(_slot: number, seq: number): Promise<number> {
-      return new Promise((resolve) => setImmediate(() => {
-        const rec = slot.req.peek()!;
-        const rows = readTensorList(rec).tensors[0]!.dims[0]!;
-        slot.req.release();
-        const bytes = rows * OUT * 4;
-        const target = slot.res.reserve(tensorListBytes([{ ndims: 2, byteLength: bytes }]))!;
-        writer.begin(target, seq, 1).tensor(FP32, [rows, OUT], bytes).set(zeros.subarray(0, bytes));
-        slot.res.commit();
-        resolve(0);
-      }));
-    },
     close: async () => undefined,
     threads: 1,
-  } as unknown as ModelPool;
+    slots: [] as PoolSlot[],
+  };
+  const serve = (): void => {
+    scheduled = false;
+    for (let rec = req.peek(); rec; rec = req.peek()) {
+      const list = readTensorList(rec);
+      const rows = list.tensors[0]!.dims[0]!;
+      req.release();
+      const bytes = rows * OUT * 4;
+      const target = res.reserve(tensorListBytes([{ ndims: 2, byteLength: bytes }]))!;
+      writer.begin(target, list.seq, 1).tensor(FP32, [rows, OUT], bytes).set(zeros.subarray(0, bytes));
+      res.commit();
+    }
+    pool.onReadable(0);
+  };
+  const slot = {
+    index: 0, req, res, generation: 0, side: { take: () => undefined },
+    watch(): boolean {
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(serve);
+      }
+      return false;
+    },
+    sendExternal: () => false,
+    terminate: () => undefined,
+  };
+  pool.slots.push(slot as unknown as PoolSlot);
+  return pool as unknown as ModelPool;
 }
 
 async function measure(name: string, inFlight: number, batchWaitMs: number, queries: number): Promise<void> {

@@ -1,9 +1,10 @@
 /**
  * Microbenchmark of one model worker (workers/runner.ts) behind its piscina pool, without the
- * executor or any frontend: a batch is written into the slot's request ring, one task is run,
- * the output record is read back. Reports, per batch size, the worker's own run time (the
- * record's aux field: copy out of the ring + ONNX Runtime + output conversion) and the rest of
- * the round trip (task hand-off both ways). Run: node dist/bench/micro-worker.js [model.onnx]
+ * executor or any frontend: a batch is written into the slot's request ring, the worker's serve
+ * loop wakes, runs it and writes the output record, which is read back once the response ring
+ * wakes this thread. Reports, per batch size, the worker's own run time (the record's aux field:
+ * copy out of the ring + ONNX Runtime + output conversion) and the rest of the round trip (the
+ * two thread wake-ups). Run: node dist/bench/micro-worker.js [model.onnx]
  */
 import { join } from 'node:path';
 import { ModelPool } from '../src/engine/pool.js';
@@ -29,7 +30,7 @@ for (const rows of [1, 16, 64, 256]) {
     writer.begin(target, s, 1).tensor(FP32, [rows, dim], data.byteLength).set(data);
     slot.req.commit();
     const t0 = performance.now();
-    await pool.run(0, s);
+    while (!slot.res.peek()) await slot.res.whenReadable();
     const us = (performance.now() - t0) * 1000;
     const out = readTensorList(slot.res.peek()!);
     slot.res.release();

@@ -2,24 +2,26 @@
  * Model worker: runs inside a piscina worker thread, one model version per pool.
  *
  * Each worker loads the model once (ONNX Runtime session, or a JS-function module) when the
- * thread starts. The main thread writes a batch's input tensors into a slot's request ring and
- * sends one tiny task {op:'run', slot, seq}; this worker reads the record, runs the model,
- * writes the output tensors into the same slot's response ring and returns the run time (µs).
- * A batch too large for a ring travels as a transferred ArrayBuffer instead (rare fallback).
+ * thread starts. The pool then gives each worker one long-running task, {op:'serve'}, with its
+ * slot's ring pair: the worker takes batches from the request ring in order, runs the model
+ * and writes each batch's output record into the response ring, for as long as the pool
+ * lives. Both sides sleep with Atomics.waitAsync and wake each other through the rings, so a
+ * batch costs no piscina task and no structured clone, and the main thread can queue the next
+ * batch while this one runs. A record too large for a ring travels on the slot's side port.
  *
- * Threading contract: a slot has at most one batch in flight (enforced by the executor), so
- * for that batch this thread is the only consumer of slot.req and the only producer of
- * slot.res. No per-query data crosses the thread boundary by structured clone.
+ * Threading contract: for its slot this thread is the only consumer of `req` and the only
+ * producer of `res`; the main thread is the other side of both.
  */
 import { workerData } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
-import { Piscina } from 'piscina';
 import type * as Ort from 'onnxruntime-node';
+import type { MessagePort } from 'node:worker_threads';
 import { Ring, maxRecordBytes } from '../src/engine/ring/ring.js';
 import {
-  readTensorList, recordSeq, TensorListWriter, tensorListBytes, writeErrorRecord, errorRecordBytes,
-  type RecordTensor,
+  readTensorList, recordSeq, recordStatus, TensorListWriter, tensorListBytes, writeErrorRecord, errorRecordBytes,
+  writeMarkerRecord, MARKER_RECORD_BYTES, STATUS_EXTERNAL, STATUS_STOP, type RecordTensor,
 } from '../src/engine/ring/layout.js';
+import { SideChannel } from '../src/engine/ring/side-channel.js';
 import {
   dataTypeFromOrt, dataTypeFromWire, dataTypeToWire, ORT_TYPE, viewAs, type DataType,
 } from '../src/tensor/datatype.js';
@@ -29,23 +31,16 @@ export interface WorkerInit {
   kind: 'onnx' | 'js';
   modelPath: string;
   threads: number;
-  slots: { req: SharedArrayBuffer; res: SharedArrayBuffer }[];
 }
 
 export type WorkerTask =
   | { op: 'describe' }
-  | { op: 'run'; slot: number; seq: number; inline?: ArrayBuffer };
+  | { op: 'serve'; slot: number; req: SharedArrayBuffer; res: SharedArrayBuffer; port: MessagePort };
 
 export interface ModelDescription {
   inputs: TensorSpec[];
   outputs: TensorSpec[];
 }
-
-/**
- * Result of a run: 0 when the output record is in the slot's response ring, or the record itself
- * (a transferred ArrayBuffer) when it did not fit. The record's aux field holds the run time (µs).
- */
-export type RunResult = number | ArrayBuffer;
 
 interface JsTensor {
   datatype: string;
@@ -55,7 +50,11 @@ interface JsTensor {
 
 interface Runner {
   description: ModelDescription;
-  /** Run one batch; tensors come in description.inputs order; returns outputs in description.outputs order. */
+  /**
+   * Run one batch; tensors come in description.inputs order; returns outputs in
+   * description.outputs order. Input views are read only before run() returns its promise
+   * (copied synchronously), so the caller may release their memory right after the call.
+   */
   run(inputs: { datatype: DataType; dims: number[]; data: Uint8Array }[]): Promise<{ datatype: DataType; dims: number[]; bytes: Uint8Array }[]>;
 }
 
@@ -153,73 +152,105 @@ async function jsRunner(path: string): Promise<Runner> {
 }
 
 const runner: Runner = init.kind === 'js' ? await jsRunner(init.modelPath) : await onnxRunner(init.modelPath, init.threads);
-const slots = init.slots.map((s) => ({ req: new Ring(s.req), res: new Ring(s.res) }));
 const writer = new TensorListWriter();
 
-function decodeInputs(rec: Uint8Array): { seq: number; inputs: { datatype: DataType; dims: number[]; data: Uint8Array }[] } {
-  const list = readTensorList(rec);
-  return {
-    seq: list.seq,
-    inputs: list.tensors.map((t: RecordTensor) => {
-      const datatype = dataTypeFromWire(t.datatype);
-      if (!datatype) throw new Error(`bad datatype ${t.datatype} in request record`);
-      return { datatype, dims: t.dims, data: t.data };
-    }),
-  };
+type Inputs = { datatype: DataType; dims: number[]; data: Uint8Array }[];
+type Outputs = { datatype: DataType; dims: number[]; bytes: Uint8Array }[];
+
+function decodeInputs(rec: Uint8Array): Inputs {
+  return readTensorList(rec).tensors.map((t: RecordTensor) => {
+    const datatype = dataTypeFromWire(t.datatype);
+    if (!datatype) throw new Error(`bad datatype ${t.datatype} in request record`);
+    return { datatype, dims: t.dims, data: t.data };
+  });
 }
 
-function writeOutputs(target: Uint8Array, seq: number, runUs: number, outs: { datatype: DataType; dims: number[]; bytes: Uint8Array }[]): void {
+function writeOutputs(target: Uint8Array, seq: number, runUs: number, outs: Outputs): void {
   writer.begin(target, seq, outs.length, runUs);
   for (const o of outs) writer.tensor(dataTypeToWire(o.datatype), o.dims, o.bytes.byteLength).set(o.bytes);
 }
 
-async function run(task: Extract<WorkerTask, { op: 'run' }>): Promise<RunResult> {
-  const slot = slots[task.slot];
-  if (!slot) throw new Error(`no slot ${task.slot}`);
-  let rec: Uint8Array | null;
-  if (task.inline) rec = new Uint8Array(task.inline);
-  else {
-    rec = slot.req.peek();
-    // A record left by a batch whose worker died is stale: skip to this task's record.
-    while (rec && recordSeq(rec) !== task.seq) {
-      slot.req.release();
-      rec = slot.req.peek();
-    }
-    if (!rec) throw new Error(`slot ${task.slot}: request ring empty for batch ${task.seq}`);
+/** Reserve `size` bytes in the response ring, waiting while the main thread has not read enough. */
+async function reserveOutput(res: Ring, size: number): Promise<Uint8Array> {
+  for (;;) {
+    const target = res.reserve(size);
+    if (target) return target;
+    await res.whenReleased(50);
   }
-  let decoded;
-  try {
-    decoded = decodeInputs(rec);
-  } finally {
-    if (!task.inline) slot.req.release();
-  }
-  const t0 = performance.now();
-  let outs;
-  try {
-    outs = await runner.run(decoded.inputs);
-  } catch (err) {
-    // Model failure: answer the whole batch with an error record (status 1).
-    const message = (err instanceof Error ? err.message : String(err)).slice(0, 4096);
-    const target = slot.res.reserve(errorRecordBytes(message));
-    if (!target) throw new Error(`model error: ${message}`);
-    writeErrorRecord(target, task.seq, message, Math.round((performance.now() - t0) * 1000));
-    slot.res.commit();
-    return 0;
-  }
-  const runUs = Math.round((performance.now() - t0) * 1000);
-  const size = tensorListBytes(outs.map((o) => ({ ndims: o.dims.length, byteLength: o.bytes.byteLength })));
-  const target = size <= maxRecordBytes(slot.res.capacity) ? slot.res.reserve(size) : null;
-  if (target) {
-    writeOutputs(target, task.seq, runUs, outs);
-    slot.res.commit();
-    return 0;
-  }
-  const record = new ArrayBuffer(size);
-  writeOutputs(new Uint8Array(record), task.seq, runUs, outs);
-  return Piscina.move(record) as unknown as RunResult;
 }
 
-export default async function handle(task: WorkerTask): Promise<ModelDescription | RunResult> {
+/**
+ * One slot's serve loop. Per request record, in ring order: decode (or fetch the external
+ * record), start the model run (which copies the inputs), release the request record, await
+ * the outputs, write the output record (a model error becomes an error record for the whole
+ * batch). The run time in µs goes in the output record's aux field. Ends on a STOP record; a
+ * crash, out-of-memory or termination of this thread ends it from outside.
+ */
+async function serve(task: Extract<WorkerTask, { op: 'serve' }>): Promise<number> {
+  const req = new Ring(task.req);
+  const res = new Ring(task.res);
+  const side = new SideChannel(task.port);
+  const maxRecord = maxRecordBytes(res.capacity);
+  let served = 0;
+  try {
+    for (;;) {
+      const rec = req.peek();
+      if (!rec) {
+        await req.whenReadable();
+        continue;
+      }
+      const seq = recordSeq(rec);
+      const status = recordStatus(rec);
+      if (status === STATUS_STOP) {
+        req.release();
+        return served;
+      }
+      let pending: Promise<Outputs>;
+      const t0 = performance.now();
+      if (status === STATUS_EXTERNAL) {
+        req.release();
+        const record = new Uint8Array(await side.wait(seq));
+        pending = Promise.resolve().then(() => runner.run(decodeInputs(record)));
+      } else {
+        try {
+          pending = runner.run(decodeInputs(rec));
+        } catch (err) {
+          pending = Promise.reject(err);
+        } finally {
+          req.release();
+        }
+      }
+      let outs: Outputs;
+      try {
+        outs = await pending;
+      } catch (err) {
+        // Model failure: answer the whole batch with an error record (status 1).
+        const message = (err instanceof Error ? err.message : String(err)).slice(0, 4096);
+        const target = await reserveOutput(res, errorRecordBytes(message));
+        writeErrorRecord(target, seq, message, Math.round((performance.now() - t0) * 1000));
+        res.commit();
+        served++;
+        continue;
+      }
+      const runUs = Math.round((performance.now() - t0) * 1000);
+      const size = tensorListBytes(outs.map((o) => ({ ndims: o.dims.length, byteLength: o.bytes.byteLength })));
+      if (size <= maxRecord) {
+        writeOutputs(await reserveOutput(res, size), seq, runUs, outs);
+      } else {
+        const record = new ArrayBuffer(size);
+        writeOutputs(new Uint8Array(record), seq, runUs, outs);
+        side.send(seq, record);
+        writeMarkerRecord(await reserveOutput(res, MARKER_RECORD_BYTES), seq, STATUS_EXTERNAL);
+      }
+      res.commit();
+      served++;
+    }
+  } finally {
+    side.close();
+  }
+}
+
+export default async function handle(task: WorkerTask): Promise<ModelDescription | number> {
   if (task.op === 'describe') return runner.description;
-  return run(task);
+  return serve(task);
 }

@@ -19,6 +19,7 @@ export interface ModelConfig {
   readonly ring_bytes: number;
   readonly batch_timeout_ms: number;
   readonly max_consecutive_failures: number;
+  readonly pipeline_depth: number;
   readonly max_worker_memory_mb: number;
   readonly version_policy: { latest: number } | { all: true } | { specific: number[] };
 }

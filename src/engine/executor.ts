@@ -7,14 +7,19 @@ import { aimdInitial, aimdNext, AIMD_DEFAULTS, type AimdConfig } from './aimd.js
 import { decideBatch } from './batch-former.js';
 import { makeCacheKey, PredictionCache, type CacheKey, type Waiter } from './cache.js';
 import { DeadlineQueue, type Queued } from './deadline-queue.js';
-import type { ModelPool, PoolSlot } from './pool.js';
-import { maxRecordBytes } from './ring/ring.js';
-import { readTensorList, recordSeq, STATUS_ERROR, tensorListBytes, TensorListWriter, type TensorList } from './ring/layout.js';
+import type { ModelPool, PoolSlot, SlotLoss } from './pool.js';
+import { maxRecordBytes, type Ring } from './ring/ring.js';
+import type { SideChannel } from './ring/side-channel.js';
+import {
+  readTensorList, recordSeq, recordStatus, STATUS_ERROR, STATUS_EXTERNAL, tensorListBytes, TensorListWriter, type TensorList,
+} from './ring/layout.js';
 
 /**
  * The model abstraction layer for ONE model version: prediction cache, deadline-ordered queue,
  * AIMD-capped batch forming with a batch wait timeout, and dispatch to the version's worker
- * pool through SharedArrayBuffer rings (one small piscina task per batch).
+ * pool through SharedArrayBuffer rings. Each replica's worker serves its rings in a loop, so a
+ * replica can hold PIPELINE_DEPTH batches: one running and full ones waiting behind it, which
+ * keeps the worker busy while the main thread is late to collect an answer.
  *
  * Runs on the main (uWS) thread and never blocks it: inference happens in the workers.
  * Every accepted query is answered exactly once through its `done` callback, possibly
@@ -35,6 +40,8 @@ export interface ExecutorConfig {
   maxConsecutiveFailures?: number;
   /** Called once when the version is declared failed by repeated worker failures. */
   onFailed?: (reason: string) => void;
+  /** Batches a replica may hold (running + waiting in its ring); default PIPELINE_DEPTH. */
+  pipelineDepth?: number;
 }
 
 export type Done = (err: ErrorInfo | null, outputs?: Tensor[]) => void;
@@ -74,6 +81,26 @@ interface Batch {
   dispatchedAt: number;
 }
 
+/** One replica as the executor sees it: its batches in ring order (the head one is running). */
+interface Lane {
+  slot: PoolSlot;
+  batches: Batch[];
+  /** When the head batch started, as far as the main thread knows (dispatch or previous answer). */
+  headSince: number;
+  /** The request ring had no room for another batch: wait for an answer before pipelining more. */
+  full: boolean;
+  watchdog: NodeJS.Timeout | null;
+  /** The watchdog terminated this lane's worker: its head batch hung. */
+  hung: boolean;
+  collectQueued: boolean;
+}
+
+/**
+ * Batches a replica may hold: the running one plus full batches queued behind it in the ring.
+ * A partial batch goes only to an idle replica, so pipelining never trades batch size away.
+ */
+export const PIPELINE_DEPTH = 2;
+
 const NOOP_HANDLE: QueryHandle = { cancel() {} };
 /** Batches observed before admission control trusts its latency estimate. */
 const ADMISSION_WARMUP_BATCHES = 8;
@@ -88,13 +115,15 @@ export class Executor {
   cache: PredictionCache<Tensor[]> | null;
   private readonly queue = new DeadlineQueue<Query>();
   private readonly aimd: AimdConfig;
-  private readonly freeSlots: PoolSlot[];
+  private readonly lanes: Lane[];
+  private readonly depth: number;
   private readonly writer = new TensorListWriter();
   private capRows: number;
   /**
-   * Typical batch latency (dispatch to completion, ms): the median of the last BATCH_WINDOW
-   * batches, recomputed per batch. A median, not a mean, so a few stragglers do not make
-   * admission refuse what would have made it.
+   * Typical batch service time (ms): from the moment a batch is at the head of its replica to
+   * its answer being read — the model run plus the hand-offs. The median of the last
+   * BATCH_WINDOW batches, recomputed per batch: a median, not a mean, so a few stragglers do
+   * not make admission refuse what would have made it.
    */
   private estBatchMs = 0;
   private readonly recentBatchMs = new Float64Array(BATCH_WINDOW);
@@ -122,11 +151,14 @@ export class Executor {
     const maxBatch = this.spec.batchable ? config.maxBatchSize : 1;
     this.aimd = { ...AIMD_DEFAULTS, objectiveMs: config.latencyObjectiveMs, maxBatch };
     this.capRows = aimdInitial(this.aimd);
-    this.freeSlots = [...pool.slots];
+    this.depth = Math.max(1, config.pipelineDepth ?? PIPELINE_DEPTH);
+    this.lanes = pool.slots.map((slot) => ({ slot, batches: [], headSince: 0, full: false, watchdog: null, hung: false, collectQueued: false }));
+    pool.onReadable = (i) => this.collect(this.lanes[i]!);
+    pool.onSlotLost = (i, loss) => this.laneLost(this.lanes[i]!, loss);
     this.cache = config.cacheBytes > 0 ? new PredictionCache<Tensor[]>(config.cacheBytes, tensorsBytes) : null;
   }
 
-  /** Replicas (worker threads, one batch in flight each). */
+  /** Replicas (worker threads, up to the pipeline depth in batches each). */
   get replicas(): number {
     return this.pool.slots.length;
   }
@@ -326,9 +358,15 @@ export class Executor {
    */
   private workAheadMs(rows: number): number {
     const batchMs = this.batchesSeen > 0 ? this.estBatchMs : this.aimd.objectiveMs;
-    const busyMs = this.freeSlots.length === 0 ? batchMs : 0;
-    const batchesAhead = Math.floor((this.queuedRows + rows - 1) / Math.max(1, this.capRows));
-    return busyMs + (batchesAhead * batchMs) / Math.max(1, this.pool.slots.length);
+    let running = 0;
+    let idle = false;
+    for (const l of this.lanes) {
+      running += l.batches.length;
+      if (l.batches.length === 0) idle = true;
+    }
+    const queuedAhead = Math.floor((this.queuedRows + rows - 1) / Math.max(1, this.capRows));
+    if (idle && queuedAhead === 0) return 0;
+    return ((running + queuedAhead) * batchMs) / Math.max(1, this.lanes.length);
   }
 
   private answer(q: Query, err: ErrorInfo | null, out?: Tensor[]): void {
@@ -344,14 +382,17 @@ export class Executor {
       const now = this.clock.now();
       this.expire(now);
       const oldest = this.queuedRows > 0 && this.queuedRows < this.capRows ? this.oldestEnqueuedAt() : now;
+      let idle = 0;
+      let pipelinable = 0;
+      for (const l of this.lanes) {
+        if (l.batches.length === 0) idle++;
+        else if (l.batches.length < this.depth && !l.full) pipelinable++;
+      }
       const d = decideBatch({
         now, queuedRows: this.queuedRows, oldestEnqueuedAt: oldest, cap: this.capRows,
-        waitMs: this.config.batchWaitMs, freeReplicas: this.freeSlots.length,
+        waitMs: this.config.batchWaitMs, freeReplicas: idle, pipelineReplicas: pipelinable,
       });
-      if (d.kind === 'dispatch') {
-        this.dispatch(now);
-        continue;
-      }
+      if (d.kind === 'dispatch' && this.dispatch(now)) continue;
       let at = d.kind === 'wait' ? d.until : Infinity;
       const head = this.queue.peek();
       if (head && head.deadline < at) at = head.deadline;
@@ -403,13 +444,29 @@ export class Executor {
     }
   }
 
-  /** Form one batch (deadline order, same signature, up to the cap) and send it to a free slot. */
-  private dispatch(now: number): void {
+  /** The replica for the next batch: an idle one, else the least loaded one that can pipeline. */
+  private pickLane(): Lane | null {
+    let best: Lane | null = null;
+    for (const l of this.lanes) {
+      if (l.batches.length === 0) return l;
+      if (l.full || l.batches.length >= this.depth) continue;
+      if (!best || l.batches.length < best.batches.length) best = l;
+    }
+    return best;
+  }
+
+  /**
+   * Form one batch (deadline order, same signature, up to the cap) and write it to a replica's
+   * request ring. False when no replica could take it (the queue is left as it was).
+   */
+  private dispatch(now: number): boolean {
+    const lane = this.pickLane();
+    if (!lane) return false;
+    const slot = lane.slot;
     const first = this.queue.pop()!;
     const queries = [first];
     let rows = first.rows;
     const skipped: Query[] = [];
-    const slot = this.freeSlots.pop()!;
     const ringMax = maxRecordBytes(slot.req.capacity) - RING_RECORD_SLACK;
     let bytes = queryBytes(first);
     while (rows < this.capRows && this.queue.size > 0) {
@@ -430,37 +487,51 @@ export class Executor {
       rows += q.rows;
     }
     for (const q of skipped) this.queue.push(q);
-    this.queuedRows -= rows;
     const batch: Batch = { seq: ++this.batchSeq >>> 0, slot, queries, rows, dispatchedAt: now };
+    let written: boolean;
+    try {
+      written = this.writeBatch(batch);
+    } catch (err) {
+      this.queuedRows -= rows;
+      for (const q of queries) this.answer(q, toErrorInfo(err));
+      return true;
+    }
+    if (!written) {
+      // The ring is full of batches already waiting for this replica: try again after an answer.
+      for (const q of queries) this.queue.push(q);
+      lane.full = true;
+      return this.pickLane() !== null && this.dispatch(now);
+    }
+    this.queuedRows -= rows;
     for (const q of queries) record(this.latency.queueWaitUs, (now - q.enqueuedAt) * 1000);
     record(this.latency.batchRows, rows);
     this.inflightBatches++;
     this.counters.batches++;
-    let inline: ArrayBuffer | undefined;
-    try {
-      inline = this.writeBatch(batch);
-    } catch (err) {
-      this.finishBatch(batch, null, toErrorInfo(err));
-      return;
-    }
+    lane.batches.push(batch);
+    if (lane.batches.length === 1) this.startHead(lane, now);
+    if (slot.watch()) this.collectSoon(lane);
+    return true;
+  }
+
+  /** The lane's head batch starts now (as far as the main thread knows): arm its watchdog. */
+  private startHead(lane: Lane, now: number): void {
+    lane.headSince = now;
     const limit = this.config.batchTimeoutMs ?? 0;
-    const abort = limit > 0 ? new AbortController() : undefined;
-    const watchdog = abort ? setTimeout(() => abort.abort(), limit) : undefined;
-    this.pool.run(slot.index, batch.seq, inline, abort?.signal).then(
-      (result) => {
-        if (watchdog) clearTimeout(watchdog);
-        this.consecutiveFailures = 0;
-        this.finishBatch(batch, result, null);
-      },
-      (err) => {
-        if (watchdog) clearTimeout(watchdog);
-        const hung = abort?.signal.aborted === true;
-        const reason = hung ? `batch ran over ${limit} ms; worker terminated and replaced` : `worker failed: ${errMessage(err)}`;
-        this.counters.workerFailures++;
-        this.finishBatch(batch, null, { code: 'MODEL_ERROR', message: reason });
-        this.noteFailure(reason);
-      },
-    );
+    if (limit <= 0) return;
+    if (lane.watchdog) lane.watchdog.refresh();
+    else {
+      lane.watchdog = setTimeout(() => this.checkHung(lane, limit), limit);
+      lane.watchdog.unref();
+    }
+  }
+
+  private checkHung(lane: Lane, limit: number): void {
+    if (lane.batches.length === 0 || lane.hung) return;
+    const ranMs = this.clock.now() - lane.headSince;
+    if (ranMs >= limit - 1) {
+      lane.hung = true;
+      lane.slot.terminate();
+    } else lane.watchdog!.refresh();
   }
 
   /** Repeated worker failures (crash, hang, OOM) mark the version failed, once. */
@@ -473,8 +544,12 @@ export class Executor {
     }
   }
 
-  /** Write the batch's inputs (stacked along dim 0) into the slot's request ring; inline fallback. */
-  private writeBatch(batch: Batch): ArrayBuffer | undefined {
+  /**
+   * Write the batch's inputs (stacked along dim 0) into the slot's request ring, or, when the
+   * record is larger than a ring record can be, into a buffer sent on the slot's side port.
+   * False when the ring has no room now.
+   */
+  private writeBatch(batch: Batch): boolean {
     const specs = this.spec.inputs;
     const first = batch.queries[0]!;
     const items = specs.map((_, i) => {
@@ -485,12 +560,15 @@ export class Executor {
       return { ndims: dims.length, byteLength, dims };
     });
     const size = tensorListBytes(items);
+    const ring = batch.slot.req;
     let target: Uint8Array | null = null;
-    let inline: ArrayBuffer | undefined;
-    if (size <= maxRecordBytes(batch.slot.req.capacity)) target = batch.slot.req.reserve(size);
-    if (!target) {
-      inline = new ArrayBuffer(size);
-      target = new Uint8Array(inline);
+    let external: ArrayBuffer | undefined;
+    if (size <= maxRecordBytes(ring.capacity)) {
+      target = ring.reserve(size);
+      if (!target) return false;
+    } else {
+      external = new ArrayBuffer(size);
+      target = new Uint8Array(external);
     }
     this.writer.begin(target, batch.seq, items.length);
     for (let i = 0; i < items.length; i++) {
@@ -503,28 +581,106 @@ export class Executor {
         off += src.byteLength;
       }
     }
-    if (!inline) batch.slot.req.commit();
-    return inline;
+    if (!external) ring.commit();
+    else if (!batch.slot.sendExternal(batch.seq, external)) return false;
+    return true;
   }
 
-  private finishBatch(batch: Batch, result: number | ArrayBuffer | null, failure: ErrorInfo | null): void {
-    const now = this.clock.now();
-    const latencyMs = now - batch.dispatchedAt;
-    this.inflightBatches--;
-    let list: TensorList | null = null;
-    let err = failure;
-    const res = batch.slot.res;
-    if (!err) {
-      let rec: Uint8Array | null;
-      if (result instanceof ArrayBuffer) rec = new Uint8Array(result);
-      else {
-        rec = res.peek();
-        while (rec && recordSeq(rec) !== batch.seq) {
-          res.release();
-          rec = res.peek();
+  /**
+   * The worker answered before the wake-up was armed (a fast model): collect once the current
+   * call stack is done, so no answer is delivered from inside infer().
+   */
+  private collectSoon(lane: Lane): void {
+    if (lane.collectQueued) return;
+    lane.collectQueued = true;
+    queueMicrotask(() => {
+      lane.collectQueued = false;
+      this.collect(lane);
+    });
+  }
+
+  /** Read every answer a replica has written, in ring order; re-arm the wake-up while batches remain. */
+  private collect(lane: Lane): void {
+    const res = lane.slot.res;
+    for (;;) {
+      while (lane.batches.length > 0) {
+        const rec = res.peek();
+        if (!rec) break;
+        const external = recordStatus(rec) === STATUS_EXTERNAL;
+        let body = rec;
+        if (external) {
+          const buf = lane.slot.side.take(recordSeq(rec));
+          if (!buf) return; // its side message is still on the way: the side channel calls back
+          body = new Uint8Array(buf);
         }
+        this.finishHead(lane, body, null);
+        res.release();
       }
-      if (!rec) err = { code: 'INTERNAL', message: `no output record for batch ${batch.seq}` };
+      if (lane.batches.length === 0 || !lane.slot.watch()) break;
+    }
+    if (!this.closed) this.pump();
+    this.checkDrained();
+  }
+
+  /**
+   * The lane's worker died (crash, out of memory, or terminated by the watchdog). Answers it
+   * wrote before dying are still delivered; the batch it was running fails with MODEL_ERROR;
+   * batches queued behind it go back to the queue for the replacement worker.
+   */
+  private laneLost(lane: Lane, loss: SlotLoss): void {
+    this.drainLost(lane, loss.res, loss.side);
+    const [head, ...rest] = lane.batches;
+    lane.batches = [];
+    lane.full = false;
+    const hung = lane.hung;
+    lane.hung = false;
+    if (head) {
+      const limit = this.config.batchTimeoutMs ?? 0;
+      const reason = hung ? `batch ran over ${limit} ms; worker terminated and replaced` : `worker failed: ${errMessage(loss.error)}`;
+      this.counters.workerFailures++;
+      this.inflightBatches--;
+      for (const q of head.queries) this.answer(q, { code: 'MODEL_ERROR', message: reason });
+      this.noteFailure(reason);
+    }
+    for (const b of rest) {
+      this.inflightBatches--;
+      for (const q of b.queries) {
+        if (q.finished) continue;
+        this.queue.push(q);
+        this.queuedRows += q.rows;
+      }
+    }
+    if (!this.closed) this.pump();
+    this.checkDrained();
+  }
+
+  private drainLost(lane: Lane, res: Ring, side: SideChannel): void {
+    for (let rec = res.peek(); rec && lane.batches.length > 0; rec = res.peek()) {
+      let body: Uint8Array | null = rec;
+      if (recordStatus(rec) === STATUS_EXTERNAL) {
+        const buf = side.take(recordSeq(rec));
+        body = buf ? new Uint8Array(buf) : null;
+      }
+      if (!body) break;
+      this.finishHead(lane, body, null);
+      res.release();
+    }
+    side.close();
+  }
+
+  /** Deliver the answer record of the lane's head batch (or fail it) and advance the lane. */
+  private finishHead(lane: Lane, rec: Uint8Array, failure: ErrorInfo | null): void {
+    const batch = lane.batches.shift()!;
+    const now = this.clock.now();
+    const serviceMs = now - lane.headSince;
+    if (lane.batches.length > 0) this.startHead(lane, now);
+    lane.full = false;
+    this.inflightBatches--;
+    let err = failure;
+    let list: TensorList | null = null;
+    if (!err) {
+      this.consecutiveFailures = 0;
+      if (recordSeq(rec) !== batch.seq) err = { code: 'INTERNAL', message: `answer for batch ${recordSeq(rec)} where ${batch.seq} was expected` };
       else {
         try {
           list = readTensorList(rec);
@@ -532,22 +688,21 @@ export class Executor {
         } catch (e) {
           err = toErrorInfo(e, 'MODEL_ERROR');
         }
-        if (!(result instanceof ArrayBuffer)) res.release();
       }
     }
     if (list && list.status !== STATUS_ERROR) {
-      this.recentBatchMs[this.batchesSeen % BATCH_WINDOW] = latencyMs;
+      this.recentBatchMs[this.batchesSeen % BATCH_WINDOW] = serviceMs;
       this.batchesSeen++;
       const n = Math.min(this.batchesSeen, BATCH_WINDOW);
       const sorted = this.recentBatchMs.slice(0, n).sort();
       this.estBatchMs = sorted[n >> 1]!;
-      record(this.latency.batchRunUs, latencyMs * 1000);
-      this.capRows = aimdNext(this.capRows, { rows: batch.rows, latencyMs }, this.aimd);
+      record(this.latency.batchRunUs, serviceMs * 1000);
+      record(this.latency.computeUs, list.aux);
+      // AIMD sees the model's own run time: hand-off stalls on a busy main thread say nothing
+      // about what a bigger batch would cost.
+      this.capRows = aimdNext(this.capRows, { rows: batch.rows, latencyMs: list.aux / 1000 }, this.aimd);
     }
     if (err) for (const q of batch.queries) this.answer(q, err);
-    this.freeSlots.push(batch.slot);
-    if (!this.closed) this.pump();
-    this.checkDrained();
   }
 
   /** Cut the batch's output tensors into each query's rows (copying out of the ring). */
@@ -603,6 +758,7 @@ export class Executor {
     if (this.closed) return;
     this.closed = true;
     this.clearTimer();
+    for (const l of this.lanes) if (l.watchdog) clearTimeout(l.watchdog);
     for (let q = this.queue.pop(); q; q = this.queue.pop()) {
       this.queuedRows -= q.rows;
       this.answer(q, { code: 'MODEL_UNAVAILABLE', message: `${this.config.id} was unloaded` });

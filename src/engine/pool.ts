@@ -1,14 +1,24 @@
 import { fileURLToPath } from 'node:url';
+import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { Ring, createRingBuffer } from './ring/ring.js';
-import type { ModelDescription, RunResult, WorkerInit, WorkerTask } from '../../workers/runner.js';
+import { SideChannel } from './ring/side-channel.js';
+import { MARKER_RECORD_BYTES, STATUS_EXTERNAL, STATUS_STOP, writeMarkerRecord } from './ring/layout.js';
+import type { ModelDescription, WorkerInit, WorkerTask } from '../../workers/runner.js';
 
 /**
  * One piscina pool per model version: `replicas` worker threads (min = max), each holding one
- * model session, and one slot per replica. A slot is a pair of SharedArrayBuffer rings:
- * request (main thread produces, a worker consumes) and response (a worker produces, the main
- * thread consumes). The executor keeps at most one batch in flight per slot, so whichever
- * worker piscina picks for a slot's task is that slot's only ring user for the batch.
+ * model session, and one slot per replica. A slot is a pair of SharedArrayBuffer rings —
+ * request (the main thread produces, the slot's worker consumes) and response (the other way)
+ * — plus a side port for records too large for a ring. Each worker runs one long-lived piscina
+ * task, its slot's serve loop (workers/runner.ts), so batches cost no piscina task: the main
+ * thread writes a batch into the request ring and the worker, woken by Atomics.notify, runs it
+ * and writes the outputs back, while the next batch may already wait in the ring.
+ *
+ * When a worker dies (crash, out of memory, or terminate() by the executor's watchdog) piscina
+ * replaces the thread; the pool gives the slot fresh rings and a new serve task, and reports
+ * the loss through `onSlotLost` with the old rings, so the executor can read what the dead
+ * worker finished and fail or requeue the rest.
  */
 export interface PoolOptions {
   kind: 'onnx' | 'js';
@@ -24,29 +34,126 @@ export interface PoolOptions {
   onError?: (err: unknown) => void;
 }
 
-export interface PoolSlot {
-  readonly index: number;
-  readonly req: Ring;
-  readonly res: Ring;
+/** What the executor learns when a slot's worker ended unexpectedly. */
+export interface SlotLoss {
+  /** The rings the dead worker used: completed output records may still be unread in `res`. */
+  res: Ring;
+  side: SideChannel;
+  error: unknown;
+}
+
+export class PoolSlot {
+  req: Ring;
+  res: Ring;
+  side: SideChannel;
+  /** Bumped whenever the slot's worker is replaced (and its rings with it). */
+  generation = 0;
+  private abort = new AbortController();
+  private waiting = false;
+
+  constructor(
+    readonly index: number,
+    private readonly pool: ModelPool,
+    private readonly reqBytes: number,
+    private readonly resBytes: number,
+  ) {
+    ({ req: this.req, res: this.res, side: this.side } = this.serve());
+  }
+
+  /** Start a serve task on fresh rings; returns them. */
+  private serve(): { req: Ring; res: Ring; side: SideChannel } {
+    const reqSab = createRingBuffer(this.reqBytes);
+    const resSab = createRingBuffer(this.resBytes);
+    const { port1, port2 } = new MessageChannel();
+    const gen = this.generation;
+    const side = new SideChannel(port1, () => {
+      if (this.generation === gen) this.pool.onReadable(this.index);
+    });
+    side.unref();
+    this.abort = new AbortController();
+    const task: WorkerTask = { op: 'serve', slot: this.index, req: reqSab, res: resSab, port: port2 };
+    this.pool.piscina.run(task, { transferList: [port2], signal: this.abort.signal }).then(
+      () => this.ended(gen, new Error('serve loop ended')),
+      (err: unknown) => this.ended(gen, err),
+    );
+    return { req: new Ring(reqSab), res: new Ring(resSab), side };
+  }
+
+  private ended(gen: number, error: unknown): void {
+    if (gen !== this.generation || this.pool.isClosed) return;
+    const lost: SlotLoss = { res: this.res, side: this.side, error };
+    this.generation++;
+    this.waiting = false;
+    ({ req: this.req, res: this.res, side: this.side } = this.serve());
+    this.pool.onSlotLost(this.index, lost);
+  }
+
+  /**
+   * Ask to be told (through the pool's onReadable) when the response ring has data. At most one
+   * wait is armed at a time. Returns true when data is already there: read it now instead.
+   */
+  watch(): boolean {
+    if (this.waiting) return false;
+    const w = this.res.whenReadable();
+    if (!w) return true;
+    this.waiting = true;
+    const gen = this.generation;
+    void w.then(() => {
+      if (gen !== this.generation) return;
+      this.waiting = false;
+      this.pool.onReadable(this.index);
+    });
+    return false;
+  }
+
+  /** Send a batch record too large for the request ring: side port, then a marker in the ring. */
+  sendExternal(seq: number, record: ArrayBuffer): boolean {
+    const target = this.req.reserve(MARKER_RECORD_BYTES);
+    if (!target) return false;
+    this.side.send(seq, record);
+    writeMarkerRecord(target, seq, STATUS_EXTERNAL);
+    this.req.commit();
+    return true;
+  }
+
+  /** Terminate this slot's worker (a hung model); piscina replaces it and onSlotLost follows. */
+  terminate(): void {
+    this.abort.abort();
+  }
+
+  /** Ask the serve loop to end after what is queued (best effort: close() terminates anyway). */
+  stop(): void {
+    const target = this.req.reserve(MARKER_RECORD_BYTES);
+    if (!target) return;
+    writeMarkerRecord(target, 0, STATUS_STOP);
+    this.req.commit();
+  }
 }
 
 const WORKER_FILE = fileURLToPath(new URL('../../workers/runner.js', import.meta.url));
 
 export class ModelPool {
-  readonly slots: PoolSlot[];
+  readonly slots: PoolSlot[] = [];
+  /** The executor's hooks: response data may be ready on a slot; a slot's worker was lost. */
+  onReadable: (slot: number) => void = () => {};
+  onSlotLost: (slot: number, loss: SlotLoss) => void = () => {};
   private closed = false;
   private restartCount = 0;
 
   private constructor(
-    private readonly piscina: Piscina,
-    slots: PoolSlot[],
+    readonly piscina: Piscina,
     readonly description: ModelDescription,
+    opts: PoolOptions,
   ) {
-    this.slots = slots;
     // Piscina replaces a worker that crashed, ran out of memory or was terminated (hung batch).
     piscina.on('workerDestroy', () => {
       if (!this.closed) this.restartCount++;
     });
+    for (let i = 0; i < opts.replicas; i++) this.slots.push(new PoolSlot(i, this, opts.requestRingBytes, opts.responseRingBytes));
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
   }
 
   /** Workers that died (or were terminated) and were replaced since the pool started. */
@@ -56,44 +163,28 @@ export class ModelPool {
 
   /** Start the workers, load the model in each and read its description. Rejects if loading fails. */
   static async start(opts: PoolOptions): Promise<ModelPool> {
-    const sabs = Array.from({ length: opts.replicas }, () => ({
-      req: createRingBuffer(opts.requestRingBytes),
-      res: createRingBuffer(opts.responseRingBytes),
-    }));
-    const workerData: WorkerInit = { kind: opts.kind, modelPath: opts.modelPath, threads: opts.threads, slots: sabs };
+    const workerData: WorkerInit = { kind: opts.kind, modelPath: opts.modelPath, threads: opts.threads };
     const piscina = new Piscina({
       filename: WORKER_FILE,
       minThreads: opts.replicas,
       maxThreads: opts.replicas,
-      // One batch in flight per slot: the queue never holds more than the slots.
+      // One serve task per worker, for the pool's lifetime; a replacement's task waits here.
       maxQueue: opts.replicas * 2,
       idleTimeout: Number.MAX_SAFE_INTEGER,
       concurrentTasksPerWorker: 1,
-      atomics: 'sync',
+      // Workers never wait for piscina tasks on the hot path: they wait on their rings.
+      atomics: 'disabled',
       workerData,
       ...(opts.maxOldGenerationSizeMb ? { resourceLimits: { maxOldGenerationSizeMb: opts.maxOldGenerationSizeMb } } : {}),
     });
     piscina.on('error', (err: unknown) => opts.onError?.(err));
     try {
       const description = (await piscina.run({ op: 'describe' } satisfies WorkerTask)) as ModelDescription;
-      const slots = sabs.map((s, index) => ({ index, req: new Ring(s.req), res: new Ring(s.res) }));
-      return new ModelPool(piscina, slots, description);
+      return new ModelPool(piscina, description, opts);
     } catch (err) {
       await piscina.destroy().catch(() => undefined);
       throw err;
     }
-  }
-
-  /**
-   * Run the batch just written to `slot`'s request ring (or passed inline). Aborting `signal`
-   * while the batch runs terminates its worker (piscina replaces it): the cure for a hung model.
-   */
-  run(slot: number, seq: number, inline?: ArrayBuffer, signal?: AbortSignal): Promise<RunResult> {
-    const task: WorkerTask = inline ? { op: 'run', slot, seq, inline } : { op: 'run', slot, seq };
-    const opts: { transferList?: ArrayBuffer[]; signal?: AbortSignal } = {};
-    if (inline) opts.transferList = [inline];
-    if (signal) opts.signal = signal;
-    return this.piscina.run(task, opts) as Promise<RunResult>;
   }
 
   get threads(): number {
@@ -103,6 +194,10 @@ export class ModelPool {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    for (const s of this.slots) {
+      s.stop();
+      s.side.close();
+    }
     await this.piscina.destroy();
   }
 }

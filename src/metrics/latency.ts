@@ -35,21 +35,26 @@ export function snapshot(h: Histogram): LatencySnapshot {
 
 export class ModelLatency {
   readonly queueWaitUs = newHistogram();
+  /** A batch's service time: at the head of its replica until its answer is read (run + hand-offs). */
   readonly batchRunUs = newHistogram();
+  /** The model's own run time per batch, measured in the worker. */
+  readonly computeUs = newHistogram();
   readonly endToEndUs = newHistogram();
   readonly batchRows = newHistogram();
 
   reset(): void {
     this.queueWaitUs.reset();
     this.batchRunUs.reset();
+    this.computeUs.reset();
     this.endToEndUs.reset();
     this.batchRows.reset();
   }
 
-  snapshot(): Record<'queueWaitUs' | 'batchRunUs' | 'endToEndUs' | 'batchRows', LatencySnapshot> {
+  snapshot(): Record<'queueWaitUs' | 'batchRunUs' | 'computeUs' | 'endToEndUs' | 'batchRows', LatencySnapshot> {
     return {
       queueWaitUs: snapshot(this.queueWaitUs),
       batchRunUs: snapshot(this.batchRunUs),
+      computeUs: snapshot(this.computeUs),
       endToEndUs: snapshot(this.endToEndUs),
       batchRows: snapshot(this.batchRows),
     };

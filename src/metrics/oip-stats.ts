@@ -89,7 +89,7 @@ export function modelStatistics(v: VersionStats): ModelStatistics {
       fail: { count: failed, ns: Math.round(l.failUs * 1000) },
       queue: summed(l.latency.queueWaitUs, 1000),
       compute_input: { ...ZERO },
-      compute_infer: summed(l.latency.batchRunUs, 1000),
+      compute_infer: summed(l.latency.computeUs, 1000),
       compute_output: { ...ZERO },
       cache_hit: { count: l.cache?.hits ?? 0, ns: 0 },
       cache_miss: { count: l.cache?.misses ?? 0, ns: 0 },

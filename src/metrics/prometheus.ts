@@ -149,7 +149,8 @@ export function createPrometheusExporter(read: () => ServerStats): PrometheusExp
   });
   const hist = (pick: (l: NonNullable<VersionStats['live']>) => Histogram) => () => live().map((v) => ({ labels: mv(v), h: pick(v.live) }));
   histogram('skiff_model_queue_wait_seconds', 'Time from enqueue to dispatch in a batch.', LATENCY_BUCKETS_S, 1e-6, hist((l) => l.latency.queueWaitUs));
-  histogram('skiff_model_batch_run_seconds', 'Batch round trip through the worker (write, run, read back).', LATENCY_BUCKETS_S, 1e-6, hist((l) => l.latency.batchRunUs));
+  histogram('skiff_model_batch_run_seconds', 'Batch service time: from the head of its replica until its answer is read (run + thread hand-offs).', LATENCY_BUCKETS_S, 1e-6, hist((l) => l.latency.batchRunUs));
+  histogram('skiff_model_compute_seconds', 'Model run time per batch, measured in the worker.', LATENCY_BUCKETS_S, 1e-6, hist((l) => l.latency.computeUs));
   histogram('skiff_model_latency_seconds', 'End-to-end query latency inside the model layer (arrival to answer, cache hits included).', LATENCY_BUCKETS_S, 1e-6, hist((l) => l.latency.endToEndUs));
   histogram('skiff_model_batch_size_rows', 'Rows per dispatched batch.', BATCH_BUCKETS_ROWS, 1, hist((l) => l.latency.batchRows));
 

@@ -134,6 +134,7 @@ export class ModelRegistry {
         maxQueueRows: config.max_queue_rows,
         batchTimeoutMs: config.batch_timeout_ms,
         maxConsecutiveFailures: config.max_consecutive_failures,
+        pipelineDepth: config.pipeline_depth,
         onFailed: (reason) => this.fail(name, version, reason),
       },
       pool,

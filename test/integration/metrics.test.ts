@@ -129,6 +129,7 @@ export function predict(inputs) {
     assert.equal(delta('skiff_model_batch_size_rows_count'), batches);
     assert.equal(delta('skiff_model_queue_wait_seconds_count'), N);
     assert.equal(delta('skiff_model_batch_run_seconds_count'), batches);
+    assert.equal(delta('skiff_model_compute_seconds_count'), batches);
   });
 
   it('histograms are cumulative, end at +Inf = count, and agree with the HDR percentiles', async () => {
@@ -243,12 +244,12 @@ export function predict(inputs) {
     assert.equal(st.execution_count, s.sum('skiff_model_batches_total', clf));
     assert.equal(st.inference_count, s.sum('skiff_model_batch_size_rows_sum', clf));
     assert.equal(st.inference_stats.queue.count, s.sum('skiff_model_queue_wait_seconds_count', clf));
-    assert.equal(st.inference_stats.compute_infer.count, s.sum('skiff_model_batch_run_seconds_count', clf));
+    assert.equal(st.inference_stats.compute_infer.count, s.sum('skiff_model_compute_seconds_count', clf));
     assert.equal(st.inference_stats.cache_hit.count, s.sum('skiff_model_cache_hits_total', clf));
     assert.equal(st.inference_stats.cache_miss.count, s.sum('skiff_model_cache_misses_total', clf));
     assert.ok(st.inference_stats.success.ns > 0 && st.inference_stats.queue.ns > 0 && st.inference_stats.compute_infer.ns > 0);
     // Durations agree with the Prometheus sums (both from the same HDR histograms).
-    assert.ok(Math.abs(st.inference_stats.compute_infer.ns / 1e9 - s.sum('skiff_model_batch_run_seconds_sum', clf)) < 1e-6);
+    assert.ok(Math.abs(st.inference_stats.compute_infer.ns / 1e9 - s.sum('skiff_model_compute_seconds_sum', clf)) < 1e-6);
     let executions = 0;
     let rows = 0;
     for (const b of st.batch_stats) {

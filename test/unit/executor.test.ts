@@ -5,7 +5,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemClock } from '../../src/clock.js';
@@ -149,9 +149,10 @@ before(async () => {
     startExecutor(onnx(clf.file, { requestRingBytes: 256, responseRingBytes: 256 }), config('tiny:1', { maxBatchSize: 8 })),
     startExecutor(onnx(fixed.file), config('fixed:1')),
     startExecutor(js(slow.file), config('slow:1')),
-    startExecutor(js(slow.file), config('bounded:1', { maxQueueRows: 3 })),
-    startExecutor(js(slow.file), config('close:1')),
-    startExecutor(onnx(clf.file), config('cache:1', { cacheBytes: 1 << 20 })),
+    // Depth 1 (one batch per replica, none waiting behind it): queue semantics are exact.
+    startExecutor(js(slow.file), config('bounded:1', { maxQueueRows: 3, pipelineDepth: 1 })),
+    startExecutor(js(slow.file), config('close:1', { pipelineDepth: 1 })),
+    startExecutor(onnx(clf.file), config('cache:1', { cacheBytes: 1 << 20, pipelineDepth: 1 })),
     startExecutor(onnx(clf.file), config('wait:1', { batchWaitMs: 100, maxBatchSize: 8 })),
   ]);
 });
@@ -335,6 +336,58 @@ describe('executor: batching, deadlines, cancellation (JS delay model)', () => {
     for (const x of [running, ...queued]) assert.equal((await x.answer).err, null);
     // Room again once the queue drained.
     assert.equal((await q().answer).err, null);
+  });
+});
+
+describe('executor: pipelining (a replica holds a running batch and full ones behind it)', () => {
+  let exPipe: Executor;
+  let exCrash: Executor;
+  before(async () => {
+    // A JS model that adds 1, and kills its worker on the poison input x[0] = 666.
+    const dir = join(repo, 'crash', '1');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'model.mjs'), `
+export const metadata = {
+  inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 4] }],
+  outputs: [{ name: 'output', datatype: 'FP32', shape: [-1, 4] }],
+};
+export function predict(inputs) {
+  const x = inputs.input.data;
+  if (x[0] === 666) { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50); process.exit(3); }
+  return { output: { datatype: 'FP32', shape: inputs.input.shape, data: x.map((v) => v + 1) } };
+}
+`);
+    // Cap 1: every query is a full batch, so a busy replica takes one more behind the running one.
+    [exPipe, exCrash] = await Promise.all([
+      startExecutor(js(slow.file), config('pipe:1', { maxBatchSize: 1 })),
+      startExecutor(js(join(dir, 'model.mjs')), config('crash:1', { maxBatchSize: 1 })),
+    ]);
+  });
+
+  it('a busy replica takes a full batch into its ring; the next one waits in the queue', TEST, async () => {
+    const prng = new Prng(30);
+    const qs = [0, 1, 2].map(() => {
+      const x = randomRows(prng, 1, 4);
+      return { x, q: ask(exPipe, [f32Tensor('input', [1, 4], x)], 1) };
+    });
+    assert.equal(exPipe.inflight, 2, 'running + one behind it');
+    assert.equal(exPipe.queueDepth, 1, 'depth 2 reached: the third waits');
+    for (const { x, q } of qs) assertDoubled(slow, x, 1, await q.answer);
+    assert.equal(exPipe.inflight, 0);
+  });
+
+  it('a worker that dies fails the batch it ran; the batch behind it runs on the replacement', TEST, async () => {
+    const poison = ask(exCrash, [f32Tensor('input', [1, 4], new Float32Array([666, 0, 0, 0]))], 1);
+    const behind = ask(exCrash, [f32Tensor('input', [1, 4], new Float32Array([1, 2, 3, 4]))], 1);
+    assert.equal(exCrash.inflight, 2);
+    const p = await poison.answer;
+    assert.equal(p.err?.code, 'MODEL_ERROR');
+    assert.match(p.err!.message, /worker failed/);
+    const b = await behind.answer;
+    assert.equal(b.err, null, JSON.stringify(b.err));
+    assert.deepEqual(Array.from(asF32(b.outputs![0]!)), [2, 3, 4, 5]);
+    assert.equal(exCrash.counters.workerFailures, 1);
+    assert.ok(exCrash.workerRestarts >= 1);
   });
 });
 

@@ -3,7 +3,7 @@
  * for both a batch's inputs (main -> worker request ring) and its outputs (worker -> main
  * response ring). Imported by workers/: keep it dependency-free.
  *
- *   u32 seq | u32 status (0 ok, 1 error) | u32 count | u32 aux (outputs: the model's run time in µs)
+ *   u32 seq | u32 status (0 ok, 1 error, 2 external, 3 stop) | u32 count | u32 aux (outputs: the model's run time in µs)
  *   count x { u32 datatype (wire number) | u32 ndims | u32 byteLength | u32 reserved
  *             | u32 dims[ndims] | pad to 8 | data[byteLength] | pad to 8 }
  *   status 1: instead of tensors, u32 messageLength | utf-8 message
@@ -14,6 +14,13 @@
 
 export const STATUS_OK = 0;
 export const STATUS_ERROR = 1;
+/**
+ * A marker: the record itself (too large for the ring) travels as a transferred ArrayBuffer
+ * on the slot's side MessagePort, tagged with the same seq. Header only.
+ */
+export const STATUS_EXTERNAL = 2;
+/** Request ring only: the worker's serve loop ends. Header only. */
+export const STATUS_STOP = 3;
 
 const LIST_HEADER = 16;
 const TENSOR_HEADER = 16;
@@ -99,6 +106,22 @@ export function writeErrorRecord(target: Uint8Array, seq: number, message: strin
   view.setUint32(12, aux >>> 0, true);
   view.setUint32(LIST_HEADER, msg.byteLength, true);
   target.set(msg, LIST_HEADER + 4);
+}
+
+/** Write a header-only record (STATUS_EXTERNAL, STATUS_STOP) of LIST_HEADER bytes. */
+export function writeMarkerRecord(target: Uint8Array, seq: number, status: number): void {
+  const view = new DataView(target.buffer, target.byteOffset, target.byteLength);
+  view.setUint32(0, seq, true);
+  view.setUint32(4, status, true);
+  view.setUint32(8, 0, true);
+  view.setUint32(12, 0, true);
+}
+
+export const MARKER_RECORD_BYTES = LIST_HEADER;
+
+/** The status field of a record, without parsing the rest. */
+export function recordStatus(rec: Uint8Array): number {
+  return new DataView(rec.buffer, rec.byteOffset + 4, 4).getUint32(0, true);
 }
 
 /** The seq field of a record, without parsing the rest. */

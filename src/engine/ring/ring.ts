@@ -14,6 +14,11 @@
  * Records are 8-byte aligned: [u32 length][u32 tag][payload padded to 8]. A length of
  * WRAP means "the rest of the data region is unused; continue at offset 0".
  * Any record of at most maxRecordBytes(capacity) fits once the ring has drained.
+ *
+ * Waiting: a side that finds the ring empty (consumer) or full (producer) waits on HEAD or TAIL
+ * with Atomics.waitAsync, never blocking its event loop; commit()/release() notify the other
+ * side. The waiter reads the counter before deciding to wait, and waitAsync compares it again
+ * atomically, so a publish in between is never missed.
  */
 
 const HEAD = 0;
@@ -92,12 +97,31 @@ export class Ring {
     return this.bytes.subarray(at + RECORD_HEADER, at + RECORD_HEADER + payloadBytes);
   }
 
-  /** Producer: publish the reserved record. */
+  /** Producer: publish the reserved record and wake a consumer waiting for data. */
   commit(): void {
     if (this.resvOffset < 0) throw new Error('ring: commit() without reserve()');
     const head = Atomics.load(this.ctl, HEAD) >>> 0;
     Atomics.store(this.ctl, HEAD, (head + this.resvSkip + this.resvTotal) | 0);
+    Atomics.notify(this.ctl, HEAD);
     this.resvOffset = -1;
+  }
+
+  /**
+   * Consumer: null when a record is ready now; otherwise a promise that settles once the
+   * producer has published something (or after `timeoutMs`). Never blocks the thread.
+   */
+  whenReadable(timeoutMs = Infinity): Promise<unknown> | null {
+    const head = Atomics.load(this.ctl, HEAD);
+    if ((head >>> 0) !== (Atomics.load(this.ctl, TAIL) >>> 0)) return null;
+    const w = Atomics.waitAsync(this.ctl, HEAD, head, timeoutMs);
+    return w.async ? w.value : null;
+  }
+
+  /** Producer: a promise that settles once the consumer has released something (or after `timeoutMs`). */
+  whenReleased(timeoutMs = Infinity): Promise<unknown> | null {
+    const tail = Atomics.load(this.ctl, TAIL);
+    const w = Atomics.waitAsync(this.ctl, TAIL, tail, timeoutMs);
+    return w.async ? w.value : null;
   }
 
   /** Producer: drop the reservation without publishing. */
@@ -132,6 +156,7 @@ export class Ring {
     if (this.peekTotal === 0) throw new Error('ring: release() without peek()');
     const tail = Atomics.load(this.ctl, TAIL) >>> 0;
     Atomics.store(this.ctl, TAIL, (tail + this.peekTotal) | 0);
+    Atomics.notify(this.ctl, TAIL);
     this.peekTotal = 0;
   }
 }

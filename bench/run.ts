@@ -86,7 +86,9 @@ async function main(o: Options): Promise<number> {
   try {
     const models = writeModels(repo, targets, o.quick);
     const hiccups = await ctx.child(new URL('./lib/hiccups.js', import.meta.url));
-    const skiff = await ctx.child(new URL('./servers/skiff-host.js', import.meta.url), [repo]);
+    // SKIFF_BENCH_SERVER_NODE_ARGS: extra node flags for the server under test (e.g. --cpu-prof).
+    const serverArgs = process.env.SKIFF_BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean);
+    const skiff = await ctx.child(new URL('./servers/skiff-host.js', import.meta.url), [repo], undefined, serverArgs);
     const failed = skiff.ready.failed as { model: string; error: { message: string } }[];
     if (failed.length > 0) throw new Error(`models failed to load: ${failed.map((f) => `${f.model}: ${f.error.message}`).join('; ')}`);
     const echo: { url?: Promise<string> } = {};

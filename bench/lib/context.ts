@@ -98,8 +98,8 @@ export class BenchContext {
   }
 
   /** Fork a server or helper process; it is stopped by `close()`. */
-  async child(entry: URL, args: string[] = [], fdLimit?: number): Promise<ChildHandle> {
-    const c = await spawnChild(entry, fdLimit ? { args, fdLimit } : { args });
+  async child(entry: URL, args: string[] = [], fdLimit?: number, execArgv?: string[]): Promise<ChildHandle> {
+    const c = await spawnChild(entry, { args, ...(fdLimit ? { fdLimit } : {}), ...(execArgv ? { execArgv } : {}) });
     this.children.push(c);
     return c;
   }

@@ -23,27 +23,27 @@ function rowBytes(rows: Rows, r: number): Uint8Array {
   return new Uint8Array(f.buffer);
 }
 
-function u64(v: bigint): Uint8Array {
-  const b = new Uint8Array(8);
-  new DataView(b.buffer).setBigUint64(0, v, true);
-  return b;
-}
-
 function f32(v: number): Uint8Array {
   const b = new Uint8Array(4);
   new DataView(b.buffer).setFloat32(0, v, true);
   return b;
 }
 
-/** The offset where `a` holds `pa` and `b` holds `pb` (same layout, different sentinels). */
-function locate(a: Uint8Array, b: Uint8Array, pa: Uint8Array, pb: Uint8Array): number {
-  const A = Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-  for (let at = A.indexOf(pa); at >= 0; at = A.indexOf(pa, at + 1)) {
-    let same = true;
-    for (let i = 0; i < pb.length && same; i++) same = b[at + i] === pb[i];
-    if (same) return at;
+/**
+ * Offsets of request j's sentinel in two encodings of the same frame that differ only in the
+ * sentinels: every byte where `a` and `b` differ lies in one; `decode` maps the 4-byte-aligned
+ * word there (in `a`) to the request index and the sentinel's start, or null. One linear pass.
+ */
+function locateAll(a: Uint8Array, b: Uint8Array, k: number, decode: (dv: DataView, word: number) => { j: number; at: number } | null): number[] {
+  const at = new Array<number>(k).fill(-1);
+  const dv = new DataView(a.buffer, a.byteOffset, a.byteLength);
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] === b[i]) continue;
+    const hit = decode(dv, i & ~3);
+    if (hit && hit.j >= 0 && hit.j < k) at[hit.j] = hit.at;
   }
-  throw new Error('bench: could not locate a sentinel in an encoded frame');
+  if (at.some((x) => x < 0)) throw new Error('bench: could not locate a sentinel in an encoded frame');
+  return at;
 }
 
 const ID_A = 0x5eed_0001_0000_0000n;
@@ -83,12 +83,16 @@ export function frameTemplates(o: { model: string; timeoutUs: number; input: Inp
     const ma = build(ID_A, DATA_A);
     const mb = build(ID_A, DATA_B);
     if (a.length !== b.length || a.length !== ma.length || a.length !== mb.length) throw new Error('bench: frame layout depends on the sentinels');
-    const idAt: number[] = [];
-    const dataAt: number[] = [];
-    for (let j = 0; j < o.k; j++) {
-      idAt.push(locate(a, b, u64(ID_A + BigInt(j)), u64(ID_B + BigInt(j))));
-      dataAt.push(locate(ma, mb, f32(DATA_A + j), f32(DATA_B + j)));
-    }
+    // The ids differ in their high word (0x5eed0001 vs 0x5eed0002): its low half is request j.
+    const idAt = locateAll(a, b, o.k, (dv, w) => {
+      if (w < 4 || dv.getUint32(w, true) !== Number(ID_A >> 32n)) return null;
+      return { j: dv.getUint32(w - 4, true), at: w - 4 };
+    });
+    // The first input value is DATA_A + j (exact in FP32).
+    const dataAt = locateAll(ma, mb, o.k, (dv, w) => {
+      const v = dv.getFloat32(w, true);
+      return Number.isInteger(v) ? { j: v - DATA_A, at: w } : null;
+    });
     out.push({ bytes: a, idAt, dataAt });
   }
   return out;

@@ -1,4 +1,5 @@
 import { Buffer } from 'node:buffer';
+import { own } from '../tensor/slab.js';
 
 /**
  * The prediction cache: exact-match on (model, version, input shapes, full input bytes), CLOCK
@@ -108,9 +109,15 @@ export class PredictionCache<V> {
   private used = 0;
   readonly stats: CacheStats = { hits: 0, misses: 0, coalesced: 0, evictions: 0, entries: 0, bytes: 0 };
 
+  /**
+   * `ownValue` makes a value safe to keep (e.g. copies bytes that are views into shared slab
+   * memory, which would otherwise stay alive as long as the entry); key parts are made to own
+   * their buffers the same way.
+   */
   constructor(
     readonly budgetBytes: number,
     private readonly sizeOf: (v: V) => number,
+    private readonly ownValue: (v: V) => V = (v) => v,
   ) {}
 
   /** A cached value (and mark it recently used), or undefined. */
@@ -202,6 +209,10 @@ export class PredictionCache<V> {
   /** Insert (or replace) a value, evicting with CLOCK until it fits. Values over budget are not kept. */
   put(key: CacheKey, value: V): void {
     const size = key.bytes + this.sizeOf(value) + ENTRY_OVERHEAD;
+    if (size <= this.budgetBytes) {
+      key = { ...key, parts: key.parts.map(own) };
+      value = this.ownValue(value);
+    }
     let bucket = this.buckets.get(key.hash);
     if (size > this.budgetBytes) {
       // Too big to keep: also drop an older value for the same key, so it is not served stale.

@@ -3,6 +3,7 @@ import { SkiffError, toErrorInfo, type ErrorInfo } from '../errors.js';
 import { dataTypeFromWire, dataTypeToWire } from '../tensor/datatype.js';
 import type { Tensor, TensorSpec } from '../tensor/tensor.js';
 import { ModelLatency, record } from '../metrics/latency.js';
+import { own, tensorSlab } from '../tensor/slab.js';
 import { aimdInitial, aimdNext, AIMD_DEFAULTS, type AimdConfig } from './aimd.js';
 import { decideBatch } from './batch-former.js';
 import { makeCacheKey, PredictionCache, type CacheKey, type Waiter } from './cache.js';
@@ -155,7 +156,7 @@ export class Executor {
     this.lanes = pool.slots.map((slot) => ({ slot, batches: [], headSince: 0, full: false, watchdog: null, hung: false, collectQueued: false }));
     pool.onReadable = (i) => this.collect(this.lanes[i]!);
     pool.onSlotLost = (i, loss) => this.laneLost(this.lanes[i]!, loss);
-    this.cache = config.cacheBytes > 0 ? new PredictionCache<Tensor[]>(config.cacheBytes, tensorsBytes) : null;
+    this.cache = config.cacheBytes > 0 ? new PredictionCache<Tensor[]>(config.cacheBytes, tensorsBytes, ownTensors) : null;
   }
 
   /** Replicas (worker threads, up to the pipeline depth in batches each). */
@@ -705,7 +706,7 @@ export class Executor {
     if (err) for (const q of batch.queries) this.answer(q, err);
   }
 
-  /** Cut the batch's output tensors into each query's rows (copying out of the ring). */
+  /** Cut the batch's output tensors into each query's rows (copying out of the ring into slab memory). */
   private split(batch: Batch, list: TensorList): void {
     if (list.status === STATUS_ERROR) {
       const e: ErrorInfo = { code: 'MODEL_ERROR', message: list.error ?? 'model error' };
@@ -732,7 +733,7 @@ export class Executor {
       let off = 0;
       batch.queries.forEach((q, k) => {
         const n = q.rows * rowBytes;
-        perQuery[k]![j] = { name, datatype, shape: [q.rows, ...rest], data: t.data.slice(off, off + n) };
+        perQuery[k]![j] = { name, datatype, shape: [q.rows, ...rest], data: tensorSlab.copy(t.data.subarray(off, off + n)) };
         off += n;
       });
     }
@@ -778,6 +779,11 @@ function queryBytes(q: Query): number {
   let b = 0;
   for (const t of q.inputs) b += t.data.byteLength + 64;
   return b;
+}
+
+/** Tensors whose bytes own their buffers (slab views copied out), for keeping in the cache. */
+function ownTensors(ts: Tensor[]): Tensor[] {
+  return ts.map((t) => (own(t.data) === t.data ? t : { ...t, data: own(t.data) }));
 }
 
 function tensorsBytes(ts: Tensor[]): number {

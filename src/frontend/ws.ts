@@ -12,7 +12,7 @@ import { logRequest, requestStart } from '../metrics/request-log.js';
  * The primary protocol: WebSocket with one FlatBuffers Frame per binary message. Many requests
  * per frame and per connection, answers in any order, matched by the client's ids.
  *
- * Replies are queued per connection and flushed once per event-loop turn as one frame (split
+ * Replies are queued per connection and flushed once per callback (a microtask) as one frame (split
  * at `maxResponsesPerFrame`). Backpressure: while uWS holds more than `highWaterBytes` for a
  * connection we stop writing and resume on `drain`; a client whose unsent replies exceed
  * `maxPendingBytes` is closed with code 4008 and a reason. A reply is never dropped silently:
@@ -84,7 +84,10 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
     dirty.add(c);
     if (!flushScheduled) {
       flushScheduled = true;
-      setImmediate(flushAll);
+      // After the current callback (a frame's requests, or a batch's answers) has run to the
+      // end: every reply it produced goes out in one frame per connection, without waiting a
+      // whole event-loop turn.
+      queueMicrotask(flushAll);
     }
   };
 

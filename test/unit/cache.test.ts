@@ -125,6 +125,21 @@ describe('prediction cache: lookups', () => {
   });
 });
 
+describe('prediction cache: kept entries own their bytes', () => {
+  it('copies key parts and values that are views into shared memory, so the memory can be reused', () => {
+    const shared = new Uint8Array(1024);
+    shared.set([1, 2, 3, 4], 64);
+    const value = shared.subarray(128, 132);
+    value.set([9, 9, 9, 9]);
+    const cache = new PredictionCache<Uint8Array>(1 << 16, (v) => v.byteLength, (v) => (v.byteLength === v.buffer.byteLength ? v : v.slice()));
+    cache.put(makeCacheKey('m', [shared.subarray(64, 68)]), value);
+    shared.fill(0); // the decoder's slab is reused for other queries
+    const hit = cache.get(makeCacheKey('m', [new Uint8Array([1, 2, 3, 4])]));
+    assert.deepEqual(hit && Array.from(hit), [9, 9, 9, 9]);
+    assert.equal(cache.get(makeCacheKey('m', [new Uint8Array(4)])), undefined);
+  });
+});
+
 describe('prediction cache: CLOCK eviction', () => {
   // Keys 'k' + 4 bytes = 6 key bytes; value 34 bytes; + overhead = 200 bytes per entry.
   const ENTRY = 200;

@@ -178,15 +178,32 @@ test('many requests, feedback and cancels in one frame', () => {
     { id: 5001n, app: 'app', user: '', inputs: [], label: -1 },
   ];
   const cancel = [1n, 2n ** 64n - 1n, 77n];
-  const f = decodeFrame(encodeFrame({ requests, feedback, cancel }));
+  const frame = encodeFrame({ requests, feedback, cancel });
+  const f = decodeFrame(frame);
   assert.deepEqual(f.requests, requests);
   assert.deepEqual(f.feedback, feedback);
   assert.deepEqual(f.cancel, cancel);
-  // Every non-empty tensor owns its own buffer (transferable, nothing else references it).
-  const owned = f.requests.flatMap((r) => r.inputs).filter((t) => t.data.byteLength > 0);
-  assert.ok(owned.length > 300);
-  assert.equal(new Set(owned.map((t) => t.data.buffer)).size, owned.length);
-  for (const t of owned) assert.equal(t.data.byteLength, t.data.buffer.byteLength);
+  // Tensor bytes are copies, not views of the frame (uWS reuses its buffer after the callback),
+  // 8-byte aligned so any element type views them in place, and never overlapping.
+  const copies = f.requests.flatMap((r) => r.inputs).filter((t) => t.data.byteLength > 0);
+  assert.ok(copies.length > 300);
+  for (const t of copies) {
+    assert.notEqual(t.data.buffer, frame.buffer);
+    assert.equal(t.data.byteOffset % 8, 0);
+  }
+  const byBuffer = new Map<ArrayBufferLike, [number, number][]>();
+  for (const t of copies) {
+    const list = byBuffer.get(t.data.buffer) ?? [];
+    list.push([t.data.byteOffset, t.data.byteOffset + t.data.byteLength]);
+    byBuffer.set(t.data.buffer, list);
+  }
+  for (const spans of byBuffer.values()) {
+    spans.sort((a, b) => a[0] - b[0]);
+    for (let i = 1; i < spans.length; i++) assert.ok(spans[i]![0] >= spans[i - 1]![1], 'tensor copies overlap');
+  }
+  const before = f.requests.map((r) => r.inputs.map((t) => t.data.slice()));
+  frame.fill(0xee);
+  assert.deepEqual(f.requests.map((r) => r.inputs.map((t) => t.data.slice())), before, 'decoded tensors do not depend on the frame bytes');
 });
 
 test('responses with outputs, errors, defaults and model lists round-trip; empty optionals stay absent', () => {

@@ -2,8 +2,8 @@ import type { Clock } from '../clock.js';
 import { SkiffError, toErrorInfo, type ErrorInfo } from '../errors.js';
 import { dataTypeFromWire, dataTypeToWire } from '../tensor/datatype.js';
 import type { Tensor, TensorSpec } from '../tensor/tensor.js';
-import { ModelLatency, record } from '../metrics/latency.js';
-import { own, tensorSlab } from '../tensor/slab.js';
+import { ModelLatency, record, recordTimes } from '../metrics/latency.js';
+import { outputSlab, own } from '../tensor/slab.js';
 import { aimdInitial, aimdNext, AIMD_DEFAULTS, type AimdConfig } from './aimd.js';
 import { decideBatch } from './batch-former.js';
 import { makeCacheKey, PredictionCache, type CacheKey, type Waiter } from './cache.js';
@@ -67,6 +67,8 @@ export interface QueryHandle {
 interface Query extends Queued {
   inputs: Tensor[];
   rows: number;
+  /** Client requests this query carries (stacked rows count once each). */
+  requests: number;
   /** Shapes of the non-batch dims: only queries with equal signatures share a batch. */
   sig: string;
   enqueuedAt: number;
@@ -136,6 +138,8 @@ export class Executor {
   private seq = 0;
   private batchSeq = 0;
   private timer: NodeJS.Timeout | null = null;
+  /** When the armed timer (or immediate) is due, on the executor's clock. */
+  private timerAt = Infinity;
   private immediate: NodeJS.Immediate | null = null;
   private closed = false;
   private drainWaiters: (() => void)[] = [];
@@ -201,28 +205,36 @@ export class Executor {
 
   /**
    * Submit a validated query: `inputs` in the model's input order, `rows` its batch size,
-   * `deadline` on the executor's clock. `done` is called exactly once.
+   * `deadline` on the executor's clock. `done` is called exactly once. `requests`: how many
+   * client requests the query carries (rows of several requests stacked by a frontend), for
+   * the per-request counters and latency histogram. `inputsDone`, when given, is called once
+   * the executor will never read the input bytes again (not called for a model with a cache).
    */
-  infer(inputs: Tensor[], rows: number, deadline: number, done: Done): QueryHandle {
-    this.counters.queries++;
+  infer(inputs: Tensor[], rows: number, deadline: number, done: Done, requests = 1, inputsDone?: () => void): QueryHandle {
+    this.counters.queries += requests;
     const arrived = this.clock.now();
     let answered = false;
+    // Without a cache nothing but the query reads its inputs: once it is answered, their bytes
+    // are free. (A cache keeps the leader's inputs as the in-flight key, and a cancelled leader
+    // keeps running for its followers: never reported there.)
+    const release = this.cache ? undefined : inputsDone;
     const finish: Done = (err, out) => {
       // Exactly once, even if a cancel races the answer.
       if (answered) return;
       answered = true;
-      if (!err) this.counters.answered++;
-      else if (err.code === 'CANCELLED') this.counters.cancelled++;
-      else this.counters.errors++;
+      release?.();
+      if (!err) this.counters.answered += requests;
+      else if (err.code === 'CANCELLED') this.counters.cancelled += requests;
+      else this.counters.errors += requests;
       const now = this.clock.now();
       const us = (now - arrived) * 1000;
-      record(this.latency.endToEndUs, us);
+      recordTimes(this.latency.endToEndUs, us, requests);
       const o = this.outcomes;
       o.lastAt = now;
-      if (!err) o.okUs += us;
+      if (!err) o.okUs += us * requests;
       else {
-        o.failUs += us;
-        o.byCode[err.code] = (o.byCode[err.code] ?? 0) + 1;
+        o.failUs += us * requests;
+        o.byCode[err.code] = (o.byCode[err.code] ?? 0) + requests;
       }
       done(err, out);
     };
@@ -230,12 +242,12 @@ export class Executor {
       finish({ code: 'MODEL_UNAVAILABLE', message: `${this.config.id} is shutting down` });
       return NOOP_HANDLE;
     }
-    if (!this.cache) return this.run(inputs, rows, deadline, finish);
+    if (!this.cache) return this.run(inputs, rows, deadline, finish, requests);
 
     const key = makeCacheKey(this.keyPrefix(inputs), inputs.map((t) => t.data));
     const hit = this.cache.get(key);
     if (hit) {
-      this.counters.cacheHits++;
+      this.counters.cacheHits += requests;
       finish(null, hit);
       return NOOP_HANDLE;
     }
@@ -244,7 +256,7 @@ export class Executor {
       return { cancel: () => this.leaveShared(key, waiter, finish) };
     }
     const cache = this.cache;
-    const handle = this.run(inputs, rows, deadline, (err, out) => (err ? cache.fail(key, err) : cache.complete(key, out!)));
+    const handle = this.run(inputs, rows, deadline, (err, out) => (err ? cache.fail(key, err) : cache.complete(key, out!)), requests);
     return { cancel: () => this.leaveShared(key, waiter, finish, handle) };
   }
 
@@ -262,16 +274,16 @@ export class Executor {
   }
 
   /** Run without the cache: split oversized queries, enqueue the parts. */
-  private run(inputs: Tensor[], rows: number, deadline: number, done: Done): QueryHandle {
+  private run(inputs: Tensor[], rows: number, deadline: number, done: Done, requests: number): QueryHandle {
     const max = this.aimd.maxBatch;
-    if (!this.spec.batchable || rows <= max) return this.enqueue(inputs, rows, deadline, done);
+    if (!this.spec.batchable || rows <= max) return this.enqueue(inputs, rows, deadline, done, requests);
     // Larger than a batch: split along the batch dim, run the parts, concatenate the outputs.
     const parts = Math.ceil(rows / max);
     const results: Tensor[][] = new Array(parts);
     let pending = parts;
     let failed = false;
     const handles: QueryHandle[] = [];
-    for (let p = 0; p < parts; p++) {
+    for (let p = 0; p < parts && !failed; p++) {
       const r0 = p * max;
       const r1 = Math.min(rows, r0 + max);
       const partInputs = inputs.map((t) => sliceRows(t, rows, r0, r1));
@@ -290,27 +302,27 @@ export class Executor {
     return { cancel: () => { for (const h of handles) h.cancel(); } };
   }
 
-  private enqueue(inputs: Tensor[], rows: number, deadline: number, done: Done): QueryHandle {
+  private enqueue(inputs: Tensor[], rows: number, deadline: number, done: Done, requests = 1): QueryHandle {
     const now = this.clock.now();
     if (deadline <= now) {
-      this.counters.expired++;
+      this.counters.expired += requests;
       done({ code: 'DEADLINE_EXCEEDED', message: `deadline passed before ${this.config.id} could queue the query` });
       return NOOP_HANDLE;
     }
     if (this.queuedRows + rows > this.config.maxQueueRows) {
-      this.counters.refused++;
+      this.counters.refused += requests;
       done({ code: 'OVERLOADED', message: `${this.config.id} queue is full`, retryAfterMs: Math.max(1, Math.ceil(this.workAheadMs(rows))) });
       return NOOP_HANDLE;
     }
     // Admission: refuse now what cannot finish by its deadline, instead of letting it wait and expire.
     const refusal = this.admit(rows, deadline - now);
     if (refusal) {
-      this.counters.refused++;
+      this.counters.refused += requests;
       done(refusal);
       return NOOP_HANDLE;
     }
     const q: Query = {
-      deadline, seq: this.seq++, heapIndex: -1, inputs, rows,
+      deadline, seq: this.seq++, heapIndex: -1, inputs, rows, requests,
       sig: this.spec.batchable ? sigOf(inputs) : '', enqueuedAt: now, done, finished: false,
     };
     this.queue.push(q);
@@ -378,7 +390,6 @@ export class Executor {
 
   /** The scheduling loop: expire, decide, dispatch; arm one timer for the next event. */
   private pump(): void {
-    this.clearTimer();
     for (;;) {
       const now = this.clock.now();
       this.expire(now);
@@ -397,7 +408,10 @@ export class Executor {
       let at = d.kind === 'wait' ? d.until : Infinity;
       const head = this.queue.peek();
       if (head && head.deadline < at) at = head.deadline;
-      if (at !== Infinity) this.armTimer(at, now);
+      if (at === Infinity) this.clearTimer();
+      // A timer already due no later than `at` stays (firing early only pumps again): no
+      // re-arming per query while deadlines only move later.
+      else if (!(this.timerAt <= at && (this.timer || this.immediate))) this.armTimer(at, now);
       this.checkDrained();
       return;
     }
@@ -407,7 +421,7 @@ export class Executor {
     for (let head = this.queue.peek(); head && head.deadline <= now; head = this.queue.peek()) {
       this.queue.pop();
       this.queuedRows -= head.rows;
-      this.counters.expired++;
+      this.counters.expired += head.requests;
       this.answer(head, { code: 'DEADLINE_EXCEEDED', message: `deadline passed while queued for ${this.config.id}` });
     }
   }
@@ -419,6 +433,8 @@ export class Executor {
   }
 
   private armTimer(at: number, now: number): void {
+    this.clearTimer();
+    this.timerAt = at;
     const delay = at - now;
     // setTimeout has ~1 ms granularity: sub-millisecond waits poll with setImmediate instead.
     if (delay < 1) {
@@ -733,7 +749,7 @@ export class Executor {
       let off = 0;
       batch.queries.forEach((q, k) => {
         const n = q.rows * rowBytes;
-        perQuery[k]![j] = { name, datatype, shape: [q.rows, ...rest], data: tensorSlab.copy(t.data.subarray(off, off + n)) };
+        perQuery[k]![j] = { name, datatype, shape: [q.rows, ...rest], data: outputSlab.copy(t.data.subarray(off, off + n)) };
         off += n;
       });
     }

@@ -7,6 +7,8 @@ import type { QueryProcessor } from '../selection/query-processor.js';
 import type { AppAnswer, AppProcessor } from '../selection/app-processor.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { logRequest, requestStart } from '../metrics/request-log.js';
+import { rowOf, stackInputs, stackKey } from './stacking.js';
+import { tensorSlab } from '../tensor/slab.js';
 
 /**
  * The primary protocol: WebSocket with one FlatBuffers Frame per binary message. Many requests
@@ -70,6 +72,11 @@ export function appAnswerTensors(a: AppAnswer): Tensor[] {
     out.push({ name: 'probabilities', datatype: 'FP32', shape: [1, a.probabilities.length], data: new Uint8Array(Float32Array.from(a.probabilities).buffer) });
   }
   return out;
+}
+
+/** The decoder's slab memory of a request's inputs may be reused: nothing reads them any more. */
+function releaseInputs(r: WireRequest): void {
+  for (const t of r.inputs) tensorSlab.release(t.data);
 }
 
 export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: AppProcessor, log: Logger, opts: WsOptions): WsRoute {
@@ -176,7 +183,10 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
     c.inflight.set(r.id, null);
     let answered = false;
     const handle = qp.inferModel(
-      { model: r.model, version: r.version, inputs: r.inputs, outputs: r.outputs, timeoutUs: r.timeoutUs, deadlineUnixUs: r.deadlineUnixUs },
+      {
+        model: r.model, version: r.version, inputs: r.inputs, outputs: r.outputs, timeoutUs: r.timeoutUs, deadlineUnixUs: r.deadlineUnixUs,
+        inputsDone: () => releaseInputs(r),
+      },
       (err, ans) => {
         answered = true;
         c.inflight.delete(r.id);
@@ -186,6 +196,88 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
       },
     );
     if (!answered) c.inflight.set(r.id, handle);
+  }
+
+  /**
+   * A frame's requests: single-row model requests that agree on model, version, deadline and
+   * shapes are answered as stacked queries of up to one batch each (see stacking.ts); the rest
+   * one by one. Each
+   * request still gets its own answer, id, duplicate check and cancel handle.
+   */
+  function handleRequests(c: Conn, rs: WireRequest[]): void {
+    let stacks: Map<string, WireRequest[]> | null = null;
+    for (const r of rs) {
+      // A repeated id is not stackable: handleRequest answers it DUPLICATE_ID.
+      const key = r.error || r.app || c.inflight.has(r.id) ? null : stackKey(r);
+      if (key === null) {
+        handleRequest(c, r);
+        continue;
+      }
+      c.inflight.set(r.id, null); // registered now, so a later duplicate in the frame is caught
+      stacks ??= new Map();
+      const s = stacks.get(key);
+      if (s) s.push(r);
+      else stacks.set(key, [r]);
+    }
+    if (!stacks) return;
+    for (const s of stacks.values()) {
+      // At most one batch per stack: admission and deadlines then act per batch-sized group.
+      const limit = s.length > 1 ? qp.stackLimit(s[0]!.model, s[0]!.version) : 0;
+      for (let i = 0; i < s.length; i += Math.max(1, limit)) {
+        const part = limit > 1 ? s.slice(i, i + limit) : s.slice(i, i + 1);
+        if (part.length > 1) {
+          handleStack(c, part);
+          continue;
+        }
+        c.inflight.delete(part[0]!.id);
+        handleRequest(c, part[0]!);
+      }
+    }
+  }
+
+  function handleStack(c: Conn, rs: WireRequest[]): void {
+    const t0 = requestStart(log);
+    const first = rs[0]!;
+    const n = rs.length;
+    const done = new Array<boolean>(n).fill(false);
+    let live = n;
+    const shared = qp.inferModel(
+      {
+        model: first.model, version: first.version, inputs: stackInputs(rs), outputs: first.outputs,
+        timeoutUs: first.timeoutUs, deadlineUnixUs: first.deadlineUnixUs, requests: n,
+        inputsDone: () => {
+          for (const r of rs) releaseInputs(r);
+        },
+      },
+      (err, ans) => {
+        for (let k = 0; k < n; k++) {
+          if (done[k]) continue;
+          done[k] = true;
+          const id = rs[k]!.id;
+          c.inflight.delete(id);
+          if (err) {
+            errorReply(c, id, err, first.model, t0);
+            continue;
+          }
+          if (t0) logRequest(log, { conn: c.id, req: String(id), target: ans!.model, version: ans!.version }, null, t0);
+          reply(c, { id, model: ans!.model, version: ans!.version, outputs: rowOf(ans!.outputs, k, n) });
+        }
+      },
+    );
+    for (let k = 0; k < n; k++) {
+      if (done[k]) continue; // answered synchronously
+      const id = rs[k]!.id;
+      c.inflight.set(id, {
+        // One request of the stack leaves: answer it now; the stack is cancelled with the last one.
+        cancel: () => {
+          if (done[k]) return;
+          done[k] = true;
+          c.inflight.delete(id);
+          errorReply(c, id, { code: 'CANCELLED', message: 'cancelled by the client' }, first.model, t0);
+          if (--live === 0) shared.cancel();
+        },
+      });
+    }
   }
 
   function handleAppRequest(c: Conn, r: WireRequest, t0: number): void {
@@ -234,12 +326,13 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
       let frame;
       try {
         // decodeFrame copies every tensor out: `message` is neutered when this callback returns.
-        frame = decodeFrame(new Uint8Array(message));
+        frame = decodeFrame(new Uint8Array(message), undefined, tensorSlab);
       } catch (err) {
         return frameError(c, toErrorInfo(err, 'BAD_FRAME'));
       }
       for (const id of frame.cancel) c.inflight.get(id)?.cancel();
-      for (const r of frame.requests) handleRequest(c, r);
+      if (frame.requests.length > 1) handleRequests(c, frame.requests);
+      else for (const r of frame.requests) handleRequest(c, r);
       for (const f of frame.feedback) handleFeedback(c, f);
     },
     drain: (ws) => {

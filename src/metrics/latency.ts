@@ -62,6 +62,12 @@ export class ModelLatency {
 }
 
 /** Record a value, clamping to >= 1 so sub-µs values are counted. */
+/** Record a value `count` times (one measurement shared by several requests). */
+export function recordTimes(h: Histogram, v: number, count: number): void {
+  if (count === 1) record(h, v);
+  else h.recordValueWithCount(v < 1 ? 1 : Math.round(v), count);
+}
+
 export function record(h: Histogram, v: number): void {
   h.recordValue(v < 1 ? 1 : Math.round(v));
 }

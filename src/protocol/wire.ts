@@ -27,7 +27,10 @@ import * as fb from './generated/skiff_generated.js';
 import { SkiffError, isErrorCode, type ErrorCode, type ErrorInfo } from '../errors.js';
 import { DATATYPES, ELEMENT_SIZE, dataTypeFromWire } from '../tensor/datatype.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { tensorSlab } from '../tensor/slab.js';
+import { SlabAllocator } from '../tensor/slab.js';
+
+/** Slab memory for decoded tensors that nobody releases (collected with their slab). */
+const plainSlab = new SlabAllocator(0);
 
 export interface WireRequest {
   id: bigint;
@@ -178,7 +181,7 @@ class Reader {
   /** The fault concerns the whole frame even if raised while reading one item. */
   faultFrame = false;
 
-  constructor(u8: Uint8Array, limits: WireLimits) {
+  constructor(u8: Uint8Array, limits: WireLimits, readonly slab: SlabAllocator) {
     this.u8 = u8;
     this.dv = new DataView(u8.buffer, u8.byteOffset, u8.byteLength);
     this.len = u8.byteLength;
@@ -344,7 +347,7 @@ class Reader {
     this.spend(nbytes);
     // A copy in slab memory (8-byte aligned, so any element type can view it): a fresh
     // ArrayBuffer per tensor costs more than the rest of the decode together.
-    return { name, datatype, shape, data: tensorSlab.copy(this.u8.subarray(start, start + nbytes)) };
+    return { name, datatype, shape, data: this.slab.copy(this.u8.subarray(start, start + nbytes)) };
   }
 
   errorInfo(p: number): ErrorInfo {
@@ -459,21 +462,22 @@ function asPlainBytes(bytes: Uint8Array): Uint8Array {
 
 /**
  * Decodes one frame. `bytes` is only read during the call: every tensor's data is copied out
- * exactly once into its own fresh Uint8Array (offset 0 of its own ArrayBuffer, so `viewAs`
- * never copies; the caller owns it and may transfer it), so the caller may reuse or detach
- * `bytes` afterwards (uWS neuters message buffers when the callback returns).
+ * exactly once, into `slab` memory (8-byte aligned, so `viewAs` never copies; one reference on
+ * the slab per tensor, which the owner may release once nothing reads the bytes), so the
+ * caller may reuse or detach `bytes` afterwards (uWS neuters message buffers when the callback
+ * returns).
  *
  * Throws `SkiffError('BAD_FRAME')` when the frame cannot be decoded at all; per-item problems
  * are reported in that item's `error` (its `inputs`/`outputs` are then empty).
  */
-export function decodeFrame(bytes: Uint8Array, limits: WireLimits = DEFAULT_WIRE_LIMITS): DecodedFrame {
+export function decodeFrame(bytes: Uint8Array, limits: WireLimits = DEFAULT_WIRE_LIMITS, slab: SlabAllocator = plainSlab): DecodedFrame {
   const len = bytes.byteLength;
   if (len < 8) throw new SkiffError('BAD_FRAME', `frame of ${len} bytes is too short`);
   if (len > MAX_FRAME_BYTES) throw new SkiffError('BAD_FRAME', 'frame exceeds 2 GiB');
   if (bytes[4] !== IDENT[0] || bytes[5] !== IDENT[1] || bytes[6] !== IDENT[2] || bytes[7] !== IDENT[3]) {
     throw new SkiffError('BAD_FRAME', `frame does not carry the "${FILE_IDENTIFIER}" identifier`);
   }
-  const r = new Reader(asPlainBytes(bytes), limits);
+  const r = new Reader(asPlainBytes(bytes), limits, slab);
   try {
     const root = r.deref(0);
     const vt = r.table(root);

@@ -23,6 +23,13 @@ export interface ModelQuery {
   timeoutUs?: number;
   /** Absolute wall-clock deadline, µs since the epoch (0 = none). */
   deadlineUnixUs?: number;
+  /** Client requests whose rows are stacked in these inputs (default 1): counted per request. */
+  requests?: number;
+  /**
+   * Called once when the engine will never read the input bytes again (so their memory may be
+   * reused); not called when that cannot be known (e.g. a model with a prediction cache).
+   */
+  inputsDone?: () => void;
 }
 
 export interface ModelAnswer {
@@ -77,6 +84,23 @@ export class QueryProcessor {
     return mv.executor!.infer(ordered, rows, deadline, (err, outs) => {
       if (err) cb(err);
       else cb(null, { model, version, outputs: select(outs!) });
-    });
+    }, q.requests ?? 1, q.inputsDone);
+  }
+
+  /**
+   * How many single-row requests to this model may be answered as one stacked query (their rows
+   * along the batch dimension, split again in the answer): the model's current batch cap, so a
+   * stack is one batch and is admitted or refused as one; 0 when the model does not batch, has
+   * a prediction cache (whose entries are per request) or does not resolve.
+   */
+  stackLimit(model: string, version?: number): number {
+    if (this.draining) return 0;
+    try {
+      const mv = this.registry.resolve(model, version);
+      const ex = mv.executor;
+      return mv.spec?.batchable === true && ex && ex.cache === null ? ex.batchCap : 0;
+    } catch {
+      return 0;
+    }
   }
 }

@@ -1,0 +1,76 @@
+/**
+ * Stacking: many single-row requests for the same model in one frame become ONE query of K
+ * rows (their inputs stacked along the batch dimension), and its answer is cut back into K
+ * per-request answers. The engine then does its per-query work (validation, queueing, batch
+ * forming, counters, answer routing) once per frame instead of once per request.
+ *
+ * Pure helpers: which requests may share a stack (the key), building the stacked inputs, and
+ * cutting one row out of the stacked outputs. The decoder puts a frame's tensors one after the
+ * other in slab memory, so stacking is usually a view over them and copies nothing.
+ */
+import type { Tensor } from '../tensor/tensor.js';
+
+export interface StackableRequest {
+  model: string;
+  version: number;
+  timeoutUs: number;
+  deadlineUnixUs: number;
+  inputs: Tensor[];
+  outputs: string[];
+}
+
+/**
+ * The stack a request may join, or null when it must run alone (no inputs, or an input whose
+ * leading dimension is not one row). Requests with equal keys agree on everything but their
+ * rows: model, version, deadline, wanted outputs, input names, types and row shapes.
+ */
+export function stackKey(r: StackableRequest): string | null {
+  if (r.inputs.length === 0) return null;
+  let key = `${r.model}\u0000${r.version}\u0000${r.timeoutUs}\u0000${r.deadlineUnixUs}\u0000${r.outputs.join('\u0001')}`;
+  for (const t of r.inputs) {
+    if (t.shape.length < 1 || t.shape[0] !== 1) return null;
+    key += `\u0000${t.name}\u0001${t.datatype}`;
+    for (let i = 1; i < t.shape.length; i++) key += `\u0001${t.shape[i]}`;
+  }
+  return key;
+}
+
+/** The requests' inputs stacked along dim 0 (all share one stack key). */
+export function stackInputs(rs: readonly StackableRequest[]): Tensor[] {
+  const first = rs[0]!;
+  return first.inputs.map((t0, i) => {
+    const parts = rs.map((r) => r.inputs[i]!.data);
+    return { name: t0.name, datatype: t0.datatype, shape: [rs.length, ...t0.shape.slice(1)], data: concat(parts) };
+  });
+}
+
+/** One buffer with `parts` one after the other: a view when they already are, else a copy. */
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  const first = parts[0]!;
+  let end = first.byteOffset + first.byteLength;
+  let total = first.byteLength;
+  let adjacent = true;
+  for (let k = 1; k < parts.length; k++) {
+    const p = parts[k]!;
+    if (adjacent && (p.buffer !== first.buffer || p.byteOffset !== end)) adjacent = false;
+    end = p.byteOffset + p.byteLength;
+    total += p.byteLength;
+  }
+  if (adjacent) return new Uint8Array(first.buffer, first.byteOffset, total);
+  const out = new Uint8Array(total);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.byteLength;
+  }
+  return out;
+}
+
+/** Row `k` of `count` of each stacked output (a view: the reply encoder copies it). */
+export function rowOf(outputs: readonly Tensor[], k: number, count: number): Tensor[] {
+  return outputs.map((t) => {
+    if (t.shape[0] !== count) return t;
+    const rowBytes = t.data.byteLength / count;
+    return { name: t.name, datatype: t.datatype, shape: [1, ...t.shape.slice(1)], data: t.data.subarray(k * rowBytes, (k + 1) * rowBytes) };
+  });
+}

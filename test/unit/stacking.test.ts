@@ -1,0 +1,55 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { rowOf, stackInputs, stackKey, type StackableRequest } from '../../src/frontend/stacking.js';
+import { SlabAllocator } from '../../src/tensor/slab.js';
+import type { Tensor } from '../../src/tensor/tensor.js';
+
+const f32 = (vals: number[], shape: number[], name = 'input'): Tensor => ({ name, datatype: 'FP32', shape, data: new Uint8Array(new Float32Array(vals).buffer) });
+const req = (inputs: Tensor[], over: Partial<StackableRequest> = {}): StackableRequest => ({ model: 'm', version: 0, timeoutUs: 0, deadlineUnixUs: 0, inputs, outputs: [], ...over });
+
+describe('stacking: which requests share a stack', () => {
+  it('single-row requests that agree on model, version, deadline, outputs and row shapes share a key', () => {
+    const a = stackKey(req([f32([1, 2], [1, 2])]));
+    assert.notEqual(a, null);
+    assert.equal(stackKey(req([f32([3, 4], [1, 2])])), a, 'different values, same stack');
+    for (const other of [
+      req([f32([1, 2], [1, 2])], { model: 'n' }),
+      req([f32([1, 2], [1, 2])], { version: 2 }),
+      req([f32([1, 2], [1, 2])], { timeoutUs: 5 }),
+      req([f32([1, 2], [1, 2])], { deadlineUnixUs: 5 }),
+      req([f32([1, 2], [1, 2])], { outputs: ['label'] }),
+      req([f32([1, 2], [1, 2], 'x')]),
+      req([f32([1, 2, 3], [1, 3])]),
+      req([f32([1, 2], [1, 1, 2])]),
+      req([{ ...f32([1, 2], [1, 2]), datatype: 'INT32' }]),
+    ]) assert.notEqual(stackKey(other), a);
+  });
+
+  it('requests of several rows, scalars and requests without inputs run alone', () => {
+    assert.equal(stackKey(req([f32([1, 2, 3, 4], [2, 2])])), null);
+    assert.equal(stackKey(req([f32([1], [])])), null);
+    assert.equal(stackKey(req([])), null);
+  });
+});
+
+describe('stacking: inputs and outputs', () => {
+  it('stacks rows along dim 0: a view when the decoder laid them out adjacently, a copy otherwise', () => {
+    const slab = new SlabAllocator();
+    const rows = [[1, 2], [3, 4], [5, 6]].map((v) => ({ ...f32(v, [1, 2]), data: slab.copy(f32(v, [1, 2]).data) }));
+    const [adjacent] = stackInputs(rows.map((t) => req([t])));
+    assert.deepEqual(adjacent!.shape, [3, 2]);
+    assert.equal(adjacent!.data.buffer, rows[0]!.data.buffer, 'no copy');
+    assert.deepEqual(Array.from(new Float32Array(adjacent!.data.slice().buffer)), [1, 2, 3, 4, 5, 6]);
+    const apart = [f32([1, 2], [1, 2]), f32([3, 4], [1, 2])];
+    const [copied] = stackInputs(apart.map((t) => req([t])));
+    assert.deepEqual(Array.from(new Float32Array(copied!.data.slice().buffer)), [1, 2, 3, 4]);
+  });
+
+  it('cuts row k out of each stacked output', () => {
+    const outs: Tensor[] = [f32([10, 11, 20, 21, 30, 31], [3, 2], 'probs'), { name: 'label', datatype: 'INT64', shape: [3], data: new Uint8Array(new BigInt64Array([7n, 8n, 9n]).buffer) }];
+    const r1 = rowOf(outs, 1, 3);
+    assert.deepEqual(r1.map((t) => t.shape), [[1, 2], [1]]);
+    assert.deepEqual(Array.from(new Float32Array(r1[0]!.data.slice().buffer)), [20, 21]);
+    assert.deepEqual(Array.from(new BigInt64Array(r1[1]!.data.slice().buffer)), [8n]);
+  });
+});

@@ -82,6 +82,8 @@ interface Batch {
   queries: Query[];
   rows: number;
   dispatchedAt: number;
+  /** The next queued query did not fit under the cap (AIMD: the cap limited this batch). */
+  capLimited: boolean;
 }
 
 /** One replica as the executor sees it: its batches in ring order (the head one is running). */
@@ -486,9 +488,13 @@ export class Executor {
     const skipped: Query[] = [];
     const ringMax = maxRecordBytes(slot.req.capacity) - RING_RECORD_SLACK;
     let bytes = queryBytes(first);
+    let capLimited = false;
     while (rows < this.capRows && this.queue.size > 0) {
       const q = this.queue.peek()!;
-      if (rows + q.rows > this.capRows) break;
+      if (rows + q.rows > this.capRows) {
+        capLimited = true;
+        break;
+      }
       this.queue.pop();
       if (q.sig !== first.sig) {
         skipped.push(q);
@@ -504,7 +510,7 @@ export class Executor {
       rows += q.rows;
     }
     for (const q of skipped) this.queue.push(q);
-    const batch: Batch = { seq: ++this.batchSeq >>> 0, slot, queries, rows, dispatchedAt: now };
+    const batch: Batch = { seq: ++this.batchSeq >>> 0, slot, queries, rows, dispatchedAt: now, capLimited };
     let written: boolean;
     try {
       written = this.writeBatch(batch);
@@ -717,7 +723,7 @@ export class Executor {
       record(this.latency.computeUs, list.aux);
       // AIMD sees the model's own run time: hand-off stalls on a busy main thread say nothing
       // about what a bigger batch would cost.
-      this.capRows = aimdNext(this.capRows, { rows: batch.rows, latencyMs: list.aux / 1000 }, this.aimd);
+      this.capRows = aimdNext(this.capRows, { rows: batch.rows, latencyMs: list.aux / 1000, capLimited: batch.capLimited }, this.aimd);
     }
     if (err) for (const q of batch.queries) this.answer(q, err);
   }

@@ -477,6 +477,8 @@ export function decodeFrame(bytes: Uint8Array, limits: WireLimits = DEFAULT_WIRE
   if (bytes[4] !== IDENT[0] || bytes[5] !== IDENT[1] || bytes[6] !== IDENT[2] || bytes[7] !== IDENT[3]) {
     throw new SkiffError('BAD_FRAME', `frame does not carry the "${FILE_IDENTIFIER}" identifier`);
   }
+  // The frame's tensors (at most its length in bytes, aligned) land back to back in one slab.
+  slab.reserve(len);
   const r = new Reader(asPlainBytes(bytes), limits, slab);
   try {
     const root = r.deref(0);

@@ -43,11 +43,22 @@ export class SlabAllocator {
     this.cur = this.newSlab();
   }
 
+  /**
+   * Make the next `bytes` of copies (8-byte aligned) land in one slab, one after the other: a
+   * frame's tensors then sit back to back and can be stacked without a copy. A reservation
+   * larger than a slab gets a slab of its own size (not recycled).
+   */
+  reserve(bytes: number): void {
+    if (this.offset + bytes <= this.cur.bytes.byteLength) return;
+    if (bytes <= SLAB_BYTES) this.rotate();
+    else this.rotate(bytes);
+  }
+
   /** A copy of `src` in slab memory (or in its own buffer when large). One reference. */
   copy(src: Uint8Array): Uint8Array {
     const n = src.byteLength;
-    if (n > MAX_SLAB_ALLOC) return src.slice();
-    if (this.offset + n > SLAB_BYTES) this.rotate();
+    if (n > MAX_SLAB_ALLOC && this.offset + n > this.cur.bytes.byteLength) return src.slice();
+    if (this.offset + n > this.cur.bytes.byteLength) this.rotate();
     const view = this.cur.bytes.subarray(this.offset, this.offset + n);
     view.set(src);
     this.cur.refs++;
@@ -63,12 +74,13 @@ export class SlabAllocator {
     if (slab.refs === 0 && slab.sealed) this.recycle(slab);
   }
 
-  private rotate(): void {
+  private rotate(size = SLAB_BYTES): void {
     const full = this.cur;
     full.sealed = true;
     if (full.refs === 0) this.recycle(full);
-    const reuse = this.free.pop();
-    if (reuse) {
+    const reuse = size === SLAB_BYTES ? this.free.pop() : undefined;
+    if (size !== SLAB_BYTES) this.cur = this.newSlab(size);
+    else if (reuse) {
       reuse.sealed = false;
       this.stats.reused++;
       this.cur = reuse;
@@ -77,12 +89,12 @@ export class SlabAllocator {
   }
 
   private recycle(slab: Slab): void {
-    if (slab.poisoned || this.free.length >= this.maxFree || this.free.includes(slab)) return;
+    if (slab.poisoned || slab.bytes.byteLength !== SLAB_BYTES || this.free.length >= this.maxFree || this.free.includes(slab)) return;
     this.free.push(slab);
   }
 
-  private newSlab(): Slab {
-    const slab: Slab = { bytes: new Uint8Array(SLAB_BYTES), refs: 0, sealed: false, poisoned: false };
+  private newSlab(size = SLAB_BYTES): Slab {
+    const slab: Slab = { bytes: new Uint8Array(size), refs: 0, sealed: false, poisoned: false };
     this.slabs.set(slab.bytes.buffer, slab);
     this.stats.allocated++;
     return slab;

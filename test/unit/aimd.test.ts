@@ -24,6 +24,9 @@ describe('aimd: single steps', () => {
   it('holds when the batch did not fill the cap', () => {
     assert.equal(aimdNext(10, { rows: 9, latencyMs: 1 }, cfg()), 10);
     assert.equal(aimdNext(10, { rows: 1, latencyMs: 0 }, cfg()), 10);
+    // Cut short by the cap (the next query of 4 rows did not fit): it counts as full.
+    assert.equal(aimdNext(10, { rows: 8, latencyMs: 1, capLimited: true }, cfg()), 12);
+    assert.equal(aimdNext(10, { rows: 8, latencyMs: 9.5, capLimited: true }, cfg()), 10, 'within the band: hold');
   });
 
   it('holds within [90%, 100%] of the objective, boundaries included', () => {

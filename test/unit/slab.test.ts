@@ -13,7 +13,23 @@ describe('slab allocator', () => {
     assert.ok(views.every((v) => v.buffer === views[0]!.buffer && v.byteOffset % 8 === 0));
     views.forEach((v, i) => assert.deepEqual(Array.from(v), Array(v.length).fill(i + 1)));
     for (let i = 1; i < views.length; i++) assert.ok(views[i]!.byteOffset >= views[i - 1]!.byteOffset + views[i - 1]!.byteLength);
-    assert.notEqual(a.copy(bytes(200_000, 9)).buffer, views[0]!.buffer, 'a large tensor gets its own buffer');
+    assert.equal(a.copy(bytes(200_000, 9)).buffer, views[0]!.buffer, 'a large tensor that fits stays in the slab');
+    assert.notEqual(a.copy(bytes(900_000, 9)).buffer, views[0]!.buffer, 'a large tensor that does not fit gets its own buffer');
+  });
+
+  it('reserve() puts the next copies back to back in one slab (a frame never straddles two)', () => {
+    const a = new SlabAllocator();
+    const before = a.copy(bytes(700_000, 1));
+    a.reserve(400_000); // does not fit after 700 KB: a fresh slab
+    const run = Array.from({ length: 4 }, (_, i) => a.copy(bytes(100_000, i)));
+    assert.notEqual(run[0]!.buffer, before.buffer);
+    for (let i = 1; i < run.length; i++) {
+      assert.equal(run[i]!.buffer, run[0]!.buffer);
+      assert.equal(run[i]!.byteOffset, run[i - 1]!.byteOffset + 100_000);
+    }
+    a.reserve(3_000_000); // larger than a slab: a slab of its own size
+    const big = Array.from({ length: 3 }, () => a.copy(bytes(1_000_000, 5)));
+    assert.ok(big.every((v) => v.buffer === big[0]!.buffer));
   });
 
   it('reuses a full slab only once every view of it is released', () => {

@@ -6,13 +6,15 @@
  * is measured before, with and after 10,000 silent connections held by two helper processes
  * (lib/idle-clients.ts; children get their open-files limit raised); the p99 "with" is compared to the mean of "before" and "after" (which
  * cancels slow drift on a shared box). The server's RSS is read with and without them.
- * Models: three fresh servers with 0, 1 and 50 small classifiers (64-32-10, default config),
- * idle; per-model memory = (RSS(50) - RSS(1)) / 49, the cost of one more model.
+ * Models: fresh servers with 0, 1 and 50 small classifiers (64-32-10), idle; per-model memory =
+ * (RSS(50) - RSS(1)) / 49, the cost of one more model. Measured twice: with park_idle_ms = 1000
+ * (an idle model's workers stop and restart on its next query: the verdict), and always warm
+ * (the default config: one Node worker isolate + one ORT session per replica, shown beside).
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeClassifier } from '../../src/modelgen/fixtures.js';
+import { writeClassifier, writeModelConfig } from '../../src/modelgen/fixtures.js';
 import { fmtInt, fmtMb, fmtRatio, fmtUs } from '../lib/format.js';
 import type { BenchContext, TargetResult } from '../lib/context.js';
 import { writeBenchModel } from '../lib/models.js';
@@ -20,13 +22,14 @@ import type { BenchEnv, Target } from './types.js';
 
 const IDLE = 10_000;
 const MODELS = 50;
+const PARK_IDLE_MS = 1000;
 const HOST = new URL('../servers/skiff-host.js', import.meta.url);
 const IDLE_CLIENTS = new URL('../lib/idle-clients.js', import.meta.url);
 
-async function hostRss(ctx: BenchContext, repo: string): Promise<number> {
+async function hostRss(ctx: BenchContext, repo: string, settleMs = 500): Promise<number> {
   const h = await ctx.child(HOST, [repo]);
-  // Let start-up garbage settle before reading.
-  await new Promise((r) => setTimeout(r, 500));
+  // Let start-up garbage settle (and parked models stop their workers) before reading.
+  await new Promise((r) => setTimeout(r, settleMs));
   const m = await h.call<{ rss: number }>('memory');
   await ctx.stopChild(h);
   return m.rss;
@@ -78,7 +81,19 @@ async function measure(ctx: BenchContext, env: BenchEnv, dir: string): Promise<T
   const rss0 = await hostRss(ctx, empty);
   const rss1 = await hostRss(ctx, one);
   const rss50 = await hostRss(ctx, fifty);
-  const perModel = (rss50 - rss1) / (MODELS - 1);
+  const warmPerModel = (rss50 - rss1) / (MODELS - 1);
+  const oneParked = join(dir, 'one-parked');
+  const fiftyParked = join(dir, 'fifty-parked');
+  writeClassifier(oneParked, 'small_0', { seed: 1, hidden: 32 });
+  writeModelConfig(oneParked, 'small_0', { park_idle_ms: PARK_IDLE_MS });
+  for (let i = 0; i < MODELS; i++) {
+    writeClassifier(fiftyParked, `small_${i}`, { seed: i + 1, hidden: 32 });
+    writeModelConfig(fiftyParked, `small_${i}`, { park_idle_ms: PARK_IDLE_MS });
+  }
+  const settle = PARK_IDLE_MS + 2500;
+  const rss1p = await hostRss(ctx, oneParked, settle);
+  const rss50p = await hostRss(ctx, fiftyParked, settle);
+  const perModel = (rss50p - rss1p) / (MODELS - 1);
   const MB = 1024 * 1024;
   const connOk = opened === IDLE && rssWith < 1024 * MB && Math.abs(p99Change) < 0.2;
   return {
@@ -88,8 +103,9 @@ async function measure(ctx: BenchContext, env: BenchEnv, dir: string): Promise<T
     lines: [
       `server RSS ${fmtMb(rssBefore)} -> ${fmtMb(rssWith)} with ${fmtInt(opened)} idle connections (+${fmtMb(rssWith - rssBefore)}, ${((rssWith - rssBefore) / Math.max(1, opened) / 1024).toFixed(1)} KB each)`,
       `active p99 (2,000 req/s open loop): before ${fmtUs(before.latencyUs.p99)}, with ${fmtUs(during.latencyUs.p99)}, after ${fmtUs(after.latencyUs.p99)} -> ${fmtRatio(1 + p99Change)} of before/after mean`,
-      `idle models: RSS with 0 / 1 / ${MODELS} models ${fmtMb(rss0)} / ${fmtMb(rss1)} / ${fmtMb(rss50)} -> ${fmtMb(perModel)} per additional model (${fmtMb((rss50 - rss0) / MODELS)} averaged over all ${MODELS})`,
+      `idle models, parked after ${PARK_IDLE_MS} ms idle: RSS with 1 / ${MODELS} models ${fmtMb(rss1p)} / ${fmtMb(rss50p)} -> ${fmtMb(perModel)} per additional model`,
+      `idle models, always warm (default config): RSS with 0 / 1 / ${MODELS} models ${fmtMb(rss0)} / ${fmtMb(rss1)} / ${fmtMb(rss50)} -> ${fmtMb(warmPerModel)} per additional model (a Node worker isolate + an ORT session each)`,
     ],
-    data: { before, during, after, rssBefore, rssWith, opened, rss0, rss1, rss50, perModel },
+    data: { before, during, after, rssBefore, rssWith, opened, rss0, rss1, rss50, warmPerModel, rss1p, rss50p, perModel },
   };
 }

@@ -20,6 +20,7 @@ export interface ModelConfig {
   readonly batch_timeout_ms: number;
   readonly max_consecutive_failures: number;
   readonly pipeline_depth: number;
+  readonly park_idle_ms: number;
   readonly max_worker_memory_mb: number;
   readonly version_policy: { latest: number } | { all: true } | { specific: number[] };
 }

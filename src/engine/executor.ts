@@ -43,6 +43,8 @@ export interface ExecutorConfig {
   onFailed?: (reason: string) => void;
   /** Batches a replica may hold (running + waiting in its ring); default PIPELINE_DEPTH. */
   pipelineDepth?: number;
+  /** Park the worker pool (stop its threads) after this long without a query (ms; 0 = never). */
+  parkIdleMs?: number;
 }
 
 export type Done = (err: ErrorInfo | null, outputs?: Tensor[]) => void;
@@ -140,6 +142,9 @@ export class Executor {
   private seq = 0;
   private batchSeq = 0;
   private timer: NodeJS.Timeout | null = null;
+  private parkTimer: NodeJS.Timeout | null = null;
+  /** Clock time of the last query submitted (for parking an idle pool). */
+  private lastQueryAt = 0;
   /** When the armed timer (or immediate) is due, on the executor's clock. */
   private timerAt = Infinity;
   private immediate: NodeJS.Immediate | null = null;
@@ -160,6 +165,12 @@ export class Executor {
     this.capRows = aimdInitial(this.aimd);
     this.depth = Math.max(1, config.pipelineDepth ?? PIPELINE_DEPTH);
     this.lanes = pool.slots.map((slot) => ({ slot, batches: [], headSince: 0, full: false, watchdog: null, hung: false, collectQueued: false }));
+    this.lastQueryAt = clock.now();
+    if ((config.parkIdleMs ?? 0) > 0) {
+      const every = Math.max(50, Math.min(1000, config.parkIdleMs! / 4));
+      this.parkTimer = setInterval(() => this.parkIfIdle(), every);
+      this.parkTimer.unref();
+    }
     pool.onReadable = (i) => this.collect(this.lanes[i]!);
     pool.onSlotLost = (i, loss) => this.laneLost(this.lanes[i]!, loss);
     this.cache = config.cacheBytes > 0 ? new PredictionCache<Tensor[]>(config.cacheBytes, tensorsBytes, ownTensors) : null;
@@ -215,6 +226,7 @@ export class Executor {
   infer(inputs: Tensor[], rows: number, deadline: number, done: Done, requests = 1, inputsDone?: () => void): QueryHandle {
     this.counters.queries += requests;
     const arrived = this.clock.now();
+    this.lastQueryAt = arrived;
     let answered = false;
     // Without a cache nothing but the query reads its inputs: once it is answered, their bytes
     // are free. (A cache keeps the leader's inputs as the in-flight key, and a cancelled leader
@@ -323,6 +335,8 @@ export class Executor {
       done(refusal);
       return NOOP_HANDLE;
     }
+    // A parked pool starts its workers again; the batch waits in the fresh ring meanwhile.
+    if (this.pool.isParked) this.pool.unpark();
     const q: Query = {
       deadline, seq: this.seq++, heapIndex: -1, inputs, rows, requests,
       sig: this.spec.batchable ? sigOf(inputs) : '', enqueuedAt: now, done, finished: false,
@@ -762,6 +776,28 @@ export class Executor {
     batch.queries.forEach((q, k) => this.answer(q, null, perQuery[k]));
   }
 
+  /** Times this version's pool was parked (threads stopped while idle). */
+  get parks(): number {
+    return this.pool.parks;
+  }
+
+  /** Worker threads running now (0 while parked). */
+  get threads(): number {
+    return this.pool.threads;
+  }
+
+  /** Whether the worker threads are stopped (idle) until the next query. */
+  get parked(): boolean {
+    return this.pool.isParked;
+  }
+
+  /** Idle for parkIdleMs with nothing queued or running: stop the workers. */
+  private parkIfIdle(): void {
+    if (this.closed || this.pool.isParked || this.queuedRows > 0 || this.inflightBatches > 0) return;
+    if (this.clock.now() - this.lastQueryAt < (this.config.parkIdleMs ?? 0)) return;
+    this.pool.park();
+  }
+
   /** Resolves when nothing is queued or running. New queries may still arrive unless closed. */
   drain(): Promise<void> {
     if (this.queuedRows === 0 && this.inflightBatches === 0) return Promise.resolve();
@@ -782,6 +818,7 @@ export class Executor {
     this.closed = true;
     this.clearTimer();
     for (const l of this.lanes) if (l.watchdog) clearTimeout(l.watchdog);
+    if (this.parkTimer) clearInterval(this.parkTimer);
     for (let q = this.queue.pop(); q; q = this.queue.pop()) {
       this.queuedRows -= q.rows;
       this.answer(q, { code: 'MODEL_UNAVAILABLE', message: `${this.config.id} was unloaded` });

@@ -15,6 +15,11 @@ import type { ModelDescription, WorkerInit, WorkerTask } from '../../workers/run
  * thread writes a batch into the request ring and the worker, woken by Atomics.notify, runs it
  * and writes the outputs back, while the next batch may already wait in the ring.
  *
+ * Parking: an idle model may give its threads back (park()): the workers stop, the slots keep
+ * nothing but their index, and the next batch restarts them (unpark(), then the batch waits in
+ * the fresh ring until the worker has loaded the model). An idle model then costs its
+ * bookkeeping only, instead of a Node worker isolate and a model session per replica.
+ *
  * When a worker dies (crash, out of memory, or terminate() by the executor's watchdog) piscina
  * replaces the thread; the pool gives the slot fresh rings and a new serve task, and reports
  * the loss through `onSlotLost` with the old rings, so the executor can read what the dead
@@ -80,7 +85,7 @@ export class PoolSlot {
   }
 
   private ended(gen: number, error: unknown): void {
-    if (gen !== this.generation || this.pool.isClosed) return;
+    if (gen !== this.generation || this.pool.isClosed || this.pool.isParked) return;
     const lost: SlotLoss = { res: this.res, side: this.side, error };
     this.generation++;
     this.waiting = false;
@@ -116,6 +121,18 @@ export class PoolSlot {
     return true;
   }
 
+  /** The pool parked: forget this worker and its rings (nothing is in flight). */
+  detach(): void {
+    this.generation++;
+    this.waiting = false;
+    this.side.close();
+  }
+
+  /** The pool unparked: a serve task on fresh rings, for the new worker. */
+  attach(): void {
+    ({ req: this.req, res: this.res, side: this.side } = this.serve());
+  }
+
   /** Terminate this slot's worker (a hung model); piscina replaces it and onSlotLost follows. */
   terminate(): void {
     this.abort.abort();
@@ -138,22 +155,52 @@ export class ModelPool {
   onReadable: (slot: number) => void = () => {};
   onSlotLost: (slot: number, loss: SlotLoss) => void = () => {};
   private closed = false;
+  private parked = false;
+  private parking: Promise<unknown> = Promise.resolve();
   private restartCount = 0;
+  /** Times the pool parked (gave its threads back while idle). */
+  parks = 0;
 
   private constructor(
-    readonly piscina: Piscina,
+    public piscina: Piscina,
     readonly description: ModelDescription,
-    opts: PoolOptions,
+    private readonly opts: PoolOptions,
   ) {
+    this.watch(piscina);
+    for (let i = 0; i < opts.replicas; i++) this.slots.push(new PoolSlot(i, this, opts.requestRingBytes, opts.responseRingBytes));
+  }
+
+  private watch(piscina: Piscina): void {
     // Piscina replaces a worker that crashed, ran out of memory or was terminated (hung batch).
     piscina.on('workerDestroy', () => {
-      if (!this.closed) this.restartCount++;
+      if (!this.closed && !this.parked && piscina === this.piscina) this.restartCount++;
     });
-    for (let i = 0; i < opts.replicas; i++) this.slots.push(new PoolSlot(i, this, opts.requestRingBytes, opts.responseRingBytes));
   }
 
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  get isParked(): boolean {
+    return this.parked;
+  }
+
+  /** Stop the workers of an idle pool (the caller guarantees nothing is queued or in flight). */
+  park(): void {
+    if (this.parked || this.closed) return;
+    this.parked = true;
+    this.parks++;
+    for (const s of this.slots) s.detach();
+    this.parking = this.piscina.destroy().catch(() => undefined);
+  }
+
+  /** Start workers again for a parked pool; batches may be written to the slots at once. */
+  unpark(): void {
+    if (!this.parked || this.closed) return;
+    this.piscina = ModelPool.createPiscina(this.opts);
+    this.watch(this.piscina);
+    this.parked = false;
+    for (const s of this.slots) s.attach();
   }
 
   /** Workers that died (or were terminated) and were replaced since the pool started. */
@@ -163,6 +210,17 @@ export class ModelPool {
 
   /** Start the workers, load the model in each and read its description. Rejects if loading fails. */
   static async start(opts: PoolOptions): Promise<ModelPool> {
+    const piscina = ModelPool.createPiscina(opts);
+    try {
+      const description = (await piscina.run({ op: 'describe' } satisfies WorkerTask)) as ModelDescription;
+      return new ModelPool(piscina, description, opts);
+    } catch (err) {
+      await piscina.destroy().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private static createPiscina(opts: PoolOptions): Piscina {
     const workerData: WorkerInit = { kind: opts.kind, modelPath: opts.modelPath, threads: opts.threads };
     const piscina = new Piscina({
       filename: WORKER_FILE,
@@ -178,13 +236,7 @@ export class ModelPool {
       ...(opts.maxOldGenerationSizeMb ? { resourceLimits: { maxOldGenerationSizeMb: opts.maxOldGenerationSizeMb } } : {}),
     });
     piscina.on('error', (err: unknown) => opts.onError?.(err));
-    try {
-      const description = (await piscina.run({ op: 'describe' } satisfies WorkerTask)) as ModelDescription;
-      return new ModelPool(piscina, description, opts);
-    } catch (err) {
-      await piscina.destroy().catch(() => undefined);
-      throw err;
-    }
+    return piscina;
   }
 
   get threads(): number {
@@ -194,6 +246,10 @@ export class ModelPool {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.parked) {
+      await this.parking;
+      return;
+    }
     for (const s of this.slots) {
       s.stop();
       s.side.close();

@@ -135,6 +135,7 @@ export class ModelRegistry {
         batchTimeoutMs: config.batch_timeout_ms,
         maxConsecutiveFailures: config.max_consecutive_failures,
         pipelineDepth: config.pipeline_depth,
+        parkIdleMs: config.park_idle_ms,
         onFailed: (reason) => this.fail(name, version, reason),
       },
       pool,

@@ -391,6 +391,31 @@ export function predict(inputs) {
   });
 });
 
+describe('executor: parking an idle pool', () => {
+  it('stops the workers after park_idle_ms without a query and starts them again for the next one', TEST, async () => {
+    const ex = await startExecutor(onnx(clf.file), config('park:1', { parkIdleMs: 150 }));
+    const prng = new Prng(40);
+    const one = async (): Promise<void> => {
+      const x = randomRows(prng, 2, DIM);
+      assertClassifier(clf, x, 2, await ask(ex, [f32Tensor('input', [2, DIM], x)], 2).answer);
+    };
+    await one();
+    assert.equal(ex.parked, false);
+    for (let i = 0; i < 40 && !ex.parked; i++) await sleep(50);
+    assert.equal(ex.parked, true, 'parked after idling');
+    for (let i = 0; i < 40 && ex.threads > 0; i++) await sleep(50);
+    assert.equal(ex.threads, 0, 'no worker thread while parked');
+    assert.equal(ex.replicas, 1);
+    // A cold start: the query waits in the fresh ring while the worker loads the model.
+    await one();
+    assert.equal(ex.parked, false);
+    assert.equal(ex.threads, 1);
+    await Promise.all([one(), one(), one()]);
+    assert.equal(ex.parks, 1);
+    assert.equal(ex.counters.errors, 0);
+  });
+});
+
 describe('executor: batch wait timeout', () => {
   // waitMs 100: a partial batch waits for company; a full one leaves at once.
   it('a full batch leaves at once; a partial one waits for the timeout', TEST, async () => {

@@ -7,7 +7,7 @@
  * (lib/idle-clients.ts; children get their open-files limit raised); the p99 "with" is compared to the mean of "before" and "after" (which
  * cancels slow drift on a shared box). The server's RSS is read with and without them.
  * Models: fresh servers with 0, 1 and 50 small classifiers (64-32-10), idle; per-model memory =
- * (RSS(50) - RSS(1)) / 49, the cost of one more model. Measured twice: with park_idle_ms = 1000
+ * (RSS(50) - RSS(1)) / 49, the cost of one more model. Measured twice: with park_idle_ms = 500
  * (an idle model's workers stop and restart on its next query: the verdict), and always warm
  * (the default config: one Node worker isolate + one ORT session per replica, shown beside).
  */
@@ -22,7 +22,7 @@ import type { BenchEnv, Target } from './types.js';
 
 const IDLE = 10_000;
 const MODELS = 50;
-const PARK_IDLE_MS = 1000;
+const PARK_IDLE_MS = 500;
 const HOST = new URL('../servers/skiff-host.js', import.meta.url);
 const IDLE_CLIENTS = new URL('../lib/idle-clients.js', import.meta.url);
 
@@ -90,7 +90,7 @@ async function measure(ctx: BenchContext, env: BenchEnv, dir: string): Promise<T
     writeClassifier(fiftyParked, `small_${i}`, { seed: i + 1, hidden: 32 });
     writeModelConfig(fiftyParked, `small_${i}`, { park_idle_ms: PARK_IDLE_MS });
   }
-  const settle = PARK_IDLE_MS + 2500;
+  const settle = PARK_IDLE_MS + 1500;
   const rss1p = await hostRss(ctx, oneParked, settle);
   const rss50p = await hostRss(ctx, fiftyParked, settle);
   const perModel = (rss50p - rss1p) / (MODELS - 1);

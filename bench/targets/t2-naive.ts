@@ -34,6 +34,8 @@ interface Comparison {
   wsRatio: number;
   httpOpenRatio: number;
   wsOpenRatio: number;
+  /** The HTTP open-loop search was not run (quick mode). */
+  httpOpenSkipped: boolean;
 }
 
 /** The highest-throughput closed-loop run whose p99 stays within `limitUs` (null when none did). */
@@ -79,6 +81,7 @@ async function compare(ctx: BenchContext, env: BenchEnv, m: BenchModel, tag: str
     wsRatio: ratio(wsClosed.best),
     httpOpenRatio: ratio(httpSearch.best),
     wsOpenRatio: ratio(wsSearch.best),
+    httpOpenSkipped: ctx.quick,
   };
 }
 
@@ -86,7 +89,7 @@ function describe(c: Comparison, tag: string): string[] {
   const at = (r: LoadResult | null): string => (r ? `${fmtInt(r.throughput)} req/s (p99 ${fmtUs(r.latencyUs.p99)})` : 'no run met the p99');
   return [
     `${tag}: baseline (b) ${fmtInt(c.baseline.throughput)} req/s, p99 ${fmtUs(c.baseline.latencyUs.p99)} at ${BASELINE_CONCURRENCY} in flight`,
-    `${tag}: Skiff HTTP JSON, closed loop like (b), at p99 <= baseline's: ${at(c.http)} = ${fmtRatio(c.httpRatio)} (target >= ${HTTP_TARGET}x); open loop: ${at(c.httpOpen)} = ${fmtRatio(c.httpOpenRatio)}`,
+    `${tag}: Skiff HTTP JSON, closed loop like (b), at p99 <= baseline's: ${at(c.http)} = ${fmtRatio(c.httpRatio)} (target >= ${HTTP_TARGET}x); open loop: ${c.httpOpenSkipped ? 'full run only' : `${at(c.httpOpen)} = ${fmtRatio(c.httpOpenRatio)}`}`,
     `${tag}: Skiff WebSocket, closed loop like (b), at p99 <= baseline's: ${at(c.ws)} = ${fmtRatio(c.wsRatio)} (target >= ${WS_TARGET}x); open loop: ${at(c.wsOpen)} = ${fmtRatio(c.wsOpenRatio)}`,
   ];
 }

@@ -201,8 +201,7 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
   /**
    * A frame's requests: single-row model requests that agree on model, version, deadline and
    * shapes are answered as stacked queries of up to one batch each (see stacking.ts); the rest
-   * one by one. Each
-   * request still gets its own answer, id, duplicate check and cancel handle.
+   * one by one. Each request still gets its own answer, id, duplicate check and cancel handle.
    */
   function handleRequests(c: Conn, rs: WireRequest[]): void {
     let stacks: Map<string, WireRequest[]> | null = null;

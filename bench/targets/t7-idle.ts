@@ -56,7 +56,7 @@ async function measure(ctx: BenchContext, env: BenchEnv, dir: string): Promise<T
   const host = await ctx.child(HOST, [solo], IDLE + 1024);
   const wsUrl = `ws://127.0.0.1:${host.ready.port}/ws`;
   const spec = ctx.spec({ protocol: 'ws', url: wsUrl, model: m.name, timeoutUs: 0 }, m.input, { kind: 'open', rate: 2000 },
-    { connections: 2, durationMs: ctx.quick ? 1500 : 5000 });
+    { connections: 2, durationMs: ctx.quick ? 1500 : 10000 });
   // The server is fresh: a first, unmeasured window warms it (JIT, AIMD cap), so "before" is not
   // a cold start compared against warm "with" and "after" windows.
   await ctx.load('T7 active load, warm-up (not compared)', spec);

@@ -63,7 +63,7 @@ async function measure(ctx: BenchContext, env: BenchEnv, dir: string): Promise<T
   const before = await ctx.load('T7 active load, before', spec);
   const rssBefore = (await host.call<{ rss: number }>('memory')).rss;
   // Two helper processes of 5,000 connections each: each stays well inside common fd limits.
-  const idle = await Promise.all([0, 1].map(() => ctx.child(IDLE_CLIENTS, [wsUrl, String(IDLE / 2)], IDLE / 2 + 1024)));
+  const idle = await Promise.all([0, 1].map(() => ctx.child(IDLE_CLIENTS, [wsUrl, String(IDLE / 2)], IDLE / 2 + 1024, ['--expose-gc'])));
   const opened = idle.reduce((a, c) => a + Number(c.ready.opened), 0);
   const failed = idle.reduce((a, c) => a + Number(c.ready.failed), 0);
   ctx.log(`  ${fmtInt(opened)} idle connections open (${failed} failed) in ${fmtInt(Math.max(...idle.map((c) => Number(c.ready.openMs))))} ms`);

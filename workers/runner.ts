@@ -19,7 +19,7 @@ import type { MessagePort } from 'node:worker_threads';
 import { Ring, maxRecordBytes } from '../src/engine/ring/ring.js';
 import {
   readTensorList, recordSeq, recordStatus, TensorListWriter, tensorListBytes, writeErrorRecord, errorRecordBytes,
-  writeMarkerRecord, MARKER_RECORD_BYTES, STATUS_EXTERNAL, STATUS_STOP, type RecordTensor,
+  writeMarkerRecord, MARKER_RECORD_BYTES, STATUS_EXTERNAL, type RecordTensor,
 } from '../src/engine/ring/layout.js';
 import { SideChannel } from '../src/engine/ring/side-channel.js';
 import {
@@ -183,15 +183,14 @@ async function reserveOutput(res: Ring, size: number): Promise<Uint8Array> {
  * One slot's serve loop. Per request record, in ring order: decode (or fetch the external
  * record), start the model run (which copies the inputs), release the request record, await
  * the outputs, write the output record (a model error becomes an error record for the whole
- * batch). The run time in µs goes in the output record's aux field. Ends on a STOP record; a
- * crash, out-of-memory or termination of this thread ends it from outside.
+ * batch). The run time in µs goes in the output record's aux field. Never returns: the pool ends
+ * it by terminating the thread (close, park, watchdog), or a crash or out-of-memory does.
  */
-async function serve(task: Extract<WorkerTask, { op: 'serve' }>): Promise<number> {
+async function serve(task: Extract<WorkerTask, { op: 'serve' }>): Promise<never> {
   const req = new Ring(task.req);
   const res = new Ring(task.res);
   const side = new SideChannel(task.port);
   const maxRecord = maxRecordBytes(res.capacity);
-  let served = 0;
   try {
     for (;;) {
       const rec = req.peek();
@@ -201,10 +200,6 @@ async function serve(task: Extract<WorkerTask, { op: 'serve' }>): Promise<number
       }
       const seq = recordSeq(rec);
       const status = recordStatus(rec);
-      if (status === STATUS_STOP) {
-        req.release();
-        return served;
-      }
       let pending: Promise<Outputs>;
       const t0 = performance.now();
       if (status === STATUS_EXTERNAL) {
@@ -229,7 +224,6 @@ async function serve(task: Extract<WorkerTask, { op: 'serve' }>): Promise<number
         const target = await reserveOutput(res, errorRecordBytes(message));
         writeErrorRecord(target, seq, message, Math.round((performance.now() - t0) * 1000));
         res.commit();
-        served++;
         continue;
       }
       const runUs = Math.round((performance.now() - t0) * 1000);
@@ -243,14 +237,13 @@ async function serve(task: Extract<WorkerTask, { op: 'serve' }>): Promise<number
         writeMarkerRecord(await reserveOutput(res, MARKER_RECORD_BYTES), seq, STATUS_EXTERNAL);
       }
       res.commit();
-      served++;
     }
   } finally {
     side.close();
   }
 }
 
-export default async function handle(task: WorkerTask): Promise<ModelDescription | number> {
+export default async function handle(task: WorkerTask): Promise<ModelDescription> {
   if (task.op === 'describe') return runner.description;
   return serve(task);
 }

@@ -138,7 +138,6 @@ export class Executor {
   private queuedRows = 0;
   private consecutiveFailures = 0;
   private failed = false;
-  private inflightBatches = 0;
   private seq = 0;
   private batchSeq = 0;
   private timer: NodeJS.Timeout | null = null;
@@ -213,7 +212,7 @@ export class Executor {
   }
 
   get inflight(): number {
-    return this.inflightBatches;
+    return this.inflightBatches();
   }
 
   /**
@@ -542,7 +541,6 @@ export class Executor {
     this.queuedRows -= rows;
     for (const q of queries) record(this.latency.queueWaitUs, (now - q.enqueuedAt) * 1000);
     record(this.latency.batchRows, rows);
-    this.inflightBatches++;
     this.counters.batches++;
     lane.batches.push(batch);
     if (lane.batches.length === 1) this.startHead(lane, now);
@@ -675,12 +673,10 @@ export class Executor {
       const limit = this.config.batchTimeoutMs ?? 0;
       const reason = hung ? `batch ran over ${limit} ms; worker terminated and replaced` : `worker failed: ${errMessage(loss.error)}`;
       this.counters.workerFailures++;
-      this.inflightBatches--;
       for (const q of head.queries) this.answer(q, { code: 'MODEL_ERROR', message: reason });
       this.noteFailure(reason);
     }
     for (const b of rest) {
-      this.inflightBatches--;
       for (const q of b.queries) {
         if (q.finished) continue;
         this.queue.push(q);
@@ -712,7 +708,6 @@ export class Executor {
     const serviceMs = now - lane.headSince;
     if (lane.batches.length > 0) this.startHead(lane, now);
     lane.full = false;
-    this.inflightBatches--;
     let err = failure;
     let list: TensorList | null = null;
     if (!err) {
@@ -776,6 +771,13 @@ export class Executor {
     batch.queries.forEach((q, k) => this.answer(q, null, perQuery[k]));
   }
 
+  /** Batches written to the replicas and not yet answered (derived from the lanes). */
+  private inflightBatches(): number {
+    let n = 0;
+    for (const l of this.lanes) n += l.batches.length;
+    return n;
+  }
+
   /** Times this version's pool was parked (threads stopped while idle). */
   get parks(): number {
     return this.pool.parks;
@@ -793,19 +795,19 @@ export class Executor {
 
   /** Idle for parkIdleMs with nothing queued or running: stop the workers. */
   private parkIfIdle(): void {
-    if (this.closed || this.pool.isParked || this.queuedRows > 0 || this.inflightBatches > 0) return;
+    if (this.closed || this.pool.isParked || this.queuedRows > 0 || this.inflightBatches() > 0) return;
     if (this.clock.now() - this.lastQueryAt < (this.config.parkIdleMs ?? 0)) return;
     this.pool.park();
   }
 
   /** Resolves when nothing is queued or running. New queries may still arrive unless closed. */
   drain(): Promise<void> {
-    if (this.queuedRows === 0 && this.inflightBatches === 0) return Promise.resolve();
+    if (this.queuedRows === 0 && this.inflightBatches() === 0) return Promise.resolve();
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
   private checkDrained(): void {
-    if (this.queuedRows === 0 && this.inflightBatches === 0 && this.drainWaiters.length > 0) {
+    if (this.queuedRows === 0 && this.inflightBatches() === 0 && this.drainWaiters.length > 0) {
       const w = this.drainWaiters;
       this.drainWaiters = [];
       for (const f of w) f();

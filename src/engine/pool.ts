@@ -3,7 +3,7 @@ import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { Ring, createRingBuffer } from './ring/ring.js';
 import { SideChannel } from './ring/side-channel.js';
-import { MARKER_RECORD_BYTES, STATUS_EXTERNAL, STATUS_STOP, writeMarkerRecord } from './ring/layout.js';
+import { MARKER_RECORD_BYTES, STATUS_EXTERNAL, writeMarkerRecord } from './ring/layout.js';
 import type { ModelDescription, WorkerInit, WorkerTask } from '../../workers/runner.js';
 
 /**
@@ -77,6 +77,7 @@ export class PoolSlot {
     side.unref();
     this.abort = new AbortController();
     const task: WorkerTask = { op: 'serve', slot: this.index, req: reqSab, res: resSab, port: port2 };
+    // The serve loop never returns: the task settles only when its worker dies or is terminated.
     this.pool.piscina.run(task, { transferList: [port2], signal: this.abort.signal }).then(
       () => this.ended(gen, new Error('serve loop ended')),
       (err: unknown) => this.ended(gen, err),
@@ -138,13 +139,6 @@ export class PoolSlot {
     this.abort.abort();
   }
 
-  /** Ask the serve loop to end after what is queued (best effort: close() terminates anyway). */
-  stop(): void {
-    const target = this.req.reserve(MARKER_RECORD_BYTES);
-    if (!target) return;
-    writeMarkerRecord(target, 0, STATUS_STOP);
-    this.req.commit();
-  }
 }
 
 const WORKER_FILE = fileURLToPath(new URL('../../workers/runner.js', import.meta.url));
@@ -250,10 +244,8 @@ export class ModelPool {
       await this.parking;
       return;
     }
-    for (const s of this.slots) {
-      s.stop();
-      s.side.close();
-    }
+    for (const s of this.slots) s.side.close();
+    // Terminates the workers (their serve loops never end on their own).
     await this.piscina.destroy();
   }
 }

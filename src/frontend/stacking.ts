@@ -8,16 +8,11 @@
  * cutting one row out of the stacked outputs. The decoder puts a frame's tensors one after the
  * other in slab memory, so stacking is usually a view over them and copies nothing.
  */
+import type { WireRequest } from '../protocol/wire.js';
 import type { Tensor } from '../tensor/tensor.js';
 
-export interface StackableRequest {
-  model: string;
-  version: number;
-  timeoutUs: number;
-  deadlineUnixUs: number;
-  inputs: Tensor[];
-  outputs: string[];
-}
+/** The fields of a wire request that decide whether it can share a stack. */
+export type StackableRequest = Pick<WireRequest, 'model' | 'version' | 'timeoutUs' | 'deadlineUnixUs' | 'inputs' | 'outputs'>;
 
 /**
  * The stack a request may join, or null when it must run alone (no inputs, or an input whose

@@ -204,10 +204,19 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
    * one by one. Each request still gets its own answer, id, duplicate check and cancel handle.
    */
   function handleRequests(c: Conn, rs: WireRequest[]): void {
+    // How many rows one stack of a model may have, looked up once per model in the frame
+    // (0/1: the model does not stack, e.g. it has a cache; its requests go one by one).
+    const limits = new Map<string, number>();
+    const limitOf = (r: WireRequest): number => {
+      const k = `${r.model}\u0000${r.version}`;
+      let l = limits.get(k);
+      if (l === undefined) limits.set(k, (l = qp.stackLimit(r.model, r.version)));
+      return l;
+    };
     let stacks: Map<string, WireRequest[]> | null = null;
     for (const r of rs) {
       // A repeated id is not stackable: handleRequest answers it DUPLICATE_ID.
-      const key = r.error || r.app || c.inflight.has(r.id) ? null : stackKey(r);
+      const key = r.error || r.app || c.inflight.has(r.id) || limitOf(r) <= 1 ? null : stackKey(r);
       if (key === null) {
         handleRequest(c, r);
         continue;
@@ -221,9 +230,9 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
     if (!stacks) return;
     for (const s of stacks.values()) {
       // At most one batch per stack: admission and deadlines then act per batch-sized group.
-      const limit = s.length > 1 ? qp.stackLimit(s[0]!.model, s[0]!.version) : 0;
-      for (let i = 0; i < s.length; i += Math.max(1, limit)) {
-        const part = limit > 1 ? s.slice(i, i + limit) : s.slice(i, i + 1);
+      const limit = limitOf(s[0]!);
+      for (let i = 0; i < s.length; i += limit) {
+        const part = s.slice(i, i + limit);
         if (part.length > 1) {
           handleStack(c, part);
           continue;

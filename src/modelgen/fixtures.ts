@@ -247,6 +247,29 @@ export function predict(inputs) {
 }
 
 /**
+ * A JS-function model that adds 1 to its FP32 [N,4] input, except on a "poison" input
+ * (x[0] = 666), where it runs `fault` (JS source: throw, exit, loop, allocate...) instead. For
+ * tests of worker failures. Returns the model file.
+ */
+export function writeFaultyModel(repoDir: string, name: string, fault: string): string {
+  const file = join(versionDir(repoDir, name, 1), 'model.mjs');
+  writeFileSync(file, `
+export const metadata = {
+  inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 4] }],
+  outputs: [{ name: 'output', datatype: 'FP32', shape: [-1, 4] }],
+};
+export function predict(inputs) {
+  const x = inputs.input.data;
+  if (x[0] === 666) { ${fault} }
+  const y = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) y[i] = x[i] + 1;
+  return { output: { datatype: 'FP32', shape: inputs.input.shape, data: y } };
+}
+`);
+  return file;
+}
+
+/**
  * JS-function model `<version>/model.mjs`: `input` [N, dim=4] FP32 -> `output` [N, dim] FP32 = 2 * input,
  * blocking the calling thread for delayMs + N * perRowUs per call. Exports `metadata` and `predict`.
  */

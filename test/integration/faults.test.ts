@@ -1,8 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { writeClassifier, writeModelConfig } from '../../src/modelgen/fixtures.js';
+import { writeClassifier, writeFaultyModel, writeModelConfig } from '../../src/modelgen/fixtures.js';
 import { SkiffClient } from '../../src/client/ws-client.js';
 import { bytesOf, postJson, serve, tempDir } from './helpers.js';
 
@@ -19,22 +17,8 @@ const FAULTS: Record<string, string> = {
   spinner: `for (;;) {}`,
 };
 
-function writeFaultyModel(repo: string, name: string, fault: string): void {
-  const dir = join(repo, name, '1');
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'model.mjs'), `
-export const metadata = {
-  inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 4] }],
-  outputs: [{ name: 'output', datatype: 'FP32', shape: [-1, 4] }],
-};
-export function predict(inputs) {
-  const x = inputs.input.data;
-  if (x[0] === 666) { ${fault} }
-  const y = new Float32Array(x.length);
-  for (let i = 0; i < x.length; i++) y[i] = x[i] + 1;
-  return { output: { datatype: 'FP32', shape: inputs.input.shape, data: y } };
-}
-`);
+function writeFaulty(repo: string, name: string, fault: string): void {
+  writeFaultyModel(repo, name, fault);
   writeModelConfig(repo, name, { max_batch_size: 1, cache_bytes: 0, batch_timeout_ms: 1500, max_consecutive_failures: 3, max_worker_memory_mb: 48 });
 }
 
@@ -44,7 +28,7 @@ describe('faulty models: every query answered once, others unaffected, server ke
   let client: SkiffClient;
 
   before(async () => {
-    for (const [name, fault] of Object.entries(FAULTS)) writeFaultyModel(tmp.dir, name, fault);
+    for (const [name, fault] of Object.entries(FAULTS)) writeFaulty(tmp.dir, name, fault);
     writeClassifier(tmp.dir, 'healthy', { seed: 1, inputDim: 4, classes: 3 });
     writeModelConfig(tmp.dir, 'healthy', { cache_bytes: 0 });
     server = await serve(tmp.dir);

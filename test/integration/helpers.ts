@@ -7,6 +7,8 @@ import type { Tensor } from '../../src/tensor/tensor.js';
 import { WebSocket } from 'ws';
 import { decodeFrame, type WireResponse } from '../../src/protocol/wire.js';
 import type { ErrorInfo } from '../../src/errors.js';
+import * as ort from 'onnxruntime-node';
+import { Prng } from '../../src/modelgen/prng.js';
 
 /** A fresh temporary directory, removed by the returned cleanup. */
 export function tempDir(prefix = 'skiff-test-'): { dir: string; cleanup(): void } {
@@ -82,4 +84,22 @@ export async function rawExchange(wsUrl: string, frames: Uint8Array[], count: nu
   await done;
   ws.close();
   return { responses, frameErrors };
+}
+
+/**
+ * `rows` random inputs of width `dim` (uniform in [-range, range], seeded) and a classifier's
+ * outputs for them from in-process ONNX Runtime: the reference a served answer must match.
+ */
+export async function classifierReference(file: string, rows: number, opts: { seed: number; range: number; dim?: number }): Promise<{ x: Float32Array; probs: Float32Array; labels: BigInt64Array }> {
+  const dim = opts.dim ?? 64;
+  const x = new Float32Array(rows * dim);
+  const rng = new Prng(opts.seed);
+  for (let i = 0; i < x.length; i++) x[i] = rng.uniform(-opts.range, opts.range);
+  const s = await ort.InferenceSession.create(file);
+  try {
+    const out = await s.run({ input: new ort.Tensor('float32', x, [rows, dim]) });
+    return { x, probs: out.probabilities!.data as Float32Array, labels: out.label!.data as BigInt64Array };
+  } finally {
+    await s.release();
+  }
 }

@@ -1,9 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import * as ort from 'onnxruntime-node';
 import { writeClassifier } from '../../src/modelgen/fixtures.js';
-import { Prng } from '../../src/modelgen/prng.js';
-import { assertClose, getJson, postJson, serve, tempDir } from './helpers.js';
+import { assertClose, classifierReference, getJson, postJson, serve, tempDir } from './helpers.js';
 
 /**
  * The issue's acceptance scenario: a model directory the server has never seen, a classifier
@@ -21,13 +19,10 @@ describe('OIP REST on an unseen model directory (no config.json)', () => {
 
   before(async () => {
     const fx = writeClassifier(tmp.dir, 'digits64', { seed: 7, hidden: 32 });
-    const rng = new Prng(99);
-    for (let i = 0; i < x.length; i++) x[i] = rng.uniform(-1, 1);
-    const session = await ort.InferenceSession.create(fx.file);
-    const out = await session.run({ input: new ort.Tensor('float32', x, [N, 64]) });
-    expectedProbs = out.probabilities!.data as Float32Array;
-    expectedLabels = out.label!.data as BigInt64Array;
-    await session.release();
+    const ref = await classifierReference(fx.file, N, { seed: 99, range: 1 });
+    x.set(ref.x);
+    expectedProbs = ref.probs;
+    expectedLabels = ref.labels;
     server = await serve(tmp.dir);
   });
   after(async () => {

@@ -1,11 +1,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import * as ort from 'onnxruntime-node';
 import { writeClassifier, writeDelayModel, writeModelConfig } from '../../src/modelgen/fixtures.js';
-import { Prng } from '../../src/modelgen/prng.js';
 import { encodeFrame } from '../../src/protocol/wire.js';
 import { tensorSlab } from '../../src/tensor/slab.js';
-import { assertClose, bytesOf, f32, i64, rawExchange, serve, tempDir } from './helpers.js';
+import { assertClose, bytesOf, classifierReference, f32, i64, rawExchange, serve, tempDir } from './helpers.js';
 
 /**
  * Stacking: a frame's single-row requests for a batchable model without a prediction cache are
@@ -30,13 +28,9 @@ describe('WebSocket frames: many single-row requests stacked into one query', ()
     writeModelConfig(tmp.dir, 'double', { cache_bytes: 0, max_batch_size: 96 });
     // A generous objective, so AIMD lets the batch cap (and with it the stack size) grow.
     writeModelConfig(tmp.dir, 'slow', { cache_bytes: 0, max_batch_size: 16, latency_objective_us: 2_000_000 });
-    const rng = new Prng(9);
-    for (let i = 0; i < x.length; i++) x[i] = rng.uniform(-2, 2);
-    const s = await ort.InferenceSession.create(fx.file);
-    const out = await s.run({ input: new ort.Tensor('float32', x, [N, 64]) });
-    probs = out.probabilities!.data as Float32Array;
-    labels = out.label!.data as BigInt64Array;
-    await s.release();
+    const ref = await classifierReference(fx.file, N, { seed: 9, range: 2 });
+    x.set(ref.x);
+    ({ probs, labels } = ref);
     server = await serve(tmp.dir);
     assert.deepEqual(server.loadReport.failed, []);
   });
@@ -95,7 +89,9 @@ describe('WebSocket frames: many single-row requests stacked into one query', ()
     const busy = encodeFrame({ requests: [{ id: 1n, model: 'slow', inputs: [input(0)] }] });
     const stack = encodeFrame({ requests: Array.from({ length: 8 }, (_, k) => ({ id: BigInt(10 + k), model: 'slow', inputs: [input(k)] })) });
     const cancel = encodeFrame({ cancel: [13n] });
+    const q0 = queued('slow');
     const { responses } = await rawExchange(server.wsUrl, [busy, stack, cancel], 9);
+    assert.equal(queued('slow') - q0, 2, 'the busy query and ONE stacked query of eight ran');
     assert.equal(responses.length, 9);
     const byId = new Map(responses.map((r) => [r.id, r]));
     assert.equal(byId.size, 9, 'exactly one answer per id');

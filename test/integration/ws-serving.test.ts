@@ -1,12 +1,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import * as ort from 'onnxruntime-node';
 import { writeClassifier, writeDelayModel, writeFixedShape, writeMultiIO, writeModelConfig } from '../../src/modelgen/fixtures.js';
-import { Prng } from '../../src/modelgen/prng.js';
 import { SkiffClient } from '../../src/client/ws-client.js';
 import { encodeFrame } from '../../src/protocol/wire.js';
 import type { ErrorInfo } from '../../src/errors.js';
-import { assertClose, bytesOf, f32, i64, rawExchange, serve, tempDir } from './helpers.js';
+import { assertClose, bytesOf, classifierReference, f32, i64, rawExchange, serve, tempDir } from './helpers.js';
 
 describe('WebSocket + FlatBuffers serving', () => {
   const tmp = tempDir();
@@ -24,13 +22,9 @@ describe('WebSocket + FlatBuffers serving', () => {
     writeFixedShape(tmp.dir, 'fixed');
     writeDelayModel(tmp.dir, 'slow', { delayMs: 150, dim: 4 });
     writeModelConfig(tmp.dir, 'slow', { max_batch_size: 1, cache_bytes: 0 });
-    const rng = new Prng(5);
-    for (let i = 0; i < x.length; i++) x[i] = rng.uniform(-2, 2);
-    const s = await ort.InferenceSession.create(fx.file);
-    const out = await s.run({ input: new ort.Tensor('float32', x, [N, 64]) });
-    probs = out.probabilities!.data as Float32Array;
-    labels = out.label!.data as BigInt64Array;
-    await s.release();
+    const ref = await classifierReference(fx.file, N, { seed: 5, range: 2 });
+    x.set(ref.x);
+    ({ probs, labels } = ref);
     server = await serve(tmp.dir);
     assert.deepEqual(server.loadReport.failed, [], 'every model loads');
     client = await SkiffClient.connect(server.wsUrl, { onFrameError: (e) => frameErrors.push(e) });

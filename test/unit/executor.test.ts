@@ -5,14 +5,14 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemClock } from '../../src/clock.js';
 import type { ErrorInfo } from '../../src/errors.js';
 import { Executor, type ExecutorConfig, type QueryHandle } from '../../src/engine/executor.js';
 import { ModelPool, type PoolOptions } from '../../src/engine/pool.js';
-import { writeClassifier, writeDelayModel, writeFixedShape, type ModelFixture } from '../../src/modelgen/fixtures.js';
+import { writeClassifier, writeDelayModel, writeFaultyModel, writeFixedShape, type ModelFixture } from '../../src/modelgen/fixtures.js';
 import { Prng } from '../../src/modelgen/prng.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
 
@@ -344,23 +344,11 @@ describe('executor: pipelining (a replica holds a running batch and full ones be
   let exCrash: Executor;
   before(async () => {
     // A JS model that adds 1, and kills its worker on the poison input x[0] = 666.
-    const dir = join(repo, 'crash', '1');
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'model.mjs'), `
-export const metadata = {
-  inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 4] }],
-  outputs: [{ name: 'output', datatype: 'FP32', shape: [-1, 4] }],
-};
-export function predict(inputs) {
-  const x = inputs.input.data;
-  if (x[0] === 666) { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50); process.exit(3); }
-  return { output: { datatype: 'FP32', shape: inputs.input.shape, data: x.map((v) => v + 1) } };
-}
-`);
+    const crash = writeFaultyModel(repo, 'crash', 'process.exit(3);');
     // Cap 1: every query is a full batch, so a busy replica takes one more behind the running one.
     [exPipe, exCrash] = await Promise.all([
       startExecutor(js(slow.file), config('pipe:1', { maxBatchSize: 1 })),
-      startExecutor(js(join(dir, 'model.mjs')), config('crash:1', { maxBatchSize: 1 })),
+      startExecutor(js(crash), config('crash:1', { maxBatchSize: 1 })),
     ]);
   });
 

@@ -3,7 +3,7 @@
  * for both a batch's inputs (main -> worker request ring) and its outputs (worker -> main
  * response ring). Imported by workers/: keep it dependency-free.
  *
- *   u32 seq | u32 status (0 ok, 1 error, 2 external, 3 stop) | u32 count | u32 aux (outputs: the model's run time in µs)
+ *   u32 seq | u32 status (0 ok, 1 error, 2 external) | u32 count | u32 aux (outputs: the model's run time in µs)
  *   count x { u32 datatype (wire number) | u32 ndims | u32 byteLength | u32 reserved
  *             | u32 dims[ndims] | pad to 8 | data[byteLength] | pad to 8 }
  *   status 1: instead of tensors, u32 messageLength | utf-8 message
@@ -19,8 +19,6 @@ export const STATUS_ERROR = 1;
  * on the slot's side MessagePort, tagged with the same seq. Header only.
  */
 export const STATUS_EXTERNAL = 2;
-/** Request ring only: the worker's serve loop ends. Header only. */
-export const STATUS_STOP = 3;
 
 const LIST_HEADER = 16;
 const TENSOR_HEADER = 16;
@@ -108,7 +106,7 @@ export function writeErrorRecord(target: Uint8Array, seq: number, message: strin
   target.set(msg, LIST_HEADER + 4);
 }
 
-/** Write a header-only record (STATUS_EXTERNAL, STATUS_STOP) of LIST_HEADER bytes. */
+/** Write a header-only record (STATUS_EXTERNAL) of LIST_HEADER bytes. */
 export function writeMarkerRecord(target: Uint8Array, seq: number, status: number): void {
   const view = new DataView(target.buffer, target.byteOffset, target.byteLength);
   view.setUint32(0, seq, true);

@@ -9,7 +9,7 @@ import { QueryProcessor } from './selection/query-processor.js';
 import { registerOipRoutes } from './frontend/oip.js';
 import { registerWsRoute } from './frontend/ws.js';
 import { registerClipperRoutes } from './frontend/clipper.js';
-import { exchange, sendError } from './frontend/http.js';
+import { exchange, sendError } from './http/exchange.js';
 import { AppRegistry } from './selection/apps.js';
 import { AppProcessor } from './selection/app-processor.js';
 import { applicationCalls, startAdminServer, type AdminServer } from './admin/server.js';

@@ -15,7 +15,6 @@
 import { workerData } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
 import type * as Ort from 'onnxruntime-node';
-import type { MessagePort } from 'node:worker_threads';
 import { Ring, maxRecordBytes } from '../src/engine/ring/ring.js';
 import {
   readTensorList, recordSeq, recordStatus, TensorListWriter, tensorListBytes, writeErrorRecord, errorRecordBytes,
@@ -26,21 +25,7 @@ import {
   dataTypeFromOrt, dataTypeFromWire, dataTypeToWire, ORT_TYPE, viewAs, type DataType,
 } from '../src/tensor/datatype.js';
 import type { TensorSpec } from '../src/tensor/tensor.js';
-
-export interface WorkerInit {
-  kind: 'onnx' | 'js';
-  modelPath: string;
-  threads: number;
-}
-
-export type WorkerTask =
-  | { op: 'describe' }
-  | { op: 'serve'; slot: number; req: SharedArrayBuffer; res: SharedArrayBuffer; port: MessagePort };
-
-export interface ModelDescription {
-  inputs: TensorSpec[];
-  outputs: TensorSpec[];
-}
+import type { ModelDescription, WorkerInit, WorkerTask } from '../src/engine/ring/protocol.js';
 
 interface JsTensor {
   datatype: string;

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket } from 'uWebSockets.js';
 import type { Observability } from '../metrics/observability.js';
-import { exchange, send, sendError } from '../frontend/http.js';
+import { exchange, send, sendError } from '../http/exchange.js';
 
 /**
  * The live dashboard on the admin listener:

@@ -6,7 +6,7 @@ import { expectArray, expectObject, expectString, parseJsonBody, type JsonObject
 import type { AppRegistry } from '../selection/apps.js';
 import type { AppDefinition } from '../selection/app.js';
 import type { ControlStore } from '../store/types.js';
-import { exchange, readBody, send, sendError, sendJson, type Exchange } from '../frontend/http.js';
+import { exchange, readBody, send, sendError, sendJson, type Exchange } from '../http/exchange.js';
 
 /**
  * The management API on its own listener (loopback by default), in Clipper's shape:

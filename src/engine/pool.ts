@@ -4,7 +4,7 @@ import { Piscina } from 'piscina';
 import { Ring, createRingBuffer } from './ring/ring.js';
 import { SideChannel } from './ring/side-channel.js';
 import { MARKER_RECORD_BYTES, STATUS_EXTERNAL, writeMarkerRecord } from './ring/layout.js';
-import type { ModelDescription, WorkerInit, WorkerTask } from '../../workers/runner.js';
+import type { ModelDescription, WorkerInit, WorkerTask } from './ring/protocol.js';
 
 /**
  * One piscina pool per model version: `replicas` worker threads (min = max), each holding one

@@ -5,7 +5,7 @@ import { expectObject, parseJsonBody } from '../protocol/safe-json.js';
 import { INPUT_TYPES } from '../selection/app.js';
 import type { AppRegistry } from '../selection/apps.js';
 import type { AppAnswer, AppProcessor } from '../selection/app-processor.js';
-import { exchange, readBody, sendError, sendJson, type Exchange } from './http.js';
+import { exchange, readBody, sendError, sendJson, type Exchange } from '../http/exchange.js';
 
 /**
  * Clipper's query REST API, per application:

@@ -2,7 +2,7 @@ import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { SkiffError, toErrorInfo } from '../errors.js';
 import type { Observability } from '../metrics/observability.js';
 import { modelStatistics } from '../metrics/oip-stats.js';
-import { exchange, send, sendError, sendJson } from './http.js';
+import { exchange, send, sendError, sendJson } from '../http/exchange.js';
 
 /**
  * Observability routes on the main port:

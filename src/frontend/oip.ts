@@ -3,7 +3,7 @@ import { SkiffError, toErrorInfo } from '../errors.js';
 import { encodeInferResponse, parseInferRequest } from '../protocol/oip.js';
 import type { ModelRegistry, ModelVersion } from '../models/registry.js';
 import type { QueryProcessor } from '../selection/query-processor.js';
-import { exchange, readBody, send, sendError, sendJson, type Exchange } from './http.js';
+import { exchange, readBody, send, sendError, sendJson, type Exchange } from '../http/exchange.js';
 import type { Logger } from 'pino';
 import { logRequest, requestStart } from '../metrics/request-log.js';
 

@@ -2,7 +2,7 @@ import type { Clock } from '../clock.js';
 import { SkiffError, toErrorInfo, type ErrorInfo } from '../errors.js';
 import { ELEMENT_SIZE, viewAs } from '../tensor/datatype.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { hashBytes } from '../engine/cache.js';
+import { hashBytes } from '../hash.js';
 import type { ModelRegistry } from '../models/registry.js';
 import { INPUT_TYPES, parseArm } from './app.js';
 import type { AppRegistry, AppRuntime } from './apps.js';

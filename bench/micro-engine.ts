@@ -1,69 +1,65 @@
 /**
  * Microbenchmark of the executor's own cost on the main thread, per query: enqueue, batch
  * forming, writing the batch into the request ring, reading the outputs from the response ring,
- * splitting and answering. The worker pool is replaced by an in-thread stand-in that answers
+ * splitting and answering. The runner is replaced by an in-thread stand-in that answers
  * each batch on the next event-loop turn with a 10-float output per row, so no thread wake-up
  * or model time is included. Run: node dist/bench/micro-engine.js
  */
 import { Executor } from '../src/engine/executor.js';
-import type { ModelPool, PoolSlot } from '../src/engine/pool.js';
-import { Ring, createRingBuffer } from '../src/engine/ring/ring.js';
-import { readTensorList, TensorListWriter, tensorListBytes } from '../src/engine/ring/layout.js';
+import type { Replica, Runner, RunnerBatch, RunnerEvents } from '../src/engine/runner.js';
 import { systemClock } from '../src/clock.js';
 import type { Tensor } from '../src/tensor/tensor.js';
 
 const OUT = 10;
-const FP32 = 11;
 
-/** A pool whose "worker" runs on this thread: reads each request record on the next turn, writes zeros as outputs. */
-function instantPool(): ModelPool {
-  const req = new Ring(createRingBuffer(1 << 22));
-  const res = new Ring(createRingBuffer(1 << 22));
-  const writer = new TensorListWriter();
+/** A runner whose one "replica" runs on this thread: answers each batch on the next turn with zeros as outputs. */
+function instantRunner(): Runner {
   const zeros = new Uint8Array(4 * OUT * 4096);
+  const pending: RunnerBatch[] = [];
+  let events!: RunnerEvents;
   let scheduled = false;
-  const pool = {
-    onReadable: (_slot: number) => undefined as void,
-    onSlotLost: () => undefined,
-    description: {
-      inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 784] }],
-      outputs: [{ name: 'output', datatype: 'FP32', shape: [-1, OUT] }],
-    },
-    close: async () => undefined,
-    threads: 1,
-    slots: [] as PoolSlot[],
-  };
   const serve = (): void => {
     scheduled = false;
-    for (let rec = req.peek(); rec; rec = req.peek()) {
-      const list = readTensorList(rec);
-      const rows = list.tensors[0]!.dims[0]!;
-      req.release();
-      const bytes = rows * OUT * 4;
-      const target = res.reserve(tensorListBytes([{ ndims: 2, byteLength: bytes }]))!;
-      writer.begin(target, list.seq, 1).tensor(FP32, [rows, OUT], bytes).set(zeros.subarray(0, bytes));
-      res.commit();
+    for (let b = pending.shift(); b; b = pending.shift()) {
+      events.answered(replica, { seq: b.seq, runUs: 0, outputs: [{ datatype: 'FP32', dims: [b.rows, OUT], data: zeros.subarray(0, b.rows * OUT * 4) }] });
     }
-    pool.onReadable(0);
+    events.settled();
   };
-  const slot = {
-    index: 0, req, res, generation: 0, side: { take: () => undefined },
-    watch(): boolean {
+  const replica: Replica = {
+    id: '0',
+    maxBatchBytes: 1 << 22,
+    send(b) {
+      // Stack the inputs as a ring write would (one copy of the batch's bytes).
+      const bytes = new Uint8Array(b.parts.reduce((n, p) => n + p.inputs[0]!.data.byteLength, 0));
+      let off = 0;
+      for (const p of b.parts) {
+        bytes.set(p.inputs[0]!.data, off);
+        off += p.inputs[0]!.data.byteLength;
+      }
+      pending.push(b);
       if (!scheduled) {
         scheduled = true;
         setImmediate(serve);
       }
-      return false;
+      return true;
     },
-    sendExternal: () => false,
     terminate: () => undefined,
   };
-  pool.slots.push(slot as unknown as PoolSlot);
-  return pool as unknown as ModelPool;
+  return {
+    kind: 'worker', replicas: [replica], wantedReplicas: 1, depth: 2, restarts: 0, threads: 1, isParked: false, parks: 0,
+    description: {
+      inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 784] }],
+      outputs: [{ name: 'output', datatype: 'FP32', shape: [-1, OUT] }],
+    },
+    bind: (e) => (events = e),
+    park: () => undefined,
+    unpark: () => undefined,
+    close: async () => undefined,
+  };
 }
 
 async function measure(name: string, inFlight: number, batchWaitMs: number, queries: number): Promise<void> {
-  const ex = new Executor({ id: 'micro:1', maxBatchSize: 256, batchWaitMs, latencyObjectiveMs: 1e9, cacheBytes: 0, maxQueueRows: 1 << 20 }, instantPool(), systemClock);
+  const ex = new Executor({ id: 'micro:1', maxBatchSize: 256, batchWaitMs, latencyObjectiveMs: 1e9, cacheBytes: 0, maxQueueRows: 1 << 20 }, instantRunner(), systemClock);
   const input: Tensor[] = [{ name: 'input', datatype: 'FP32', shape: [1, 784], data: new Uint8Array(784 * 4) }];
   let issued = 0;
   let answered = 0;

@@ -7,17 +7,17 @@
  * two thread wake-ups). Run: node dist/bench/micro-worker.js [model.onnx]
  */
 import { join } from 'node:path';
-import { ModelPool } from '../src/engine/pool.js';
-import { readTensorList, TensorListWriter, tensorListBytes } from '../src/engine/ring/layout.js';
+import { WorkerRunner } from '../src/engine/worker-runner.js';
+import type { BatchAnswer } from '../src/engine/runner.js';
 import { DEMO_REPOSITORY } from '../src/paths.js';
 import { createHistogram, percentiles, recordUs } from './lib/histogram.js';
 
-const FP32 = 11;
 const model = process.argv[2] ?? join(DEMO_REPOSITORY, 'mnist_mlp', '1', 'model.onnx');
-const pool = await ModelPool.start({ kind: 'onnx', modelPath: model, replicas: 1, threads: 1, requestRingBytes: 1 << 23, responseRingBytes: 1 << 23 });
-const slot = pool.slots[0]!;
-const writer = new TensorListWriter();
-const dim = pool.description.inputs[0]!.shape[1]!;
+const runner = await WorkerRunner.start({ kind: 'onnx', modelPath: model, replicas: 1, threads: 1, requestRingBytes: 1 << 23, responseRingBytes: 1 << 23 });
+let onAnswer: (a: BatchAnswer) => void = () => undefined;
+runner.bind({ answered: (_r, a) => onAnswer(a), settled: () => undefined, lost: (_r, l) => { throw new Error(l.error); }, added: () => undefined });
+const slot = runner.replicas[0]!;
+const dim = runner.description.inputs[0]!.shape[1]!;
 let seq = 0;
 console.log(`${model}\nbatch   run p50    run p99   hand-off p50  hand-off p99  (µs, ${1000} batches each)`);
 for (const rows of [1, 16, 64, 256]) {
@@ -26,20 +26,17 @@ for (const rows of [1, 16, 64, 256]) {
   const handoff = createHistogram();
   for (let i = 0; i < 1100; i++) {
     const s = ++seq;
-    const target = slot.req.reserve(tensorListBytes([{ ndims: 2, byteLength: data.byteLength }]))!;
-    writer.begin(target, s, 1).tensor(FP32, [rows, dim], data.byteLength).set(data);
-    slot.req.commit();
     const t0 = performance.now();
-    while (!slot.res.peek()) await slot.res.whenReadable();
+    const answer = new Promise<BatchAnswer>((resolve) => (onAnswer = resolve));
+    slot.send({ seq: s, rows, dims: [[rows, dim]], parts: [{ rows, inputs: [{ name: 'input', datatype: 'FP32', shape: [rows, dim], data }] }] });
+    const out = await answer;
     const us = (performance.now() - t0) * 1000;
-    const out = readTensorList(slot.res.peek()!);
-    slot.res.release();
     if (i < 100) continue;
-    recordUs(run, out.aux);
-    recordUs(handoff, us - out.aux);
+    recordUs(run, out.runUs);
+    recordUs(handoff, us - out.runUs);
   }
   const r = percentiles(run);
   const h = percentiles(handoff);
   console.log(`${String(rows).padStart(5)} ${String(r.p50).padStart(10)} ${String(r.p99).padStart(10)} ${String(h.p50).padStart(14)} ${String(h.p99).padStart(13)}`);
 }
-await pool.close();
+await runner.close();

@@ -1,7 +1,7 @@
 import { SkiffError } from '../errors.js';
 import { ELEMENT_SIZE, elementCount } from '../tensor/datatype.js';
 import type { Tensor, TensorSpec } from '../tensor/tensor.js';
-import type { ModelSpec } from './executor.js';
+import type { ModelSpec } from './spec.js';
 
 /**
  * Check a query's input tensors against the model's declared inputs, before anything is queued:

@@ -3,7 +3,7 @@ import type { Clock } from '../clock.js';
 import { SkiffError, toErrorInfo, type ErrorInfo } from '../errors.js';
 import { parseModelConfig, type ModelConfig } from '../config/model-config.js';
 import { Executor, type ModelSpec } from '../engine/executor.js';
-import { ModelPool } from '../engine/pool.js';
+import { WorkerRunner } from '../engine/worker-runner.js';
 import { readModel, scanRepository, type VersionFile } from './repository.js';
 
 /**
@@ -114,11 +114,12 @@ export class ModelRegistry {
   }
 
   private async startExecutor(name: string, version: number, file: VersionFile, config: ModelConfig, replicas: number): Promise<Executor> {
-    const pool = await ModelPool.start({
+    const runner = await WorkerRunner.start({
       kind: file.kind,
       modelPath: file.path,
       replicas,
       threads: config.threads,
+      depth: config.pipeline_depth,
       maxOldGenerationSizeMb: config.max_worker_memory_mb || undefined,
       requestRingBytes: config.ring_bytes,
       responseRingBytes: config.ring_bytes,
@@ -134,11 +135,10 @@ export class ModelRegistry {
         maxQueueRows: config.max_queue_rows,
         batchTimeoutMs: config.batch_timeout_ms,
         maxConsecutiveFailures: config.max_consecutive_failures,
-        pipelineDepth: config.pipeline_depth,
         parkIdleMs: config.park_idle_ms,
         onFailed: (reason) => this.fail(name, version, reason),
       },
-      pool,
+      runner,
       this.clock,
     );
   }

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { systemClock } from '../../src/clock.js';
 import type { ErrorInfo } from '../../src/errors.js';
 import { Executor, type ExecutorConfig, type QueryHandle } from '../../src/engine/executor.js';
-import { ModelPool, type PoolOptions } from '../../src/engine/pool.js';
+import { WorkerRunner, type WorkerRunnerOptions as PoolOptions } from '../../src/engine/worker-runner.js';
 import { writeClassifier, writeDelayModel, writeFaultyModel, writeFixedShape, type ModelFixture } from '../../src/modelgen/fixtures.js';
 import { Prng } from '../../src/modelgen/prng.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
@@ -123,8 +123,8 @@ const onnx = (file: string, over: Partial<PoolOptions> = {}): PoolOptions => ({
 const js = (file: string, over: Partial<PoolOptions> = {}): PoolOptions => ({ ...onnx(file, over), kind: 'js' });
 
 async function startExecutor(opts: PoolOptions, cfg: ExecutorConfig): Promise<Executor> {
-  const pool = await ModelPool.start(opts);
-  const ex = new Executor(cfg, pool, systemClock);
+  const runner = await WorkerRunner.start(opts);
+  const ex = new Executor(cfg, runner, systemClock);
   executors.push(ex);
   return ex;
 }
@@ -150,9 +150,9 @@ before(async () => {
     startExecutor(onnx(fixed.file), config('fixed:1')),
     startExecutor(js(slow.file), config('slow:1')),
     // Depth 1 (one batch per replica, none waiting behind it): queue semantics are exact.
-    startExecutor(js(slow.file), config('bounded:1', { maxQueueRows: 3, pipelineDepth: 1 })),
-    startExecutor(js(slow.file), config('close:1', { pipelineDepth: 1 })),
-    startExecutor(onnx(clf.file), config('cache:1', { cacheBytes: 1 << 20, pipelineDepth: 1 })),
+    startExecutor(js(slow.file, { depth: 1 }), config('bounded:1', { maxQueueRows: 3 })),
+    startExecutor(js(slow.file, { depth: 1 }), config('close:1')),
+    startExecutor(onnx(clf.file, { depth: 1 }), config('cache:1', { cacheBytes: 1 << 20 })),
     startExecutor(onnx(clf.file), config('wait:1', { batchWaitMs: 100, maxBatchSize: 8 })),
   ]);
 });

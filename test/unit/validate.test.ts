@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { SkiffError, type ErrorCode } from '../../src/errors.js';
-import { specOf, type ModelSpec } from '../../src/engine/executor.js';
+import { specOf, type ModelSpec } from '../../src/engine/spec.js';
 import { outputSelector, validateInputs } from '../../src/engine/validate.js';
 import { ELEMENT_SIZE, type DataType } from '../../src/tensor/datatype.js';
 import type { Tensor } from '../../src/tensor/tensor.js';

@@ -1,0 +1,14 @@
+import type { TensorSpec } from '../tensor/tensor.js';
+
+/** What the engine knows of a model version's interface, from its runner's description. */
+export interface ModelSpec {
+  inputs: TensorSpec[];
+  outputs: TensorSpec[];
+  /** Every input has a variable leading (batch) dimension: queries can be stacked into batches. */
+  batchable: boolean;
+}
+
+export function specOf(desc: { inputs: TensorSpec[]; outputs: TensorSpec[] }): ModelSpec {
+  const batchable = desc.inputs.length > 0 && desc.inputs.every((i) => i.shape.length >= 1 && i.shape[0] === -1);
+  return { inputs: desc.inputs, outputs: desc.outputs, batchable };
+}

@@ -81,7 +81,7 @@ export class Executor {
     private readonly runner: Runner,
     private readonly clock: Clock,
   ) {
-    this.spec = specOf(runner.description);
+    this.spec = specOf(runner.description, runner.kind === 'container');
     this.ragged = runner.kind === 'container';
     const maxBatch = this.spec.batchable ? config.maxBatchSize : 1;
     this.aimd = { ...AIMD_DEFAULTS, objectiveMs: config.latencyObjectiveMs, maxBatch };
@@ -110,6 +110,23 @@ export class Executor {
   /** Replicas that can take batches now (worker threads, or connected containers). */
   get replicas(): number {
     return this.lanes.size;
+  }
+
+  /** Replicas the operator asked for (a container model may have fewer connected). */
+  get wantedReplicas(): number {
+    return this.runner.wantedReplicas;
+  }
+
+  /** The ids of the replicas that can take batches now (slot indexes, container routing ids). */
+  replicaIds(): string[] {
+    return this.lanes.all().map((l) => l.replica.id);
+  }
+
+  /** Change the replica count in place when the runner can (containers); false when a new runner is needed. */
+  resize(replicas: number): boolean {
+    if (!this.runner.resize) return false;
+    this.runner.resize(replicas);
+    return true;
   }
 
   /** Replicas that died (or were stopped) and were replaced. */

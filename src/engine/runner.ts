@@ -106,6 +106,8 @@ export interface Runner {
   readonly wantedReplicas: number;
   /** Batches one replica may hold at once: the running one plus those queued behind it. */
   readonly depth: number;
+  /** Change the replica count in place (launched containers); absent: a new runner is needed. */
+  resize?(replicas: number): void;
   /** Bind the executor; called once, before any batch. */
   bind(events: RunnerEvents): void;
   /** Replicas replaced after a crash, hang or exit since the runner started. */

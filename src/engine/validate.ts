@@ -24,7 +24,7 @@ export function validateInputs(spec: ModelSpec, inputs: readonly Tensor[]): { or
     if (i < 0) throw new SkiffError('INVALID_INPUT', `unknown input '${t.name}'; the model takes ${spec.inputs.map((s) => s.name).join(', ')}`);
     if (ordered[i]) throw new SkiffError('INVALID_INPUT', `input '${t.name}' given twice`);
     const s = spec.inputs[i]!;
-    checkTensor(s, t);
+    checkTensor(s, t, spec.bytesInputs);
     if (spec.batchable) {
       const r = t.shape[0]!;
       if (rows >= 0 && r !== rows) throw new SkiffError('INVALID_INPUT', `inputs disagree on the batch size (${rows} vs ${r} for '${t.name}')`);
@@ -37,11 +37,11 @@ export function validateInputs(spec: ModelSpec, inputs: readonly Tensor[]): { or
   return { ordered, rows };
 }
 
-function checkTensor(s: TensorSpec, t: Tensor): void {
+function checkTensor(s: TensorSpec, t: Tensor, bytesInputs: boolean): void {
   if (t.datatype !== s.datatype) {
     throw new SkiffError('INVALID_INPUT', `input '${t.name}' has datatype ${t.datatype}; the model expects ${s.datatype}`);
   }
-  if (s.datatype === 'BYTES') throw new SkiffError('UNSUPPORTED_DATATYPE', `input '${t.name}': BYTES tensors are not supported`);
+  if (s.datatype === 'BYTES' && !bytesInputs) throw new SkiffError('UNSUPPORTED_DATATYPE', `input '${t.name}': BYTES tensors are not supported by this model's runtime`);
   if (t.shape.length !== s.shape.length) {
     throw new SkiffError('INVALID_INPUT', `input '${t.name}' has shape [${t.shape}]; the model expects rank ${s.shape.length} [${s.shape}]`);
   }
@@ -52,6 +52,12 @@ function checkTensor(s: TensorSpec, t: Tensor): void {
     }
   }
   const n = elementCount(t.shape);
+  if (t.datatype === 'BYTES') {
+    if (n < 0 || bytesElements(t.data) !== n) {
+      throw new SkiffError('INVALID_INPUT', `input '${t.name}' does not hold ${Math.max(0, n)} BYTES elements (u32 length + bytes each) for shape [${t.shape}]`);
+    }
+    return;
+  }
   if (n < 0 || n * ELEMENT_SIZE[t.datatype] !== t.data.byteLength) {
     throw new SkiffError('INVALID_INPUT', `input '${t.name}' has ${t.data.byteLength} bytes; shape [${t.shape}] of ${t.datatype} needs ${Math.max(0, n) * ELEMENT_SIZE[t.datatype]}`);
   }
@@ -66,4 +72,17 @@ export function outputSelector(spec: ModelSpec, names: readonly string[] | undef
     return i;
   });
   return (outs) => idx.map((i) => outs[i]!);
+}
+
+/** How many BYTES elements (u32 little-endian length + bytes) fill `data` exactly; -1 if they do not. */
+function bytesElements(data: Uint8Array): number {
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  let off = 0;
+  let n = 0;
+  while (off < data.byteLength) {
+    if (off + 4 > data.byteLength) return -1;
+    off += 4 + view.getUint32(off, true);
+    n++;
+  }
+  return off === data.byteLength ? n : -1;
 }

@@ -4,7 +4,18 @@ import { SkiffError, toErrorInfo, type ErrorInfo } from '../errors.js';
 import { parseModelConfig, type ModelConfig } from '../config/model-config.js';
 import { Executor, type ModelSpec } from '../engine/executor.js';
 import { WorkerRunner } from '../engine/worker-runner.js';
+import type { Runner } from '../engine/runner.js';
+import { ContainerRunner, type ContainerHub, type ContainerProcesses, type InputType } from '../engine/container/container-runner.js';
 import { readModel, scanRepository, type VersionFile } from './repository.js';
+
+/**
+ * What container-backed versions need from the composition root: the RPC server containers
+ * connect to, and a way to launch a version's processes.
+ */
+export interface ContainerServices {
+  readonly hub: ContainerHub;
+  launch(model: string, version: number, file: VersionFile, replicas: number): ContainerProcesses;
+}
 
 /**
  * The lifecycle registry of model versions. Each version is an explicit state machine:
@@ -63,6 +74,7 @@ export class ModelRegistry {
   constructor(
     private readonly clock: Clock,
     private readonly log: Logger,
+    private readonly containers?: ContainerServices,
   ) {}
 
   private transition(v: ModelVersion, to: VersionState, reason?: string): void {
@@ -113,8 +125,15 @@ export class ModelRegistry {
     return report;
   }
 
-  private async startExecutor(name: string, version: number, file: VersionFile, config: ModelConfig, replicas: number): Promise<Executor> {
-    const runner = await WorkerRunner.start({
+  private async startRunner(name: string, version: number, file: VersionFile, config: ModelConfig, replicas: number): Promise<Runner> {
+    if (file.kind === 'container') {
+      const spec = file.container;
+      if (!spec) throw new SkiffError('MODEL_LOAD_FAILED', `model '${name}' version ${version} has no container description`);
+      if (!this.containers) throw new SkiffError('MODEL_LOAD_FAILED', `model '${name}' version ${version} is served by containers: start the server with --rpc-port`);
+      const processes = spec.command ? this.containers.launch(name, version, file, replicas) : undefined;
+      return new ContainerRunner({ model: name, version, inputType: spec.input_type, hub: this.containers.hub, processes, replicas });
+    }
+    return WorkerRunner.start({
       kind: file.kind,
       modelPath: file.path,
       replicas,
@@ -125,6 +144,10 @@ export class ModelRegistry {
       responseRingBytes: config.ring_bytes,
       onError: (err) => this.log.error({ model: name, version, err: toErrorInfo(err) }, 'model worker error'),
     });
+  }
+
+  private async startExecutor(name: string, version: number, file: VersionFile, config: ModelConfig, replicas: number): Promise<Executor> {
+    const runner = await this.startRunner(name, version, file, config, replicas);
     return new Executor(
       {
         id: `${name}:${version}`,
@@ -163,7 +186,7 @@ export class ModelRegistry {
       this.transition(v, 'loading');
     }
     try {
-      const executor = await this.startExecutor(name, file.version, file, config, rec.replicas ?? config.replicas);
+      const executor = await this.startExecutor(name, file.version, file, config, rec.replicas ?? file.container?.replicas ?? config.replicas);
       v.executor = executor;
       v.spec = executor.spec;
       this.transition(v, 'ready');
@@ -183,6 +206,16 @@ export class ModelRegistry {
     if (v.state !== 'ready') throw new SkiffError('MODEL_LOAD_FAILED', `model '${name}' version ${file.version} failed to load: ${v.reason}`);
     await this.setCurrent(name, file.version);
     return v;
+  }
+
+  /**
+   * Clipper's admin flow: a version served by whatever containers connect for (name, version),
+   * with nothing in the repository to load. It becomes current at once; until a container
+   * connects its queries wait for one, and applications answer their default at the deadline.
+   */
+  async deployContainer(name: string, version: number, meta: { container_name?: string; input_type: InputType; labels?: string[]; batch_size?: number }, config: ModelConfig): Promise<ModelVersion> {
+    const file: VersionFile = { version, path: '', kind: 'container', container: { input_type: meta.input_type, container_name: meta.container_name } };
+    return this.deploy(name, file, config);
   }
 
   /**
@@ -267,7 +300,11 @@ export class ModelRegistry {
     if (!Number.isInteger(replicas) || replicas < 1 || replicas > 64) throw new SkiffError('BAD_REQUEST', 'num_replicas must be an integer in [1, 64]');
     rec.replicas = replicas;
     for (const v of rec.versions.values()) {
-      if (v.state !== 'ready' || !v.executor || v.executor.replicas === replicas) continue;
+      if (v.state !== 'ready' || !v.executor || v.executor.wantedReplicas === replicas) continue;
+      if (v.executor.resize(replicas)) {
+        this.log.info({ model: name, version: v.version, replicas }, 'model replicas changed');
+        continue;
+      }
       const next = await this.startExecutor(name, v.version, v.file, v.config, replicas);
       next.adopt(v.executor);
       const old = v.executor;

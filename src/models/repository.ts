@@ -2,6 +2,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { SkiffError, toErrorInfo, type ErrorInfo } from '../errors.js';
 import { parseModelConfig, type ModelConfig } from '../config/model-config.js';
+import type { InputType } from '../engine/container/container-runner.js';
 
 /**
  * The model repository on disk, in the de-facto standard layout:
@@ -13,8 +14,24 @@ import { parseModelConfig, type ModelConfig } from '../config/model-config.js';
  */
 export interface VersionFile {
   version: number;
+  /** The model file; for a container version, its description file ('' for an external container). */
   path: string;
-  kind: 'onnx' | 'js';
+  kind: 'onnx' | 'js' | 'container';
+  /** A container version: its input type, and how to launch it (absent: containers connect on their own). */
+  container?: ContainerSpec;
+}
+
+/** A container-backed version: what the containers take, and the processes Skiff launches (if any). */
+export interface ContainerSpec {
+  input_type: InputType;
+  /** argv of the process to launch (no shell); absent for external containers. */
+  command?: string[];
+  env?: Record<string, string>;
+  /** Working directory of launched processes (absolute). */
+  cwd?: string;
+  replicas?: number;
+  /** Clipper's add_model metadata, kept for get_model_info. */
+  container_name?: string;
 }
 
 export interface RepositoryModel {

@@ -30,9 +30,12 @@ export function checkModelVersion(v: StoredModelVersion): void {
   checkObject('a model version', v);
   checkName('model name', v.model);
   checkPositiveInt('model version', v.version);
-  checkName('model path', v.path);
-  if (v.kind !== 'onnx' && v.kind !== 'js') throw new TypeError(`model kind must be 'onnx' or 'js', got ${String(v.kind)}`);
+  if (v.kind !== 'onnx' && v.kind !== 'js' && v.kind !== 'container') throw new TypeError(`model kind must be 'onnx', 'js' or 'container', got ${String(v.kind)}`);
+  if (v.kind === 'container') {
+    if (typeof v.path !== 'string') throw new TypeError('model path must be a string');
+  } else checkName('model path', v.path);
   checkObject('model config', v.config);
+  if (v.meta !== undefined) checkObject('model meta', v.meta);
 }
 
 export function checkModelRef(model: string, version: number): void {

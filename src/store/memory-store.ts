@@ -13,7 +13,7 @@ export class MemoryControlStore implements ControlStore {
   private readonly states = new StateCache();
   private readonly apps = new Map<string, string>();
   /** key: model + '\0' + version */
-  private readonly versions = new Map<string, { model: string; version: number; path: string; kind: 'onnx' | 'js'; config: string }>();
+  private readonly versions = new Map<string, { model: string; version: number; path: string; kind: StoredModelVersion['kind']; config: string; meta?: string }>();
   private readonly current = new Map<string, number>();
   private readonly replicaCounts = new Map<string, number>();
   private closed = false;
@@ -58,7 +58,7 @@ export class MemoryControlStore implements ControlStore {
   putModelVersion(v: StoredModelVersion): void {
     this.ensureOpen();
     checkModelVersion(v);
-    this.versions.set(`${v.model}\0${v.version}`, { model: v.model, version: v.version, path: v.path, kind: v.kind, config: JSON.stringify(v.config) });
+    this.versions.set(`${v.model}\0${v.version}`, { model: v.model, version: v.version, path: v.path, kind: v.kind, config: JSON.stringify(v.config), ...(v.meta !== undefined ? { meta: JSON.stringify(v.meta) } : {}) });
   }
 
   deleteModelVersion(model: string, version: number): void {
@@ -70,7 +70,7 @@ export class MemoryControlStore implements ControlStore {
   listModelVersions(): StoredModelVersion[] {
     this.ensureOpen();
     return [...this.versions.values()]
-      .map((r) => ({ model: r.model, version: r.version, path: r.path, kind: r.kind, config: JSON.parse(r.config) as Record<string, unknown> }))
+      .map((r) => ({ model: r.model, version: r.version, path: r.path, kind: r.kind, config: JSON.parse(r.config) as Record<string, unknown>, ...(r.meta !== undefined ? { meta: JSON.parse(r.meta) as Record<string, unknown> } : {}) }))
       .sort(byModelVersion);
   }
 

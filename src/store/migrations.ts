@@ -47,6 +47,27 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 2,
+    description: "model versions served by containers (kind 'container', empty path) and a meta column",
+    up(db) {
+      // SQLite cannot change a CHECK constraint in place: rebuild the table.
+      db.exec(`
+        CREATE TABLE model_versions_v2 (
+          model   TEXT    NOT NULL,
+          version INTEGER NOT NULL CHECK (version > 0),
+          path    TEXT    NOT NULL,
+          kind    TEXT    NOT NULL CHECK (kind IN ('onnx', 'js', 'container')),
+          config  TEXT    NOT NULL CHECK (json_valid(config)),
+          meta    TEXT    CHECK (meta IS NULL OR json_valid(meta)),
+          PRIMARY KEY (model, version)
+        ) STRICT;
+        INSERT INTO model_versions_v2 (model, version, path, kind, config) SELECT model, version, path, kind, config FROM model_versions;
+        DROP TABLE model_versions;
+        ALTER TABLE model_versions_v2 RENAME TO model_versions;
+      `);
+    },
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -32,7 +32,7 @@ export interface SqliteStoreOptions {
 
 const BUSY_TIMEOUT_MS = 5000;
 
-type VersionRow = { model: string; version: number; path: string; kind: 'onnx' | 'js'; config: string };
+type VersionRow = { model: string; version: number; path: string; kind: StoredModelVersion['kind']; config: string; meta: string | null };
 
 class SqliteControlStore implements ControlStore {
   private readonly states = new StateCache();
@@ -44,7 +44,7 @@ class SqliteControlStore implements ControlStore {
     deleteApp: Database.Statement<[string]>;
     deleteAppStates: Database.Statement<[string]>;
     listApps: Database.Statement<[], string>;
-    putVersion: Database.Statement<[string, number, string, string, string]>;
+    putVersion: Database.Statement<[string, number, string, string, string, string | null]>;
     deleteVersion: Database.Statement<[string, number]>;
     listVersions: Database.Statement<[], VersionRow>;
     setCurrent: Database.Statement<[string, number | null]>;
@@ -70,11 +70,11 @@ class SqliteControlStore implements ControlStore {
       deleteAppStates: db.prepare('DELETE FROM selection_state WHERE app = ?'),
       listApps: db.prepare<[], string>('SELECT definition FROM apps').pluck(),
       putVersion: db.prepare(
-        `INSERT INTO model_versions (model, version, path, kind, config) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (model, version) DO UPDATE SET path = excluded.path, kind = excluded.kind, config = excluded.config`,
+        `INSERT INTO model_versions (model, version, path, kind, config, meta) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (model, version) DO UPDATE SET path = excluded.path, kind = excluded.kind, config = excluded.config, meta = excluded.meta`,
       ),
       deleteVersion: db.prepare('DELETE FROM model_versions WHERE model = ? AND version = ?'),
-      listVersions: db.prepare('SELECT model, version, path, kind, config FROM model_versions'),
+      listVersions: db.prepare('SELECT model, version, path, kind, config, meta FROM model_versions'),
       setCurrent: db.prepare('INSERT INTO model_settings (model, current_version) VALUES (?, ?) ON CONFLICT (model) DO UPDATE SET current_version = excluded.current_version'),
       setReplicas: db.prepare('INSERT INTO model_settings (model, replicas) VALUES (?, ?) ON CONFLICT (model) DO UPDATE SET replicas = excluded.replicas'),
       pruneSettings: db.prepare('DELETE FROM model_settings WHERE model = ? AND current_version IS NULL AND replicas IS NULL'),
@@ -148,7 +148,7 @@ class SqliteControlStore implements ControlStore {
   putModelVersion(v: StoredModelVersion): void {
     this.ensureOpen();
     checkModelVersion(v);
-    this.sql.putVersion.run(v.model, v.version, v.path, v.kind, JSON.stringify(v.config));
+    this.sql.putVersion.run(v.model, v.version, v.path, v.kind, JSON.stringify(v.config), v.meta === undefined ? null : JSON.stringify(v.meta));
   }
 
   deleteModelVersion(model: string, version: number): void {
@@ -161,7 +161,7 @@ class SqliteControlStore implements ControlStore {
     this.ensureOpen();
     return this.sql.listVersions
       .all()
-      .map((r) => ({ model: r.model, version: r.version, path: r.path, kind: r.kind, config: JSON.parse(r.config) as Record<string, unknown> }))
+      .map((r) => versionOf(r))
       .sort(byModelVersion);
   }
 
@@ -230,4 +230,10 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): Co
     db.close();
     throw err;
   }
+}
+
+function versionOf(r: VersionRow): StoredModelVersion {
+  const v: StoredModelVersion = { model: r.model, version: r.version, path: r.path, kind: r.kind, config: JSON.parse(r.config) as Record<string, unknown> };
+  if (r.meta !== null) v.meta = JSON.parse(r.meta) as Record<string, unknown>;
+  return v;
 }

@@ -25,9 +25,16 @@ export interface StoredModelVersion {
   model: string;
   /** A positive integer. */
   version: number;
+  /** The model file ('' for a version served by external containers). */
   path: string;
-  kind: 'onnx' | 'js';
+  kind: 'onnx' | 'js' | 'container';
   config: Record<string, unknown>;
+  /**
+   * Whatever else the version was added with, as JSON: a container version's description
+   * (input_type, command, ...) and Clipper's add_model metadata (labels, container_name,
+   * input_type, batch_size). Absent when there is none.
+   */
+  meta?: Record<string, unknown>;
 }
 
 export interface ControlStore extends SelectionStore {

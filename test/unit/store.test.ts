@@ -381,16 +381,17 @@ describe('SQLite store: migrations', () => {
     const s = openSqliteStore(path);
     s.putApp(app('a'));
     s.close();
-    const v2: Migration = { version: 2, description: 'app notes', up: (db) => db.exec("ALTER TABLE apps ADD COLUMN note TEXT NOT NULL DEFAULT ''") };
-    const v3: Migration = { version: 3, description: 'fails half way', up: (db) => { db.exec('CREATE TABLE half (x INTEGER) STRICT'); throw new Error('boom'); } };
+    const N = SCHEMA_VERSION;
+    const next: Migration = { version: N + 1, description: 'app notes', up: (db) => db.exec("ALTER TABLE apps ADD COLUMN note TEXT NOT NULL DEFAULT ''") };
+    const failing: Migration = { version: N + 2, description: 'fails half way', up: (db) => { db.exec('CREATE TABLE half (x INTEGER) STRICT'); throw new Error('boom'); } };
     const db = new Database(path);
     try {
-      assert.throws(() => migrate(db, [...MIGRATIONS, v2, v3]), /boom/);
-      assert.equal(schemaVersion(db), 1);
+      assert.throws(() => migrate(db, [...MIGRATIONS, next, failing]), /boom/);
+      assert.equal(schemaVersion(db), N);
       assert.deepEqual(db.prepare("SELECT name FROM pragma_table_info('apps')").pluck().all(), ['name', 'definition']);
-      assert.deepEqual(migrate(db, [...MIGRATIONS, v2]), { from: 1, to: 2 });
+      assert.deepEqual(migrate(db, [...MIGRATIONS, next]), { from: N, to: N + 1 });
       assert.deepEqual(db.prepare('SELECT name, note FROM apps').all(), [{ name: 'a', note: '' }]);
-      assert.deepEqual(migrate(db, [...MIGRATIONS, v2]), { from: 2, to: 2 });
+      assert.deepEqual(migrate(db, [...MIGRATIONS, next]), { from: N + 1, to: N + 1 });
     } finally {
       db.close();
     }

@@ -31,6 +31,10 @@ const FP32_OVERFLOW = 3.4028235677973366e38;
  */
 export function numbersToBytes(raw: unknown, dt: DataType, what: string): Uint8Array {
   if (typeof raw === 'string' && dt === 'UINT8') return new Uint8Array(Buffer.from(raw, 'base64'));
+  if (dt === 'BYTES') {
+    if (typeof raw !== 'string') throw new SkiffError('BAD_REQUEST', `${what} must be a string`);
+    return new Uint8Array(Buffer.from(raw, 'utf8'));
+  }
   if (!Array.isArray(raw)) throw new SkiffError('BAD_REQUEST', `${what} must be an array of numbers`);
   const flat = (raw as unknown[]).flat(8);
   let out: Float32Array | Float64Array | Int32Array | Uint8Array;

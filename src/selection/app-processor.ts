@@ -90,14 +90,19 @@ export class AppProcessor {
     private readonly clock: Clock,
   ) {}
 
-  /** The app's per-query input shape: declared, or the first linked model's input minus the batch dim. */
-  private inputShape(rt: AppRuntime): number[] {
+  /**
+   * The app's per-query input shape: declared, or the first linked model's input minus the batch
+   * dim; null when that model takes inputs of any length (a model container).
+   */
+  private inputShape(rt: AppRuntime): number[] | null {
     if (rt.def.input_shape) return [...rt.def.input_shape];
     for (const arm of rt.def.models) {
       try {
         const { model, version } = parseArm(arm);
         const spec = this.models.resolve(model, version).spec!;
-        return spec.inputs[0]!.shape.slice(1).map((d) => (d < 0 ? 1 : d));
+        const rest = spec.inputs[0]!.shape.slice(1);
+        if (rest.some((d) => d < 0) || spec.inputs[0]!.datatype === 'BYTES') return null;
+        return rest;
       } catch {
         // not loaded: try the next linked model
       }
@@ -105,13 +110,21 @@ export class AppProcessor {
     throw new SkiffError('MODEL_UNAVAILABLE', `application '${rt.def.name}' has no loaded model to take its input shape from`);
   }
 
-  /** Check one query's input against the app's input description. */
+  /** Check one query's input against the app's input description; returns its shape. */
   private checkInput(rt: AppRuntime, input: AppInput): number[] {
-    const shape = this.inputShape(rt);
     const dt = INPUT_TYPES[rt.def.input_type];
+    const size = ELEMENT_SIZE[dt] || 1;
+    const shape = this.inputShape(rt);
+    if (shape === null) {
+      // Any length: one row of whatever arrived (a whole number of elements).
+      if (input.data.byteLength === 0 || input.data.byteLength % size !== 0) {
+        throw new SkiffError('INVALID_INPUT', `application '${rt.def.name}' takes a non-empty list of ${rt.def.input_type}`);
+      }
+      return [input.data.byteLength / size];
+    }
     const n = shape.reduce((a, b) => a * b, 1);
-    if (input.data.byteLength !== n * ELEMENT_SIZE[dt]) {
-      throw new SkiffError('INVALID_INPUT', `application '${rt.def.name}' takes ${n} ${rt.def.input_type} of shape [${shape}]; got ${input.data.byteLength / ELEMENT_SIZE[dt]} values`);
+    if (input.data.byteLength !== n * size) {
+      throw new SkiffError('INVALID_INPUT', `application '${rt.def.name}' takes ${n} ${rt.def.input_type} of shape [${shape}]; got ${input.data.byteLength / size} values`);
     }
     return shape;
   }
@@ -129,15 +142,30 @@ export class AppProcessor {
   /** Query one arm (through the model layer and its cache). */
   private runArm(rt: AppRuntime, arm: Arm, shape: number[], input: AppInput, timeoutUs: number, cb: (err: ErrorInfo | null, a?: ModelAnswer) => void): { cancel(): void } {
     const { model, version } = parseArm(arm);
-    let name = 'input';
+    let spec;
     try {
-      name = this.models.resolve(model, version).spec!.inputs[0]!.name;
+      spec = this.models.resolve(model, version).spec!.inputs[0]!;
     } catch (err) {
       cb(toErrorInfo(err));
       return { cancel() {} };
     }
-    const tensor: Tensor = { name, datatype: INPUT_TYPES[rt.def.input_type], shape: [1, ...shape], data: input.data };
+    // A model that takes strings or bytes (a container) gets the whole input as one element.
+    const tensor: Tensor = spec.datatype === 'BYTES'
+      ? { name: spec.name, datatype: 'BYTES', shape: [1], data: bytesElement(input.data) }
+      : { name: spec.name, datatype: INPUT_TYPES[rt.def.input_type], shape: [1, ...shape], data: input.data };
     return this.queries.inferModel({ model, version, inputs: [tensor], timeoutUs }, cb);
+  }
+
+  /** No selected model has a replica to run on (model containers not connected yet). */
+  private noneConnected(arms: readonly Arm[]): boolean {
+    return arms.every((arm) => {
+      try {
+        const { model, version } = parseArm(arm);
+        return this.models.resolve(model, version).executor?.replicas === 0;
+      } catch {
+        return false;
+      }
+    });
   }
 
   /** Measurements of an application (created on first use). */
@@ -204,7 +232,8 @@ export class AppProcessor {
       const missing = arms.filter((a) => !outputs.has(a)).map((a) => served.get(a) ?? a);
       const combined = rt.policy.combine(this.apps.state(rt, context), outputs);
       if (!combined) {
-        const explanation = errors.length === arms.length ? `All selected models failed: ${[...new Set(errors.map((e) => e.code))].join(', ')}` : EXPLAIN_SLO;
+        const explanation = errors.length === arms.length ? `All selected models failed: ${[...new Set(errors.map((e) => e.code))].join(', ')}`
+          : this.noneConnected(arms) ? EXPLAIN_NO_MODELS : EXPLAIN_SLO;
         cb(null, { queryId, output: rt.def.default_output, isDefault: true, defaultExplanation: explanation, modelsUsed: [], modelsMissing: missing });
         return;
       }
@@ -219,7 +248,7 @@ export class AppProcessor {
       const out = combined.output;
       const answer: AppAnswer = {
         queryId,
-        output: out.label ?? out.value ?? argmax(out.probabilities) ?? rt.def.default_output,
+        output: out.label ?? out.value ?? argmax(out.probabilities) ?? out.text ?? rt.def.default_output,
         isDefault: false,
         modelsUsed: used,
         modelsMissing: missing,
@@ -309,18 +338,45 @@ function argmax(p: ArrayLike<number> | undefined): number | undefined {
 
 /**
  * What a model's outputs mean to a policy: `probabilities` and `label` outputs by name; otherwise
- * the first output is a value (one element) or a probability vector.
+ * the first output is a value (one element) or a probability vector. A string output (a model
+ * container answers strings) is a class when it reads as a non-negative integer, a value when it
+ * reads as another finite number, and text otherwise.
  */
 export function armOutputOf(outs: Tensor[]): ArmOutput {
   const o: { probabilities?: Float32Array; label?: number; value?: number } = {};
   for (const t of outs) {
     if (t.name === 'probabilities' && (t.datatype === 'FP32' || t.datatype === 'FP64')) o.probabilities = Float32Array.from(viewAs(t.datatype, t.data) as Float32Array);
-    else if (t.name === 'label') o.label = Number((viewAs(t.datatype, t.data) as ArrayLike<number | bigint>)[0] ?? NaN);
+    else if (t.name === 'label' && t.datatype !== 'BYTES') o.label = Number((viewAs(t.datatype, t.data) as ArrayLike<number | bigint>)[0] ?? NaN);
   }
   if (o.probabilities || o.label !== undefined) return o;
   const first = outs[0];
-  if (!first || first.datatype === 'BYTES') return o;
+  if (!first) return o;
+  if (first.datatype === 'BYTES') return stringOutput(first.data);
   const v = viewAs(first.datatype, first.data) as ArrayLike<number | bigint>;
   if (v.length === 1) return { value: Number(v[0]) };
   return { probabilities: Float32Array.from(Array.from(v, Number)) };
+}
+
+const utf8 = new TextDecoder();
+const NUMBER = /^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$/;
+
+/** The first element of a BYTES tensor as an output: a class, a value, or text. */
+function stringOutput(data: Uint8Array): ArmOutput {
+  if (data.byteLength < 4) return {};
+  const n = new DataView(data.buffer, data.byteOffset, data.byteLength).getUint32(0, true);
+  const text = utf8.decode(data.subarray(4, 4 + n));
+  if (NUMBER.test(text)) {
+    const x = Number(text);
+    if (Number.isSafeInteger(x) && x >= 0) return { label: x };
+    if (Number.isFinite(x)) return { value: x };
+  }
+  return { text };
+}
+
+/** Raw bytes as a one-element BYTES tensor's data (u32 length + bytes). */
+function bytesElement(data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(4 + data.byteLength);
+  new DataView(out.buffer).setUint32(0, data.byteLength, true);
+  out.set(data, 4);
+  return out;
 }

@@ -11,7 +11,7 @@ import { policyByName, type PolicyName, type PolicyParams } from './policies/ind
  */
 export interface AppDefinition {
   readonly name: string;
-  readonly input_type: 'ints' | 'floats' | 'doubles' | 'bytes';
+  readonly input_type: 'ints' | 'floats' | 'doubles' | 'bytes' | 'strings';
   readonly input_shape?: readonly number[];
   readonly latency_slo_micros: number;
   readonly default_output: number | string;
@@ -24,7 +24,7 @@ export interface AppDefinition {
 }
 
 export const INPUT_TYPES: Readonly<Record<AppDefinition['input_type'], DataType>> = Object.freeze({
-  ints: 'INT32', floats: 'FP32', doubles: 'FP64', bytes: 'UINT8',
+  ints: 'INT32', floats: 'FP32', doubles: 'FP64', bytes: 'UINT8', strings: 'BYTES',
 });
 
 const SCHEMA_PATH = fileURLToPath(new URL('../../../schemas/app.schema.json', import.meta.url));

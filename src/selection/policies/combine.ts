@@ -17,10 +17,14 @@ function isValueOutput(o: ArmOutput): boolean {
   return o.value !== undefined && Number.isFinite(o.value);
 }
 
+function isTextOutput(o: ArmOutput): boolean {
+  return o.text !== undefined;
+}
+
 /**
  * The outputs that can take part in an answer, in link order. If any present output is a
  * classifier's (label or probabilities), only classifier outputs count; otherwise outputs with a
- * finite value count. Outputs of unlinked arms are ignored.
+ * finite value count; otherwise text outputs. Outputs of unlinked arms are ignored.
  */
 function members(arms: readonly Arm[], outputs: ReadonlyMap<Arm, ArmOutput>): Member[] {
   const present: Member[] = [];
@@ -29,7 +33,9 @@ function members(arms: readonly Arm[], outputs: ReadonlyMap<Arm, ArmOutput>): Me
     if (output !== undefined) present.push({ arm, index, output });
   });
   const classifiers = present.filter((m) => isClassOutput(m.output));
-  return classifiers.length > 0 ? classifiers : present.filter((m) => isValueOutput(m.output));
+  if (classifiers.length > 0) return classifiers;
+  const values = present.filter((m) => isValueOutput(m.output));
+  return values.length > 0 ? values : present.filter((m) => isTextOutput(m.output));
 }
 
 /**
@@ -44,7 +50,8 @@ function agreement(list: readonly Member[], w: readonly number[], answer: ArmOut
   let loss = 0;
   list.forEach((m, k) => {
     total += w[k]!;
-    loss += w[k]! * lossFor(m.output, target);
+    // Texts agree when equal.
+    loss += w[k]! * (answer.text !== undefined ? (m.output.text === answer.text ? 0 : 1) : lossFor(m.output, target));
   });
   return total > 0 ? Math.min(1, Math.max(0, 1 - loss / total)) : 0;
 }
@@ -75,7 +82,8 @@ export function combinePreferred(
  * renormalised over the members that are present. Classifiers: the weighted average of the
  * members' class distributions (a label-only output counts as all mass on its label) and its
  * argmax (lowest class on ties) as label; `probabilities` is included when every member gave a
- * probability vector (shorter vectors zero-padded). Regressors: the weighted mean value.
+ * probability vector (shorter vectors zero-padded). Regressors: the weighted mean value. Texts: the
+ * weighted vote.
  */
 export function combineWeighted(
   arms: readonly Arm[],
@@ -87,8 +95,18 @@ export function combineWeighted(
   const w = list.map((m) => weight[m.index]!);
   const total = w.reduce((a, b) => a + b, 0);
   const share = total > 0 ? w.map((x) => x / total) : w.map(() => 1 / list.length);
-  const output = isClassOutput(list[0]!.output) ? averageClasses(list, share) : { value: averageValue(list, share) };
+  const first = list[0]!.output;
+  const output = isClassOutput(first) ? averageClasses(list, share) : isValueOutput(first) ? { value: averageValue(list, share) } : { text: voteText(list, share) };
   return { output, used: list.map((m) => m.arm), confidence: agreement(list, share, output) };
+}
+
+/** The text with the largest weight share (the earlier member's on ties). */
+function voteText(list: readonly Member[], share: readonly number[]): string {
+  const mass = new Map<string, number>();
+  list.forEach(({ output }, k) => mass.set(output.text!, (mass.get(output.text!) ?? 0) + share[k]!));
+  let best = list[0]!.output.text!;
+  for (const [t, m] of mass) if (m > mass.get(best)!) best = t;
+  return best;
 }
 
 function averageValue(list: readonly Member[], share: readonly number[]): number {

@@ -7,12 +7,14 @@ export type PolicyName = 'single' | 'exp3' | 'exp4' | 'epsilon_greedy' | 'ucb1';
 
 /**
  * One model's answer to one query. A classifier gives `probabilities` and/or `label`; a
- * regressor gives `value`. Policies never mutate outputs and never keep references to them.
+ * regressor gives `value`; anything else gives `text`. Policies never mutate outputs and never keep references to them.
  */
 export interface ArmOutput {
   readonly probabilities?: Float32Array | readonly number[];
   readonly label?: number;
   readonly value?: number;
+  /** A model's answer that is neither a class nor a number (a model container's string). */
+  readonly text?: string;
 }
 
 /** The answer a policy builds from the outputs that arrived for one query. */

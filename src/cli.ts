@@ -38,12 +38,15 @@ program
   .option('--admin-tls-key <file>', 'PEM private key for the admin listener (default: --tls-key)')
   .option('--admin-tls-cert <file>', 'PEM certificate for the admin listener (default: --tls-cert)')
   .option('--ws-max-pending-bytes <n>', 'unsent replies allowed per WebSocket before it is closed as a slow reader', int('ws-max-pending-bytes', 65536, 2 ** 31 - 1), DEFAULT_SERVER_OPTIONS.wsMaxPendingBytes)
+  .option('--rpc-port <port>', 'container RPC port (Clipper\'s protocol; 0 = a free port); off unless given (a repository that launches containers gets a free loopback port)', int('rpc-port', 0, 65535))
+  .option('--rpc-host <host>', 'address of the container RPC port: whatever connects to it serves answers, so keep it on loopback or a private network', '127.0.0.1')
   .option('--log-level <level>', 'trace|debug|info|warn|error|silent', process.env.SKIFF_LOG_LEVEL ?? 'info')
   .action(async (o: {
     modelRepository: string; host: string; port: number; maxBodyBytes: number; maxFrameBytes: number; logLevel: string;
     apps?: string; adminHost: string; adminPort: number; adminToken?: string;
     stateDb?: string; flushIntervalMs: number; uploadDir?: string; drainTimeoutMs: number;
     tlsKey?: string; tlsCert?: string; adminTlsKey?: string; adminTlsCert?: string; wsMaxPendingBytes: number;
+    rpcPort?: number; rpcHost: string;
   }) => {
     const pair = (key?: string, cert?: string, what = 'main') => {
       if (!key && !cert) return undefined;
@@ -62,12 +65,14 @@ program
       maxBodyBytes: o.maxBodyBytes, maxFrameBytes: o.maxFrameBytes, logger,
       appsFile, adminHost: o.adminHost, adminPort: o.adminPort, adminToken: o.adminToken,
       stateDb: o.stateDb, flushIntervalMs: o.flushIntervalMs, uploadDir: o.uploadDir, drainTimeoutMs: o.drainTimeoutMs,
-      tls, adminTls, wsMaxPendingBytes: o.wsMaxPendingBytes,
+      tls, adminTls, wsMaxPendingBytes: o.wsMaxPendingBytes, rpcPort: o.rpcPort, rpcHost: o.rpcHost,
     });
     const [h, w] = tls ? ['https', 'wss'] : ['http', 'ws'];
     console.log(`skiff serving ${server.loadReport.loaded.join(', ') || 'no models'} on ${h}://${server.host}:${server.port} (WebSocket ${w}://${server.host}:${server.port}/ws)`);
     if (server.apps.list().length) console.log(`applications: ${server.apps.list().map((a) => `${a.name} (${a.policy}: ${a.models.join(', ')})`).join('; ')}`);
     if (server.adminPort !== undefined) console.log(`admin API on ${adminTls ? 'https' : 'http'}://${o.adminHost}:${server.adminPort}/admin`);
+    const rpc = server.containers.rpc;
+    if (rpc) console.log(`container RPC on tcp://${rpc.host}:${rpc.port} (Clipper's protocol: model containers connect here)`);
     for (const f of server.loadReport.failed) console.log(`  not loaded: ${f.model}${f.version ? `:${f.version}` : ''}: ${f.error.code}: ${f.error.message}`);
     let stopping = false;
     const stop = (signal: string): void => {

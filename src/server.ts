@@ -14,15 +14,18 @@ import { AppRegistry } from './selection/apps.js';
 import { AppProcessor } from './selection/app-processor.js';
 import { applicationCalls, startAdminServer, type AdminServer } from './admin/server.js';
 import { modelCalls, repositoryRoutes } from './admin/models.js';
-import type { ControlStore } from './store/types.js';
+import type { ControlStore, StoredModelVersion } from './store/types.js';
+import { containerVersionFile, versionFileIn, type VersionFile } from './models/repository.js';
+import { parseInputType } from './engine/container/rpc-codec.js';
 import { MemoryControlStore } from './store/memory-store.js';
 import { openSqliteStore } from './store/sqlite-store.js';
 import { parseModelConfig } from './config/model-config.js';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parseJsonBody } from './protocol/safe-json.js';
 import { startObservability } from './metrics/observability.js';
 import { registerMetricsRoutes } from './frontend/metrics.js';
 import { registerDashboard } from './admin/dashboard.js';
+import { ContainerServices } from './engine/container/services.js';
 
 /**
  * The composition root: the only module that wires the layers together. Everything below it is
@@ -59,11 +62,18 @@ export interface ServerOptions {
   adminTls?: TlsFiles;
   /** Unsent WebSocket replies allowed per connection before it is closed as a slow reader. */
   wsMaxPendingBytes: number;
+  /**
+   * The container RPC port (Clipper's protocol; 0 = a free port). Undefined: none, unless a
+   * version in the repository launches its own containers (then a free loopback port).
+   */
+  rpcPort?: number;
+  /** Address of the container RPC port (loopback by default: whatever connects runs answers). */
+  rpcHost: string;
   logger?: Logger;
   clock?: Clock;
 }
 
-export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, 'modelRepository' | 'appsFile' | 'adminToken' | 'stateDb' | 'uploadDir' | 'tls' | 'adminTls'> = Object.freeze({
+export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, 'modelRepository' | 'appsFile' | 'adminToken' | 'stateDb' | 'uploadDir' | 'tls' | 'adminTls' | 'rpcPort'> = Object.freeze({
   host: '127.0.0.1',
   port: 8000,
   maxBodyBytes: 64 * 1024 * 1024,
@@ -76,6 +86,7 @@ export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, 'modelRepository' | 'ap
   flushIntervalMs: 1000,
   drainTimeoutMs: 10_000,
   wsMaxPendingBytes: 64 * 1024 * 1024,
+  rpcHost: '127.0.0.1',
 });
 
 export interface SkiffServer {
@@ -90,6 +101,8 @@ export interface SkiffServer {
   readonly loadReport: LoadReport;
   readonly store: ControlStore;
   readonly log: Logger;
+  /** Model containers: the RPC server (`containers.rpc`, once started) and launched processes. */
+  readonly containers: ContainerServices;
   /** Open WebSocket connections and slow-reader closes so far. */
   wsStats(): { connections: number; slowReaderCloses: number };
   /**
@@ -128,7 +141,9 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
   const log = opts.logger ?? createLogger();
   const clock = opts.clock ?? systemClock;
   const store: ControlStore = opts.stateDb ? openSqliteStore(opts.stateDb, { flushIntervalMs: opts.flushIntervalMs }) : new MemoryControlStore();
-  const registry = new ModelRegistry(clock, log);
+  const containers = new ContainerServices({ host: opts.rpcHost, port: opts.rpcPort, log });
+  if (opts.rpcPort !== undefined) await containers.start();
+  const registry = new ModelRegistry(clock, log, containers);
   const loadReport: LoadReport = opts.modelRepository ? await registry.loadRepository(opts.modelRepository) : { loaded: [], failed: [] };
   await restoreModels(registry, store, loadReport, log);
   const queries = new QueryProcessor(registry, clock);
@@ -190,6 +205,7 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
     adminPort: admin?.port,
     loadReport,
     store,
+    containers,
     wsStats: () => ({ connections: ws.connections(), slowReaderCloses: ws.slowReaderCloses() }),
     log,
     close() {
@@ -212,6 +228,7 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
           log.error({ err: toErrorInfo(err) }, 'error while unloading models');
         }
         ws.closeAll();
+        await containers.close();
         try {
           store.close();
         } catch (err) {
@@ -248,7 +265,7 @@ export async function restoreModels(registry: ModelRegistry, store: ControlStore
     const known = listed.get(sv.model)?.versions.find((v) => v.version === sv.version);
     if (known && known.file.path === sv.path && known.state !== 'unloaded') continue;
     try {
-      const v = await registry.loadVersion(sv.model, { version: sv.version, path: sv.path, kind: sv.kind }, parseModelConfig(sv.model, sv.config));
+      const v = await registry.loadVersion(sv.model, storedVersionFile(sv), parseModelConfig(sv.model, sv.config));
       if (v.state === 'ready') report.loaded.push(`${sv.model}:${sv.version}`);
       else report.failed.push({ model: sv.model, version: sv.version, error: { code: 'MODEL_LOAD_FAILED', message: v.reason ?? 'load failed' } });
     } catch (err) {
@@ -261,4 +278,16 @@ export async function restoreModels(registry: ModelRegistry, store: ControlStore
   for (const [model, version] of Object.entries(store.currentVersions())) {
     if (registry.has(model)) await registry.setCurrent(model, version).catch((err: unknown) => log.error({ model, version, err: toErrorInfo(err) }, 'cannot restore the current version'));
   }
+}
+
+/** A stored version as the registry loads it (container versions: their description or input type). */
+function storedVersionFile(sv: StoredModelVersion): VersionFile {
+  if (sv.kind !== 'container') return { version: sv.version, path: sv.path, kind: sv.kind };
+  if (sv.path) {
+    const f = versionFileIn(sv.model, dirname(sv.path), sv.version);
+    if (f) return f;
+  }
+  const inputType = parseInputType(String(sv.meta?.input_type ?? 'doubles')) ?? 'doubles';
+  const name = typeof sv.meta?.container_name === 'string' ? sv.meta.container_name : undefined;
+  return containerVersionFile(sv.version, { input_type: inputType, ...(name ? { container_name: name } : {}) });
 }

@@ -1,8 +1,9 @@
 import { existsSync, mkdirSync, realpathSync, statSync, writeFileSync, renameSync } from 'node:fs';
 import { basename, join, sep } from 'node:path';
 import { SkiffError } from '../errors.js';
-import { expectBoolean, expectInteger, expectString, optional, type JsonObject } from '../protocol/safe-json.js';
-import { isValidModelName, modelFileIn, type VersionFile } from '../models/repository.js';
+import { expectArray, expectBoolean, expectInteger, expectString, optional, type JsonObject } from '../protocol/safe-json.js';
+import { containerVersionFile, isValidModelName, versionFileIn, type VersionFile } from '../models/repository.js';
+import { parseInputType } from '../engine/container/rpc-codec.js';
 import { configFor, type ModelRegistry, type ModelVersion } from '../models/registry.js';
 import type { ControlStore } from '../store/types.js';
 import type { AdminHandler, AdminRoute } from './server.js';
@@ -36,11 +37,11 @@ export function confinedPath(candidate: string, roots: readonly string[]): strin
   throw new SkiffError('PATH_NOT_ALLOWED', `model_data_path '${candidate}' is outside the model repository and the upload directory`);
 }
 
-function versionFileFrom(path: string, version: number): VersionFile {
+function versionFileFrom(model: string, path: string, version: number): VersionFile {
   if (statSync(path).isDirectory()) {
-    const f = modelFileIn(path);
-    if (!f) throw new SkiffError('BAD_REQUEST', `'${path}' holds no model.onnx or model.mjs`);
-    return { version, ...f };
+    const f = versionFileIn(model, path, version);
+    if (!f) throw new SkiffError('BAD_REQUEST', `'${path}' holds no model.onnx, model.mjs or container.json`);
+    return f;
   }
   const name = basename(path);
   if (name.endsWith('.onnx')) return { version, path, kind: 'onnx' };
@@ -92,21 +93,39 @@ export function modelCalls(registry: ModelRegistry, store: ControlStore, opts: M
       const v = version(body);
       const kind = (optional(body.model_kind, expectString, 'model_kind') ?? 'onnx') as 'onnx' | 'js';
       if (kind !== 'onnx' && kind !== 'js') throw new SkiffError('BAD_REQUEST', "model_kind must be 'onnx' or 'js'");
-      let file: VersionFile;
+      let file: VersionFile | undefined;
+      const givenPath = optional(body.model_data_path, expectString, 'model_data_path');
       if (typeof body.model_data_base64 === 'string') {
         const bytes = Buffer.from(body.model_data_base64, 'base64');
         if (bytes.length === 0) throw new SkiffError('BAD_REQUEST', 'model_data_base64 is empty');
         file = { version: v, kind, path: writeUpload(model, v, kind, bytes) };
+      } else if (givenPath !== undefined && givenPath !== 'DEPRECATED') {
+        file = versionFileFrom(model, confinedPath(givenPath, roots), v);
       } else {
-        const p = expectString(body.model_data_path, 'model_data_path');
-        file = versionFileFrom(confinedPath(p, roots), v);
+        // Clipper's register_model: the version in the repository if it is there, else a version
+        // served by whatever containers connect for (name, version).
+        const dir = opts.repository ? join(opts.repository, model, String(v)) : undefined;
+        if (dir && existsSync(dir)) file = versionFileIn(model, dir, v);
       }
+      const meta: Record<string, unknown> = {};
+      for (const k of ['container_name', 'input_type'] as const) if (body[k] !== undefined) meta[k] = expectString(body[k], k);
+      if (body.labels !== undefined) meta.labels = expectArray(body.labels, 'labels').map((x, i) => expectString(x, `labels[${i}]`));
       const raw = body.config !== undefined ? body.config : undefined;
       let config = configFor(registry, model, raw);
       const batch = optional(body.batch_size, (x, w) => expectInteger(x, w, -1, 65536), 'batch_size');
+      if (batch !== undefined) meta.batch_size = batch;
       if (batch !== undefined && batch > 0) config = configFor(registry, model, { ...(config as object), max_batch_size: batch });
+      if (!file) {
+        const inputType = parseInputType(typeof meta.input_type === 'string' ? meta.input_type : 'doubles');
+        if (!inputType) throw new SkiffError('BAD_REQUEST', 'input_type must be one of ints, floats, doubles, bytes, strings');
+        const f = containerVersionFile(v, { input_type: inputType, container_name: meta.container_name as string | undefined });
+        await registry.deploy(model, f, config);
+        store.putModelVersion({ model, version: v, path: '', kind: 'container', config: { ...config }, meta: { ...meta, input_type: inputType } });
+        store.setCurrentVersion(model, v);
+        return { success: true, model_name: model, model_version: v };
+      }
       await registry.deploy(model, file, config);
-      store.putModelVersion({ model, version: v, path: file.path, kind: file.kind, config: { ...config } });
+      store.putModelVersion({ model, version: v, path: file.path, kind: file.kind, config: { ...config }, ...(Object.keys(meta).length ? { meta } : {}) });
       store.setCurrentVersion(model, v);
       return { success: true, model_name: model, model_version: v };
     },
@@ -143,6 +162,18 @@ export function modelCalls(registry: ModelRegistry, store: ControlStore, opts: M
       if (!v) throw new SkiffError('VERSION_NOT_FOUND', `model '${model}' has no version ${String(want)}`);
       return describeVersion(v, m.current, m.replicas);
     },
+    // Clipper's get_all_model_replicas: every replica that can take batches now (connected
+    // containers, worker threads), as "name:version:replica" or Clipper's container records.
+    get_all_containers: (body) => {
+      const verbose = optional(body.verbose, expectBoolean, 'verbose') ?? false;
+      return replicaRecords(registry).map((r) => (verbose ? r : `${r.model_name}:${r.model_version}:${r.model_replica_id}`));
+    },
+    get_container: (body) => {
+      const model = name(body);
+      const v = String(version(body));
+      const id = expectInteger(body.replica_id, 'replica_id', 0, 2 ** 31 - 1);
+      return replicaRecords(registry).find((r) => r.model_name === model && r.model_version === v && r.model_replica_id === id) ?? {};
+    },
     set_num_replicas: async (body) => {
       const model = name(body);
       const n = expectInteger(body.num_replicas, 'num_replicas', 1, 64);
@@ -151,6 +182,24 @@ export function modelCalls(registry: ModelRegistry, store: ControlStore, opts: M
       return { success: true, model_name: model, num_replicas: n };
     },
   };
+}
+
+/** One record per replica in Clipper's container shape, plus what Skiff knows of it. */
+export function replicaRecords(registry: ModelRegistry): { model_id: string; model_name: string; model_version: string; model_replica_id: number; input_type: string; kind: string; batches: number; rows: number; max_batch: number; inflight: number }[] {
+  const out = [];
+  for (const m of registry.list()) {
+    for (const v of m.versions) {
+      if (!v.executor) continue;
+      const inputType = v.file.container?.input_type ?? v.spec?.inputs[0]?.datatype ?? '';
+      for (const r of v.executor.replicaStats()) {
+        out.push({
+          model_id: `${m.name}:${v.version}`, model_name: m.name, model_version: String(v.version), model_replica_id: Number(r.id),
+          input_type: inputType, kind: v.file.kind, batches: r.batches, rows: r.rows, max_batch: r.maxRows, inflight: r.inflight,
+        });
+      }
+    }
+  }
+  return out;
 }
 
 /** The OIP model repository extension (on the admin listener). */

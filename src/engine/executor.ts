@@ -117,9 +117,9 @@ export class Executor {
     return this.runner.wantedReplicas;
   }
 
-  /** The ids of the replicas that can take batches now (slot indexes, container routing ids). */
-  replicaIds(): string[] {
-    return this.lanes.all().map((l) => l.replica.id);
+  /** The replicas that can take batches now (slot indexes, container ids) and what each was sent. */
+  replicaStats(): { id: string; batches: number; rows: number; maxRows: number; inflight: number }[] {
+    return this.lanes.all().map((l) => ({ id: l.replica.id, ...l.sent, inflight: l.batches.length }));
   }
 
   /** Change the replica count in place when the runner can (containers); false when a new runner is needed. */
@@ -391,6 +391,9 @@ export class Executor {
     record(this.latency.batchRows, rows);
     this.counters.batches++;
     lane.batches.push(batch);
+    lane.sent.batches++;
+    lane.sent.rows += rows;
+    if (rows > lane.sent.maxRows) lane.sent.maxRows = rows;
     if (lane.batches.length === 1) this.startHead(lane, now);
     return true;
   }

@@ -17,6 +17,8 @@ export interface Lane {
   watchdog: NodeJS.Timeout | null;
   /** The watchdog stopped this lane's replica: its head batch hung. */
   hung: boolean;
+  /** Batches and rows sent to this replica so far, and the largest batch. */
+  sent: { batches: number; rows: number; maxRows: number };
 }
 
 export class Lanes {
@@ -26,7 +28,7 @@ export class Lanes {
   constructor(private readonly depth: number) {}
 
   add(replica: Replica): Lane {
-    const lane: Lane = { replica, batches: [], headSince: 0, full: false, watchdog: null, hung: false };
+    const lane: Lane = { replica, batches: [], headSince: 0, full: false, watchdog: null, hung: false, sent: { batches: 0, rows: 0, maxRows: 0 } };
     this.list.push(lane);
     this.byReplica.set(replica, lane);
     return lane;

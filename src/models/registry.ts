@@ -1,3 +1,4 @@
+import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { SkiffError, toErrorInfo, type ErrorInfo } from '../errors.js';
@@ -5,33 +6,11 @@ import { parseModelConfig, type ModelConfig } from '../config/model-config.js';
 import { Executor, type ModelSpec } from '../engine/executor.js';
 import { WorkerRunner } from '../engine/worker-runner.js';
 import type { Runner } from '../engine/runner.js';
-import { ContainerRunner, type ContainerHub, type ContainerProcesses, type InputType } from '../engine/container/container-runner.js';
+import { ContainerRunner } from '../engine/container/container-runner.js';
+import type { ContainerServices } from '../engine/container/services.js';
+import type { InputType } from '../engine/container/rpc-codec.js';
 import { readModel, scanRepository, type VersionFile } from './repository.js';
 
-/**
- * What container-backed versions need from the composition root: the RPC server containers
- * connect to, and a way to launch a version's processes.
- */
-export interface ContainerServices {
-  readonly hub: ContainerHub;
-  launch(model: string, version: number, file: VersionFile, replicas: number): ContainerProcesses;
-}
-
-/**
- * The lifecycle registry of model versions. Each version is an explicit state machine:
- *
- *   loading ──ok──▶ ready ──retire──▶ draining ──▶ unloaded ──reload──▶ loading
- *      └──error──▶ failed ──reload──▶ loading
- *
- * Invariants:
- *  - a version is loaded completely (workers started, session created, metadata read) before
- *    it can become current; a failed load leaves the current version serving;
- *  - the current version is the pinned one (set_model_version / add_model) or the newest ready;
- *  - retiring a version stops routing new queries to it at once; queries already in its queue
- *    or running finish on it (its executor drains), then its workers stop;
- *  - prediction cache keys carry the version, so no version ever serves another's output.
- * The registry creates executors; executors never know the registry. Main thread only.
- */
 export type VersionState = 'loading' | 'ready' | 'draining' | 'unloaded' | 'failed';
 
 export interface ModelVersion {
@@ -130,8 +109,9 @@ export class ModelRegistry {
       const spec = file.container;
       if (!spec) throw new SkiffError('MODEL_LOAD_FAILED', `model '${name}' version ${version} has no container description`);
       if (!this.containers) throw new SkiffError('MODEL_LOAD_FAILED', `model '${name}' version ${version} is served by containers: start the server with --rpc-port`);
-      const processes = spec.command ? this.containers.launch(name, version, file, replicas) : undefined;
-      return new ContainerRunner({ model: name, version, inputType: spec.input_type, hub: this.containers.hub, processes, replicas });
+      const hub = await this.containers.hub(spec.launch !== undefined);
+      const processes = spec.launch ? await this.containers.launch(name, version, spec.launch, dirname(file.path), replicas) : undefined;
+      return new ContainerRunner({ model: name, version, inputType: spec.input_type, hub, processes, replicas });
     }
     return WorkerRunner.start({
       kind: file.kind,
@@ -186,7 +166,7 @@ export class ModelRegistry {
       this.transition(v, 'loading');
     }
     try {
-      const executor = await this.startExecutor(name, file.version, file, config, rec.replicas ?? file.container?.replicas ?? config.replicas);
+      const executor = await this.startExecutor(name, file.version, file, config, rec.replicas ?? file.container?.launch?.replicas ?? config.replicas);
       v.executor = executor;
       v.spec = executor.spec;
       this.transition(v, 'ready');
@@ -206,16 +186,6 @@ export class ModelRegistry {
     if (v.state !== 'ready') throw new SkiffError('MODEL_LOAD_FAILED', `model '${name}' version ${file.version} failed to load: ${v.reason}`);
     await this.setCurrent(name, file.version);
     return v;
-  }
-
-  /**
-   * Clipper's admin flow: a version served by whatever containers connect for (name, version),
-   * with nothing in the repository to load. It becomes current at once; until a container
-   * connects its queries wait for one, and applications answer their default at the deadline.
-   */
-  async deployContainer(name: string, version: number, meta: { container_name?: string; input_type: InputType; labels?: string[]; batch_size?: number }, config: ModelConfig): Promise<ModelVersion> {
-    const file: VersionFile = { version, path: '', kind: 'container', container: { input_type: meta.input_type, container_name: meta.container_name } };
-    return this.deploy(name, file, config);
   }
 
   /**

@@ -2,13 +2,15 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { SkiffError, toErrorInfo, type ErrorInfo } from '../errors.js';
 import { parseModelConfig, type ModelConfig } from '../config/model-config.js';
-import type { InputType } from '../engine/container/container-runner.js';
+import type { InputType } from '../engine/container/rpc-codec.js';
+import { readContainerDescription, type ContainerDescription } from '../config/container-config.js';
 
 /**
  * The model repository on disk, in the de-facto standard layout:
  *   <repo>/<model>/config.json            optional, validated against the schema
  *   <repo>/<model>/<version>/model.onnx   ONNX Runtime model, or
- *   <repo>/<model>/<version>/model.mjs    JS-function model (exports metadata + predict)
+ *   <repo>/<model>/<version>/model.mjs    JS-function model (exports metadata + predict), or
+ *   <repo>/<model>/<version>/container.json  model containers Skiff launches (schemas/container.schema.json)
  * Versions are positive integers; which ones load is the config's version_policy (newest by default).
  * Pure I/O on the filesystem, no model loading here.
  */
@@ -24,12 +26,8 @@ export interface VersionFile {
 /** A container-backed version: what the containers take, and the processes Skiff launches (if any). */
 export interface ContainerSpec {
   input_type: InputType;
-  /** argv of the process to launch (no shell); absent for external containers. */
-  command?: string[];
-  env?: Record<string, string>;
-  /** Working directory of launched processes (absolute). */
-  cwd?: string;
-  replicas?: number;
+  /** How to launch it (container.json); absent: containers connect on their own. */
+  launch?: ContainerDescription;
   /** Clipper's add_model metadata, kept for get_model_info. */
   container_name?: string;
 }
@@ -56,12 +54,26 @@ export function isValidModelName(name: string): boolean {
   return NAME.test(name);
 }
 
-export function modelFileIn(dir: string): { path: string; kind: 'onnx' | 'js' } | undefined {
-  for (const [file, kind] of [['model.onnx', 'onnx'], ['model.mjs', 'js'], ['model.js', 'js']] as const) {
+export function modelFileIn(dir: string): { path: string; kind: 'onnx' | 'js' | 'container' } | undefined {
+  for (const [file, kind] of [['model.onnx', 'onnx'], ['model.mjs', 'js'], ['model.js', 'js'], ['container.json', 'container']] as const) {
     const p = join(dir, file);
     if (existsSync(p) && statSync(p).isFile()) return { path: p, kind };
   }
   return undefined;
+}
+
+/** A version served by containers that connect on their own (nothing to load from disk). */
+export function containerVersionFile(version: number, spec: ContainerSpec): VersionFile {
+  return { version, path: '', kind: 'container', container: spec };
+}
+
+/** The version file of a version directory, with its container description read when it is one. */
+export function versionFileIn(model: string, dir: string, version: number): VersionFile | undefined {
+  const f = modelFileIn(dir);
+  if (!f) return undefined;
+  if (f.kind !== 'container') return { version, ...f };
+  const launch = readContainerDescription(model, dir);
+  return { version, ...f, container: { input_type: launch.input_type, launch } };
 }
 
 export function readModel(repo: string, name: string): RepositoryModel {
@@ -79,12 +91,12 @@ export function readModel(repo: string, name: string): RepositoryModel {
   const available: VersionFile[] = [];
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     if (!entry.isDirectory() || !VERSION.test(entry.name)) continue;
-    const file = modelFileIn(join(dir, entry.name));
-    if (file) available.push({ version: Number(entry.name), ...file });
+    const file = versionFileIn(name, join(dir, entry.name), Number(entry.name));
+    if (file) available.push(file);
   }
   available.sort((a, b) => a.version - b.version);
   if (available.length === 0) {
-    throw new SkiffError('MODEL_LOAD_FAILED', `model '${name}': no version directory with a model.onnx or model.mjs`);
+    throw new SkiffError('MODEL_LOAD_FAILED', `model '${name}': no version directory with a model.onnx, model.mjs or container.json`);
   }
   return { name, dir, config, available, selected: selectVersions(name, available, config) };
 }

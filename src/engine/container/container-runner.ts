@@ -1,6 +1,7 @@
 import type { DataType } from '../../tensor/datatype.js';
 import type { ModelDescription } from '../ring/protocol.js';
 import type { BatchAnswer, Replica, Runner, RunnerBatch, RunnerEvents } from '../runner.js';
+import type { InputType } from './rpc-codec.js';
 
 /**
  * The container runner: a model version whose replicas are model containers in other processes
@@ -16,8 +17,6 @@ import type { BatchAnswer, Replica, Runner, RunnerBatch, RunnerEvents } from '..
  * different lengths may share a batch; the answer is one string per input, returned as a BYTES
  * output of shape [rows]. Main thread only.
  */
-export type InputType = 'bytes' | 'ints' | 'floats' | 'doubles' | 'strings';
-
 /** The OIP datatype a container input type takes. */
 export const INPUT_DATATYPE: Readonly<Record<InputType, DataType>> = Object.freeze({
   bytes: 'BYTES', strings: 'BYTES', ints: 'INT32', floats: 'FP32', doubles: 'FP64',
@@ -27,6 +26,10 @@ export const INPUT_DATATYPE: Readonly<Record<InputType, DataType>> = Object.free
 export interface ContainerPeer {
   readonly id: string;
   readonly inputType: InputType;
+  /** The private endpoint it connected to (a process Skiff launched), if any. */
+  readonly tag?: string;
+  /** Clipper's model_replica_id: an integer per (model, version), in connection order. */
+  readonly replicaId: number;
   predict(inputs: readonly Uint8Array[], done: (err: Error | null, outputs?: Uint8Array[]) => void): void;
   drop(reason: string): void;
 }
@@ -47,8 +50,8 @@ export interface ContainerProcesses {
   readonly restarts: number;
   setReplicas(n: number): void;
   stop(): Promise<void>;
-  /** Kill and restart every process whose container is not connected (a hung one that was dropped). */
-  restartStale?(connected: number): void;
+  /** Restart the process whose connection carries `tag` (its container hung). */
+  restart(tag: string): void;
 }
 
 export interface ContainerRunnerOptions {
@@ -82,7 +85,7 @@ class ContainerReplica implements Replica {
   ) {}
 
   get id(): string {
-    return this.peer.id;
+    return String(this.peer.replicaId);
   }
 
   send(batch: RunnerBatch): boolean {
@@ -155,7 +158,7 @@ export class ContainerRunner implements Runner {
     if (i >= 0) this.replicas.splice(i, 1);
     this.events.lost(r, { error: reason, gone: true, retryable: false });
     r.peer.drop(reason);
-    this.opts.processes?.restartStale?.(this.replicas.length);
+    if (r.peer.tag) this.opts.processes?.restart(r.peer.tag);
   }
 
   get isClosed(): boolean {

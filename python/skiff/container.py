@@ -1,0 +1,229 @@
+"""Serve a Python model to Skiff as a model container.
+
+A model container is a process that connects to Skiff's container RPC port (Clipper's RPC,
+version 3, over ZeroMQ) and answers batches of inputs with one string per input. Skiff batches,
+caches, times out and selects among containers like any other model. This module needs only
+pyzmq and numpy.
+
+    from skiff.container import serve
+
+    def predict(batch):              # a 2-D numpy array (one row per query), or a list
+        return [int(row.sum() > 0) for row in batch]
+
+    serve(predict, input_type="doubles")
+
+An object with a ``predict`` method (a scikit-learn estimator) works as well: ``serve(model)``.
+Each answer is turned into a string: numbers as plain numbers ("7", "0.25"), arrays and lists as
+JSON, strings as they are.
+
+Where to connect and what to announce comes from the environment Skiff (or Clipper) gives a
+container: CLIPPER_MODEL_NAME, CLIPPER_MODEL_VERSION, CLIPPER_IP (default 127.0.0.1),
+CLIPPER_PORT (default 7000), CLIPPER_INPUT_TYPE (default "doubles"); keyword arguments override
+them. Input types: "bytes" (each input a bytes object), "ints" (int32), "floats" (float32),
+"doubles" (float64), "strings" (each input a str).
+
+A predict function that raises is logged to stderr with its traceback and the batch is answered
+with no outputs, which Skiff reports to the clients of that batch as a model error; the container
+keeps serving. When the process that launched the container dies (SKIFF_PARENT_PID), it exits.
+"""
+
+import json
+import os
+import struct
+import sys
+import time
+import traceback
+
+import numpy as np
+import zmq
+
+RPC_VERSION = 3
+
+MESSAGE_NEW_CONTAINER = 0
+MESSAGE_CONTAINER_CONTENT = 1
+MESSAGE_HEARTBEAT = 2
+
+HEARTBEAT_KEEPALIVE = 0
+HEARTBEAT_REQUEST_METADATA = 1
+
+REQUEST_PREDICT = 0
+
+INPUT_TYPES = {"bytes": 0, "ints": 1, "floats": 2, "doubles": 3, "strings": 4}
+_ALIASES = {
+    "b": "bytes", "byte": "bytes",
+    "i": "ints", "int": "ints", "integer": "ints", "integers": "ints",
+    "f": "floats", "float": "floats",
+    "d": "doubles", "double": "doubles",
+    "s": "strings", "string": "strings", "str": "strings", "strs": "strings",
+}
+_DTYPES = {1: np.dtype("<i4"), 2: np.dtype("<f4"), 3: np.dtype("<f8")}
+
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_EMPTY = b""
+_VERSION = _U32.pack(RPC_VERSION)
+
+POLL_MS = 5000
+SILENCE_S = 30.0
+
+
+def input_type_code(name):
+    """Clipper's code for an input type name (or one of its aliases)."""
+    key = str(name).strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in INPUT_TYPES:
+        raise ValueError("unknown input type %r; use one of %s" % (name, ", ".join(INPUT_TYPES)))
+    return INPUT_TYPES[key]
+
+
+def to_output(value):
+    """One prediction as the string a container answers."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, np.ndarray):
+        return json.dumps(value.tolist())
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, default=lambda x: x.item() if isinstance(x, np.generic) else str(x))
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def decode_inputs(input_type, frames):
+    """The inputs of one batch: a 2-D array when every numeric input has the same length."""
+    if input_type == INPUT_TYPES["strings"]:
+        return [bytes(f.buffer).decode("utf-8", "replace") for f in frames]
+    if input_type == INPUT_TYPES["bytes"]:
+        return [bytes(f.buffer) for f in frames]
+    dtype = _DTYPES[input_type]
+    sizes = {len(f.buffer) for f in frames}
+    if len(sizes) == 1:
+        flat = np.frombuffer(b"".join(f.buffer for f in frames), dtype=dtype)
+        return flat.reshape(len(frames), -1)
+    return [np.frombuffer(f.buffer, dtype=dtype) for f in frames]
+
+
+class Container:
+    """One connection to Skiff's RPC port, serving ``predict`` for (name, version)."""
+
+    def __init__(self, predict, input_type, name, version, host, port, log=sys.stderr):
+        self.predict = predict
+        self.input_type = input_type_code(input_type)
+        self.name = name
+        self.version = str(version)
+        self.address = "tcp://%s:%d" % (host, int(port))
+        self.log = log
+        self.context = zmq.Context.instance()
+        parent = os.environ.get("SKIFF_PARENT_PID")
+        self.parent = int(parent) if parent and parent.isdigit() else None
+
+    def _send_heartbeat(self, sock):
+        sock.send_multipart([_EMPTY, _U32.pack(MESSAGE_HEARTBEAT)])
+
+    def _send_metadata(self, sock):
+        sock.send_multipart([
+            _EMPTY, _U32.pack(MESSAGE_NEW_CONTAINER), self.name.encode("utf-8"), self.version.encode("utf-8"),
+            str(self.input_type).encode("ascii"), _VERSION,
+        ])
+
+    def _answer(self, sock, msg_id, outputs):
+        encoded = [o.encode("utf-8") for o in outputs]
+        header = _U64.pack(len(encoded)) + b"".join(_U64.pack(len(o)) for o in encoded)
+        sock.send_multipart([_EMPTY, _U32.pack(MESSAGE_CONTAINER_CONTENT), msg_id, _U64.pack(len(header)), header] + encoded)
+
+    def _predict(self, frames):
+        """Run the model on one batch; [] (no outputs) when it fails."""
+        try:
+            batch = decode_inputs(self.input_type, frames)
+            result = self.predict(batch)
+            outputs = [to_output(v) for v in result]
+            if len(outputs) != len(frames):
+                raise ValueError("predict returned %d outputs for %d inputs" % (len(outputs), len(frames)))
+            return outputs
+        except Exception:  # the container keeps serving; Skiff fails this batch
+            traceback.print_exc(file=self.log)
+            self.log.flush()
+            return []
+
+    def _handle(self, sock, frames):
+        if len(frames) < 3 or len(frames[0].buffer) != 0:
+            return
+        msg_type = _U32.unpack(frames[2].buffer)[0]
+        if msg_type == MESSAGE_HEARTBEAT:
+            if len(frames) > 3 and _U32.unpack(frames[3].buffer)[0] == HEARTBEAT_REQUEST_METADATA:
+                self._send_metadata(sock)
+            return
+        if msg_type != MESSAGE_CONTAINER_CONTENT or len(frames) < 7:
+            return
+        msg_id = bytes(frames[3].buffer)
+        if _U32.unpack(frames[4].buffer)[0] != REQUEST_PREDICT:
+            return
+        header = np.frombuffer(frames[6].buffer, dtype="<u8")
+        if int(header[0]) != self.input_type:
+            print("skiff.container: got input type %d, serving %d; batch refused" % (int(header[0]), self.input_type), file=self.log)
+            self._answer(sock, msg_id, [])
+            return
+        self._answer(sock, msg_id, self._predict(frames[7:]))
+
+    def _parent_alive(self):
+        return self.parent is None or os.getppid() == self.parent
+
+    def run(self):
+        """Serve until the process is stopped (reconnecting after a silent server)."""
+        while self._parent_alive():
+            sock = self.context.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(self.address)
+            self._send_heartbeat(sock)
+            last = time.monotonic()
+            try:
+                while self._parent_alive():
+                    if sock.poll(POLL_MS):
+                        self._handle(sock, sock.recv_multipart(copy=False))
+                        last = time.monotonic()
+                    elif time.monotonic() - last >= SILENCE_S:
+                        break  # the server went away: a new socket, a new session
+                    else:
+                        self._send_heartbeat(sock)
+            finally:
+                sock.close(0)
+
+
+def serve(model, input_type=None, name=None, version=None, host=None, port=None):
+    """Serve ``model`` (a function of a batch, or an object with ``predict``) until stopped."""
+    predict = model.predict if hasattr(model, "predict") else model
+    if not callable(predict):
+        raise TypeError("serve() needs a function of a batch or an object with a predict method")
+    env = os.environ
+    name = name or env.get("CLIPPER_MODEL_NAME")
+    version = version if version is not None else env.get("CLIPPER_MODEL_VERSION")
+    if not name or version is None:
+        raise ValueError("the model name and version come from CLIPPER_MODEL_NAME / CLIPPER_MODEL_VERSION or serve(name=, version=)")
+    Container(
+        predict,
+        input_type or env.get("CLIPPER_INPUT_TYPE", "doubles"),
+        name,
+        version,
+        host or env.get("CLIPPER_IP", "127.0.0.1"),
+        port or int(env.get("CLIPPER_PORT", "7000")),
+    ).run()
+
+
+def _main(argv):
+    import argparse
+    import importlib
+
+    p = argparse.ArgumentParser(prog="python3 -m skiff.container", description="Serve module:attr (a function or a model object) to Skiff.")
+    p.add_argument("target", help="module:attribute, e.g. mymodel:predict")
+    p.add_argument("--input-type", default=None)
+    a = p.parse_args(argv)
+    mod, _, attr = a.target.partition(":")
+    serve(getattr(importlib.import_module(mod), attr or "predict"), input_type=a.input_type)
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

@@ -63,7 +63,7 @@ program
     const server = await startServer({
       modelRepository: o.modelRepository, host: o.host, port: o.port,
       maxBodyBytes: o.maxBodyBytes, maxFrameBytes: o.maxFrameBytes, logger,
-      appsFile, adminHost: o.adminHost, adminPort: o.adminPort, adminToken: o.adminToken,
+      appsFile, optionalModels: appsFile === DEMO_APPS ? ['sklearn_digits'] : [], adminHost: o.adminHost, adminPort: o.adminPort, adminToken: o.adminToken,
       stateDb: o.stateDb, flushIntervalMs: o.flushIntervalMs, uploadDir: o.uploadDir, drainTimeoutMs: o.drainTimeoutMs,
       tls, adminTls, wsMaxPendingBytes: o.wsMaxPendingBytes, rpcPort: o.rpcPort, rpcHost: o.rpcHost,
     });

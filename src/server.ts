@@ -44,6 +44,11 @@ export interface ServerOptions {
   wsIdleTimeoutSec: number;
   /** JSON file with application definitions loaded at start-up: an array, or {"apps": [...]}. */
   appsFile?: string;
+  /**
+   * Models the apps file may link that are left out of the links when they did not load (the
+   * demo's Python container where Python with zmq, numpy and scikit-learn is absent).
+   */
+  optionalModels?: readonly string[];
   adminHost: string;
   /** 0 = ephemeral; -1 = no admin listener. */
   adminPort: number;
@@ -148,7 +153,8 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
   await restoreModels(registry, store, loadReport, log);
   const queries = new QueryProcessor(registry, clock);
   const apps = new AppRegistry(store);
-  restoreApps(apps, store, opts.appsFile);
+  const missing = (opts.optionalModels ?? []).filter((m) => !registry.has(m) || registry.list().find((x) => x.name === m)?.current === undefined);
+  restoreApps(apps, store, opts.appsFile, missing);
   const appQueries = new AppProcessor(apps, registry, queries, clock);
 
   const app = createUwsApp(opts.tls);
@@ -245,7 +251,7 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
  * Applications at start-up: the persisted ones when the store has any (they are the last
  * acknowledged state), otherwise the apps file, which is then persisted.
  */
-export function restoreApps(apps: AppRegistry, store: ControlStore, file?: string): void {
+export function restoreApps(apps: AppRegistry, store: ControlStore, file?: string, leaveOut: readonly string[] = []): void {
   const stored = store.listApps();
   if (stored.length > 0) {
     for (const a of stored) apps.add(a);
@@ -255,7 +261,12 @@ export function restoreApps(apps: AppRegistry, store: ControlStore, file?: strin
   const raw = parseJsonBody(readFileSync(file));
   const list = Array.isArray(raw) ? raw : (raw as { apps?: unknown }).apps;
   if (!Array.isArray(list)) throw new Error(`${file}: expected an array of applications or {"apps": [...]}`);
-  for (const a of list) store.putApp({ ...apps.add(a) } as Record<string, unknown> & { name: string });
+  for (const a of list) {
+    const def = leaveOut.length && a && typeof a === 'object' && Array.isArray((a as { models?: unknown }).models)
+      ? { ...a, models: ((a as { models: unknown[] }).models).filter((m) => !leaveOut.includes(String(m))) }
+      : a;
+    store.putApp({ ...apps.add(def) } as Record<string, unknown> & { name: string });
+  }
 }
 
 /** Models added through the admin API, pinned versions and replica counts, as last acknowledged. */

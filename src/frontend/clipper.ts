@@ -105,9 +105,24 @@ export function parseUpdateBody(bytes: Uint8Array, dt: DataType): ClipperUpdateB
   return { input, label: body.label, context: contextOf(body) };
 }
 
+/**
+ * Clipper nests a model's string answer as JSON when it parses as JSON (a container answering
+ * '{"label": 3}' gives an object), and as a string otherwise.
+ */
+function clipperOutput(a: AppAnswer): unknown {
+  if (typeof a.output !== 'string' || a.isDefault) return a.output;
+  const t = a.output.trim();
+  if (t === '' || !/^[[{"]/.test(t)) return a.output;
+  try {
+    return JSON.parse(t) as unknown;
+  } catch {
+    return a.output;
+  }
+}
+
 /** An app answer in Clipper's JSON shape (plus which models produced it). */
 export function clipperAnswer(a: AppAnswer): Record<string, unknown> {
-  const r: Record<string, unknown> = { query_id: a.queryId, output: a.output, default: a.isDefault };
+  const r: Record<string, unknown> = { query_id: a.queryId, output: clipperOutput(a), default: a.isDefault };
   if (a.isDefault && a.defaultExplanation) r.default_explanation = a.defaultExplanation;
   r.models_used = a.modelsUsed;
   r.models_missing = a.modelsMissing;

@@ -32,7 +32,7 @@ function metadataOf(v: ModelVersion, registry: ModelRegistry): unknown {
   return {
     name: v.model,
     versions: entry.versions.filter((x) => x.state === 'ready').map((x) => String(x.version)),
-    platform: v.file.kind === 'onnx' ? 'onnxruntime_onnx' : 'skiff_js',
+    platform: v.file.kind === 'onnx' ? 'onnxruntime_onnx' : v.file.kind === 'container' ? 'clipper_container' : 'skiff_js',
     inputs: v.spec!.inputs.map((i) => ({ name: i.name, datatype: i.datatype, shape: i.shape })),
     outputs: v.spec!.outputs.map((o) => ({ name: o.name, datatype: o.datatype, shape: o.shape })),
   };

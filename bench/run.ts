@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: the scenario runner. Generates the benchmark models into a temporary
  * repository, starts Skiff (and, on demand, the baselines) in child processes, runs targets
- * T1..T8 from issue 5 and prints each as a ratio against its baseline measured in the same run,
+ * T1..T9 and prints each as a ratio against its baseline measured in the same run,
  * with PASS/FAIL. The full run also sweeps latency against throughput on the compute MLP and
  * writes bench/results/<timestamp>/ (results.json, results.md, latency-throughput.svg).
  *
@@ -27,10 +27,11 @@ import { t5 } from './targets/t5-aimd.js';
 import { t6 } from './targets/t6-wait.js';
 import { t7 } from './targets/t7-idle.js';
 import { t8 } from './targets/t8-loop.js';
+import { t9 } from './targets/t9-containers.js';
 import { sweepCurves } from './targets/curves.js';
 import { wsStream } from './ws-stream.js';
 
-const TARGETS: Target[] = [t1, t2, t3, t4, t5, t6, t7, t8];
+const TARGETS: Target[] = [t1, t2, t3, t4, t5, t6, t7, t8, t9];
 const EXTRA: Target[] = [wsStream, sweepCurves];
 const RESULTS_ROOT = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 

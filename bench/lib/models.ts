@@ -5,15 +5,21 @@
  * - `compute`: a random 784-1024-1024-10 MLP (compute-bound: batching pays off);
  * - `identity`: 784 floats in, the same out (pure transport);
  * - `delay`: a JS-function model that blocks its thread for a fixed time per call (+ per row),
- *   so batching economics are exact and cost no CPU.
+ *   so batching economics are exact and cost no CPU;
+ * - `noop`: a JS-function model in a worker thread that returns zeros (784 floats in, one out);
+ * - `noop-container`: the same no-op as a Python model container (Skiff's container library,
+ *   Debian's python3 with zmq and numpy), launched by Skiff.
  */
-import { copyFileSync, mkdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { DEMO_REPOSITORY } from '../../src/paths.js';
 import { writeComputeMlp, writeDelayModel, writeIdentity, writeModelConfig } from '../../src/modelgen/fixtures.js';
 import type { InputSpec } from './spec.js';
 
-export type ModelKind = 'tiny' | 'compute' | 'identity' | 'delay';
+export type ModelKind = 'tiny' | 'compute' | 'identity' | 'delay' | 'noop' | 'noop-container';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
 export interface BenchModel {
   name: string;
@@ -66,6 +72,32 @@ export function writeBenchModel(repo: string, name: string, kind: ModelKind, con
       file = writeDelayModel(repo, name, { delayMs: delay.delayMs, perRowUs: delay.perRowUs, dim: DELAY_DIM }).file;
       input = { name: 'input', rowShape: [DELAY_DIM] };
       break;
+    case 'noop': {
+      const dir = join(repo, name, '1');
+      mkdirSync(dir, { recursive: true });
+      file = join(dir, 'model.mjs');
+      writeFileSync(file, `export const metadata = {
+  inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 784] }],
+  outputs: [{ name: 'output', datatype: 'FP32', shape: [-1, 1] }],
+};
+export function predict({ input }) {
+  return { output: { datatype: 'FP32', shape: [input.shape[0], 1], data: new Float32Array(input.shape[0]) } };
+}
+`);
+      break;
+    }
+    case 'noop-container': {
+      const dir = join(repo, name, '1');
+      mkdirSync(dir, { recursive: true });
+      file = join(dir, 'container.json');
+      writeFileSync(file, JSON.stringify({
+        command: ['/usr/bin/python3', join(ROOT, 'bench', 'containers', 'noop.py')],
+        input_type: 'floats',
+        replicas: 1,
+        env: { PYTHONPATH: join(ROOT, 'python') },
+      }));
+      break;
+    }
   }
   writeModelConfig(repo, name, cfg);
   return { name, kind, file, input, config: cfg };

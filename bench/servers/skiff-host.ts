@@ -31,7 +31,7 @@ serveParent({
   models: () => server.loadReport,
   stats: (a) => {
     const e = executor(a);
-    return { batchCap: e.batchCap, queueDepth: e.queueDepth, counters: { ...e.counters }, latency: e.latency.snapshot() };
+    return { batchCap: e.batchCap, queueDepth: e.queueDepth, replicas: e.replicas, counters: { ...e.counters }, latency: e.latency.snapshot() };
   },
   reset: (a) => {
     if (a.model !== undefined) executor(a).latency.reset();

@@ -19,7 +19,7 @@ JSON, strings as they are.
 Where to connect and what to announce comes from the environment Skiff (or Clipper) gives a
 container: CLIPPER_MODEL_NAME, CLIPPER_MODEL_VERSION, CLIPPER_IP (default 127.0.0.1),
 CLIPPER_PORT (default 7000), CLIPPER_INPUT_TYPE (default "doubles"); keyword arguments override
-them. Input types: "bytes" (each input a bytes object), "ints" (int32), "floats" (float32),
+them (a process Skiff launches gets SKIFF_RPC_ADDRESS, a Unix socket, which it prefers). Input types: "bytes" (each input a bytes object), "ints" (int32), "floats" (float32),
 "doubles" (float64), "strings" (each input a str).
 
 A predict function that raises is logged to stderr with its traceback and the batch is answered
@@ -62,6 +62,7 @@ _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _EMPTY = b""
 _VERSION = _U32.pack(RPC_VERSION)
+_CONTENT = _U32.pack(MESSAGE_CONTAINER_CONTENT)
 
 POLL_MS = 5000
 SILENCE_S = 30.0
@@ -94,17 +95,25 @@ def to_output(value):
 
 
 def decode_inputs(input_type, frames):
-    """The inputs of one batch: a 2-D array when every numeric input has the same length."""
+    """The inputs of one batch (bytes frames): a 2-D array when every numeric input has the same length."""
     if input_type == INPUT_TYPES["strings"]:
-        return [bytes(f.buffer).decode("utf-8", "replace") for f in frames]
+        return [f.decode("utf-8", "replace") for f in frames]
     if input_type == INPUT_TYPES["bytes"]:
-        return [bytes(f.buffer) for f in frames]
+        return list(frames)
     dtype = _DTYPES[input_type]
-    sizes = {len(f.buffer) for f in frames}
-    if len(sizes) == 1:
-        flat = np.frombuffer(b"".join(f.buffer for f in frames), dtype=dtype)
-        return flat.reshape(len(frames), -1)
-    return [np.frombuffer(f.buffer, dtype=dtype) for f in frames]
+    first = len(frames[0])
+    if all(len(f) == first for f in frames):
+        return np.frombuffer(b"".join(frames), dtype=dtype).reshape(len(frames), -1)
+    return [np.frombuffer(f, dtype=dtype) for f in frames]
+
+
+def to_outputs(result):
+    """A batch's predictions as strings (a fast path for a 1-D numeric array)."""
+    if isinstance(result, np.ndarray) and result.ndim == 1 and result.dtype.kind in "iub":
+        return [str(v) for v in result.tolist()]
+    if isinstance(result, np.ndarray) and result.ndim == 1 and result.dtype.kind == "f":
+        return [str(v) for v in result.tolist()]
+    return [to_output(v) for v in result]
 
 
 class Container:
@@ -132,15 +141,16 @@ class Container:
 
     def _answer(self, sock, msg_id, outputs):
         encoded = [o.encode("utf-8") for o in outputs]
-        header = _U64.pack(len(encoded)) + b"".join(_U64.pack(len(o)) for o in encoded)
-        sock.send_multipart([_EMPTY, _U32.pack(MESSAGE_CONTAINER_CONTENT), msg_id, _U64.pack(len(header)), header] + encoded)
+        n = len(encoded)
+        header = struct.pack("<%dQ" % (n + 1), n, *map(len, encoded))
+        sock.send_multipart([_EMPTY, _CONTENT, msg_id, _U64.pack(len(header)), header] + encoded)
 
     def _predict(self, frames):
         """Run the model on one batch; [] (no outputs) when it fails."""
         try:
             batch = decode_inputs(self.input_type, frames)
             result = self.predict(batch)
-            outputs = [to_output(v) for v in result]
+            outputs = to_outputs(result)
             if len(outputs) != len(frames):
                 raise ValueError("predict returned %d outputs for %d inputs" % (len(outputs), len(frames)))
             return outputs
@@ -150,21 +160,21 @@ class Container:
             return []
 
     def _handle(self, sock, frames):
-        if len(frames) < 3 or len(frames[0].buffer) != 0:
+        if len(frames) < 3 or frames[0]:
             return
-        msg_type = _U32.unpack(frames[2].buffer)[0]
+        msg_type = _U32.unpack(frames[2])[0]
         if msg_type == MESSAGE_HEARTBEAT:
-            if len(frames) > 3 and _U32.unpack(frames[3].buffer)[0] == HEARTBEAT_REQUEST_METADATA:
+            if len(frames) > 3 and _U32.unpack(frames[3])[0] == HEARTBEAT_REQUEST_METADATA:
                 self._send_metadata(sock)
             return
         if msg_type != MESSAGE_CONTAINER_CONTENT or len(frames) < 7:
             return
-        msg_id = bytes(frames[3].buffer)
-        if _U32.unpack(frames[4].buffer)[0] != REQUEST_PREDICT:
+        msg_id = frames[3]
+        if _U32.unpack(frames[4])[0] != REQUEST_PREDICT:
             return
-        header = np.frombuffer(frames[6].buffer, dtype="<u8")
-        if int(header[0]) != self.input_type:
-            print("skiff.container: got input type %d, serving %d; batch refused" % (int(header[0]), self.input_type), file=self.log)
+        input_type = _U64.unpack_from(frames[6])[0]
+        if input_type != self.input_type:
+            print("skiff.container: got input type %d, serving %d; batch refused" % (input_type, self.input_type), file=self.log)
             self._answer(sock, msg_id, [])
             return
         self._answer(sock, msg_id, self._predict(frames[7:]))
@@ -177,18 +187,22 @@ class Container:
         while self._parent_alive():
             sock = self.context.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
+            # A blocking receive with a timeout: one system call per message on the hot path.
+            sock.setsockopt(zmq.RCVTIMEO, POLL_MS)
             sock.connect(self.address)
             self._send_heartbeat(sock)
             last = time.monotonic()
             try:
                 while self._parent_alive():
-                    if sock.poll(POLL_MS):
-                        self._handle(sock, sock.recv_multipart(copy=False))
-                        last = time.monotonic()
-                    elif time.monotonic() - last >= SILENCE_S:
-                        break  # the server went away: a new socket, a new session
-                    else:
+                    try:
+                        frames = sock.recv_multipart()
+                    except zmq.Again:
+                        if time.monotonic() - last >= SILENCE_S:
+                            break  # the server went away: a new socket, a new session
                         self._send_heartbeat(sock)
+                        continue
+                    self._handle(sock, frames)
+                    last = time.monotonic()
             finally:
                 sock.close(0)
 
@@ -203,14 +217,18 @@ def serve(model, input_type=None, name=None, version=None, host=None, port=None)
     version = version if version is not None else env.get("CLIPPER_MODEL_VERSION")
     if not name or version is None:
         raise ValueError("the model name and version come from CLIPPER_MODEL_NAME / CLIPPER_MODEL_VERSION or serve(name=, version=)")
-    Container(
+    c = Container(
         predict,
         input_type or env.get("CLIPPER_INPUT_TYPE", "doubles"),
         name,
         version,
         host or env.get("CLIPPER_IP", "127.0.0.1"),
         port or int(env.get("CLIPPER_PORT", "7000")),
-    ).run()
+    )
+    # Skiff gives the processes it launches a Unix socket too (a shorter path than TCP).
+    if host is None and port is None and env.get("SKIFF_RPC_ADDRESS"):
+        c.address = env["SKIFF_RPC_ADDRESS"]
+    c.run()
 
 
 def _main(argv):

@@ -111,7 +111,7 @@ export class ModelRegistry {
       if (!this.containers) throw new SkiffError('MODEL_LOAD_FAILED', `model '${name}' version ${version} is served by containers: start the server with --rpc-port`);
       const hub = await this.containers.hub(spec.launch !== undefined);
       const processes = spec.launch ? await this.containers.launch(name, version, spec.launch, dirname(file.path), replicas) : undefined;
-      return new ContainerRunner({ model: name, version, inputType: spec.input_type, hub, processes, replicas });
+      return new ContainerRunner({ model: name, version, inputType: spec.input_type, hub, processes, replicas, depth: config.pipeline_depth });
     }
     return WorkerRunner.start({
       kind: file.kind,

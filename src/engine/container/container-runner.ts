@@ -12,7 +12,8 @@ import type { InputType } from './rpc-codec.js';
  * the model repository) are started and supervised by a Launcher; external ones connect on
  * their own.
  *
- * Clipper keeps one batch outstanding per replica: depth 1. Each row of a query travels as one
+ * Clipper keeps one batch outstanding per replica; Skiff pipelines up to the model's
+ * `pipeline_depth` (answers are still handed on in the order the batches were sent). Each row of a query travels as one
  * container input (a row of a numeric tensor, or one element of a BYTES tensor), so rows of
  * different lengths may share a batch; the answer is one string per input, returned as a BYTES
  * output of shape [rows]. Main thread only.
@@ -63,6 +64,11 @@ export interface ContainerRunnerOptions {
   processes?: ContainerProcesses;
   /** Replicas asked for (launched processes; external: what the operator expects). */
   replicas: number;
+  /**
+   * Batches a container holds at once (default 1, as Clipper keeps them): with 2 the next batch
+   * waits in the container's socket while it runs the current one, hiding the round trip.
+   */
+  depth?: number;
 }
 
 /** The description of every container model: one input of the container's type, one string output. */
@@ -76,8 +82,10 @@ export function containerDescription(inputType: InputType): ModelDescription {
 
 class ContainerReplica implements Replica {
   readonly maxBatchBytes = Infinity;
-  /** Stopped by the executor (hung): its late answer must not be delivered. */
+  /** Stopped by the executor (hung): its late answers must not be delivered. */
   private stopped = false;
+  /** Batches sent, oldest first, with their answer once it arrived (delivered in this order). */
+  private readonly outstanding: { seq: number; answer: BatchAnswer | null }[] = [];
 
   constructor(
     readonly peer: ContainerPeer,
@@ -91,15 +99,22 @@ class ContainerReplica implements Replica {
   send(batch: RunnerBatch): boolean {
     const frames = containerInputs(batch);
     const t0 = performance.now();
+    const slot: { seq: number; answer: BatchAnswer | null } = { seq: batch.seq, answer: null };
+    this.outstanding.push(slot);
     this.peer.predict(frames, (err, outputs) => {
       if (this.stopped || this.runner.isClosed) return;
       const runUs = Math.round((performance.now() - t0) * 1000);
-      let answer: BatchAnswer;
-      if (err) answer = { seq: batch.seq, runUs, error: err.message };
-      else if (outputs!.length !== batch.rows) answer = { seq: batch.seq, runUs, error: `container returned ${outputs!.length} outputs for ${batch.rows} inputs` };
-      else answer = { seq: batch.seq, runUs, outputs: [{ datatype: 'BYTES', dims: [batch.rows], data: bytesTensor(outputs!) }] };
-      this.runner.events.answered(this, answer);
-      this.runner.events.settled();
+      if (err) slot.answer = { seq: batch.seq, runUs, error: err.message };
+      else if (outputs!.length !== batch.rows) slot.answer = { seq: batch.seq, runUs, error: `container returned ${outputs!.length} outputs for ${batch.rows} inputs` };
+      else slot.answer = { seq: batch.seq, runUs, outputs: [{ datatype: 'BYTES', dims: [batch.rows], data: bytesTensor(outputs!) }] };
+      // The executor takes answers in the order it sent the batches: a container that answers
+      // out of order (several threads) waits for the older ones.
+      let delivered = false;
+      while (this.outstanding.length > 0 && this.outstanding[0]!.answer) {
+        this.runner.events.answered(this, this.outstanding.shift()!.answer!);
+        delivered = true;
+      }
+      if (delivered) this.runner.events.settled();
     });
     return true;
   }
@@ -112,7 +127,7 @@ class ContainerReplica implements Replica {
 
 export class ContainerRunner implements Runner {
   readonly kind = 'container';
-  readonly depth = 1;
+  readonly depth: number;
   readonly description: ModelDescription;
   readonly replicas: ContainerReplica[] = [];
   events!: RunnerEvents;
@@ -122,6 +137,7 @@ export class ContainerRunner implements Runner {
 
   constructor(private readonly opts: ContainerRunnerOptions) {
     this.description = containerDescription(opts.inputType);
+    this.depth = Math.max(1, opts.depth ?? 1);
     this.wanted = opts.replicas;
   }
 

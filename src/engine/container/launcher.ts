@@ -27,7 +27,7 @@ export interface LauncherOptions {
   /** Where the container connects (the RPC server's host). */
   rpcHost: string;
   /** Open a private RPC endpoint for one replica; its connections carry `tag`. */
-  openEndpoint(tag: string): Promise<{ port: number; close(): void }>;
+  openEndpoint(tag: string): Promise<{ port: number; ipc?: string; close(): void }>;
   log: Logger;
   /** Backoff of restarts (ms). */
   minBackoffMs?: number;
@@ -46,7 +46,7 @@ interface Slot {
   index: number;
   tag: string;
   child: ChildProcess | null;
-  endpoint: { port: number; close(): void } | null;
+  endpoint: { port: number; ipc?: string; close(): void } | null;
   /** Desired: false once the slot is being stopped for good. */
   wanted: boolean;
   backoffMs: number;
@@ -125,6 +125,7 @@ export class Launcher implements ContainerProcesses {
       CLIPPER_IP: this.opts.rpcHost,
       CLIPPER_PORT: String(slot.endpoint.port),
       CLIPPER_INPUT_TYPE: d.input_type,
+      ...(slot.endpoint.ipc ? { SKIFF_RPC_ADDRESS: slot.endpoint.ipc } : {}),
       SKIFF_PARENT_PID: String(process.pid),
       SKIFF_REPLICA: String(slot.index),
     };

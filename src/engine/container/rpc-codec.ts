@@ -57,12 +57,6 @@ function u32(n: number): Uint8Array {
   return b;
 }
 
-function u64(n: number): Uint8Array {
-  const b = new Uint8Array(8);
-  new DataView(b.buffer).setBigUint64(0, BigInt(n), true);
-  return b;
-}
-
 const VERSION_FRAME = u32(RPC_VERSION);
 const HEARTBEAT_FRAMES: readonly (readonly Uint8Array[])[] = [HEARTBEAT_KEEPALIVE, HEARTBEAT_REQUEST_METADATA].map(
   (t) => Object.freeze([EMPTY, VERSION_FRAME, u32(MSG_HEARTBEAT), u32(t)]),
@@ -81,12 +75,15 @@ export function encodeHeartbeat(type: typeof HEARTBEAT_KEEPALIVE | typeof HEARTB
  */
 export function encodePredict(msgId: number, inputType: InputType, inputs: readonly Uint8Array[]): Uint8Array[] {
   const n = inputs.length;
-  const header = new Uint8Array(8 * (2 + n));
-  const v = new DataView(header.buffer);
-  v.setBigUint64(0, BigInt(INPUT_TYPE_CODE[inputType]), true);
-  v.setBigUint64(8, BigInt(n), true);
-  for (let i = 0; i < n; i++) v.setBigUint64(16 + 8 * i, BigInt(inputs[i]!.byteLength), true);
-  const frames: Uint8Array[] = [EMPTY, VERSION_FRAME, CONTENT_TYPE_FRAME, u32(msgId), PREDICT_FRAME, u64(header.byteLength), header];
+  // One buffer for the msg_id, the header length and the header (u64s as two u32s: sizes stay below 2^32).
+  const buf = new ArrayBuffer(4 + 8 + 8 * (2 + n));
+  const v = new DataView(buf);
+  v.setUint32(0, msgId >>> 0, true);
+  v.setUint32(4, 8 * (2 + n), true);
+  v.setUint32(12, INPUT_TYPE_CODE[inputType], true);
+  v.setUint32(20, n, true);
+  for (let i = 0; i < n; i++) v.setUint32(28 + 8 * i, inputs[i]!.byteLength, true);
+  const frames: Uint8Array[] = [EMPTY, VERSION_FRAME, CONTENT_TYPE_FRAME, new Uint8Array(buf, 0, 4), PREDICT_FRAME, new Uint8Array(buf, 4, 8), new Uint8Array(buf, 12)];
   for (const x of inputs) frames.push(x);
   return frames;
 }

@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Router } from 'zeromq';
 import type { Logger } from 'pino';
 import {
@@ -79,6 +82,7 @@ class Endpoint {
     readonly port: number,
     readonly tag: string | undefined,
     private readonly onSendError: (routing: Uint8Array, err: unknown) => void,
+    readonly ipc?: string,
   ) {}
 
   /** Queue a message (routing id first); zeromq.js allows one send in progress per socket. */
@@ -209,16 +213,35 @@ export class RpcServer implements ContainerHub {
       throw new Error(`cannot bind the container RPC port ${host}:${port}: ${(err as Error).message}`);
     }
     const bound = Number(/:(\d+)$/.exec(router.lastEndpoint ?? '')?.[1] ?? port);
-    const ep = new Endpoint(this.endpoints.length, router, bound, tag, (routing, err) => this.sendFailed(ep, routing, err));
+    // A launched process may also use a Unix socket (faster than TCP on loopback): Skiff's Python
+    // library takes SKIFF_RPC_ADDRESS; Clipper's containers use CLIPPER_IP/CLIPPER_PORT.
+    let ipc: string | undefined;
+    if (tag !== undefined) {
+      ipc = `ipc://${join(this.ipcDir(), `${this.endpoints.length}.sock`)}`;
+      try {
+        await router.bind(ipc);
+      } catch {
+        ipc = undefined;
+      }
+    }
+    const ep = new Endpoint(this.endpoints.length, router, bound, tag, (routing, err) => this.sendFailed(ep, routing, err), ipc);
     this.endpoints.push(ep);
     void this.receive(ep);
     return ep;
   }
 
   /** A private endpoint for one launched process: its connections are tagged `tag`. */
-  async openEndpoint(tag: string): Promise<{ port: number; close(): void }> {
+  async openEndpoint(tag: string): Promise<{ port: number; ipc?: string; close(): void }> {
     const ep = await this.bind(0, tag);
-    return { port: ep.port, close: () => this.closeEndpoint(ep) };
+    return { port: ep.port, ipc: ep.ipc, close: () => this.closeEndpoint(ep) };
+  }
+
+  private ipcDirPath: string | null = null;
+
+  /** A private directory for the Unix sockets of launched processes (removed on close). */
+  private ipcDir(): string {
+    this.ipcDirPath ??= mkdtempSync(join(tmpdir(), 'skiff-rpc-'));
+    return this.ipcDirPath;
   }
 
   private closeEndpoint(ep: Endpoint): void {
@@ -227,6 +250,7 @@ export class RpcServer implements ContainerHub {
     for (const p of [...this.peersByKey.values()]) if (p.endpoint === ep) this.lose(p, 'endpoint closed');
     for (const k of [...this.refused.keys()]) if (this.refused.get(k)!.endpoint === ep) this.refused.delete(k);
     ep.router.close();
+    if (ep.ipc) rmSync(ep.ipc.slice('ipc://'.length), { force: true });
   }
 
   nextMsgId(): number {
@@ -428,5 +452,6 @@ export class RpcServer implements ContainerHub {
       p.pending.clear();
     }
     this.peersByKey.clear();
+    if (this.ipcDirPath) rmSync(this.ipcDirPath, { recursive: true, force: true });
   }
 }

@@ -16,7 +16,8 @@ import { applyByteOps, applyJsonOps, byteMutations, edgeValue, HOSTILE_KEYS, jso
 import { hasForbiddenKey } from './oip-campaigns.js';
 
 const CLIPPER_CODES: readonly ErrorCode[] = ['BAD_REQUEST', 'INVALID_INPUT'];
-const TYPES = Object.values(INPUT_TYPES);
+/** The numeric input types (the oracle below builds their bytes); strings are checked in clipperStrings. */
+const TYPES = Object.values(INPUT_TYPES).filter((t) => t !== 'BYTES');
 const MAX_BATCH = 16;
 const utf8 = new TextEncoder();
 
@@ -125,4 +126,16 @@ export function clipperMutated(runs: number, seed: number): Tally {
     parseOne(t, route, body, dt);
   }), fcOptions(runs, seed));
   return t.finish();
+}
+
+/** The strings input type: a string parses to its UTF-8 bytes; anything else is refused with a code. */
+export function clipperStrings(runs: number, seed: number): Tally {
+  const t = new Tally('clipper.structured', seed, CLIPPER_CODES);
+  fc.assert(fc.property(fc.oneof(fc.string({ maxLength: 40 }), junkInput), (input) => {
+    const got = parseOne(t, 'predict', utf8.encode(JSON.stringify({ input })), 'BYTES');
+    if (typeof input === 'string') {
+      if (!got || Buffer.compare(Buffer.from(got[0]!), Buffer.from(input, 'utf8')) !== 0) throw new Error(`the string ${JSON.stringify(input)} did not parse to its UTF-8 bytes`);
+    } else if (got !== undefined) throw new Error(`a non-string input was accepted for strings: ${JSON.stringify(input).slice(0, 100)}`);
+  }), { numRuns: runs, seed });
+  return t;
 }

@@ -1,6 +1,6 @@
 import { after, test } from 'node:test';
 import { checkCampaign, fuzzSeed, parserSummary, runsFor, type Tally } from './harness.js';
-import { clipperMutated, clipperStructured } from './clipper-campaigns.js';
+import { clipperMutated, clipperStrings, clipperStructured } from './clipper-campaigns.js';
 
 const seed = fuzzSeed();
 const done: Tally[] = [];
@@ -11,6 +11,9 @@ test('fuzz Clipper predict/update bodies: valid bodies parse exactly, junk field
   const t = clipperStructured(runs, seed);
   done.push(t);
   checkCampaign(t, runs);
+  const stringRuns = Math.max(200, Math.round(runs / 10));
+  const s = clipperStrings(stringRuns, seed);
+  checkCampaign(s, stringRuns);
 });
 
 test('fuzz Clipper predict/update bodies: byte and JSON mutations of valid bodies', () => {

@@ -101,11 +101,11 @@ describe('model containers: a Python scikit-learn model behind Clipper\'s RPC', 
   let client: SkiffClient;
 
   before(async () => {
-    model = writeContainerModel(tmp.dir, 'digits', { replicas: 2, config: { max_batch_size: 64, batch_wait_timeout_us: 2000, batch_timeout_ms: 1500, default_timeout_us: 10_000_000 } });
+    model = writeContainerModel(tmp.dir, 'digits', { replicas: 2, config: { max_batch_size: 64, batch_wait_timeout_us: 2000, batch_timeout_ms: 1500, default_timeout_us: 10_000_000, cache_bytes: 0 } });
     writeFileSync(join(tmp.dir, 'apps.json'), JSON.stringify([
       { name: 'digits_app', input_type: 'doubles', latency_slo_micros: 5_000_000, default_output: -1, policy: 'single', models: ['digits'] },
     ]));
-    s = await serve(tmp.dir, { appsFile: join(tmp.dir, 'apps.json') });
+    s = await serve(tmp.dir, { appsFile: join(tmp.dir, 'apps.json'), ...(process.env.SKIFF_TEST_LOG ? { logger: (await import('../../src/log.js')).createLogger('info') } : {}) });
     ref = (await ready(s, 'digits', 2, model.reference))!;
     client = await SkiffClient.connect(s.wsUrl);
   }, T);
@@ -198,6 +198,15 @@ describe('model containers: a Python scikit-learn model behind Clipper\'s RPC', 
     await ready(s, 'digits', 2);
     const ok = await client.infer({ model: 'digits', inputs: [f64([ref.x[3]!])] });
     assert.equal(strings(ok.outputs[0]!)[0], String(ref.pred[3]));
+    // The process that hung is the one restarted: both replicas take batches again.
+    const before2 = new Map((await replicas(s, 'digits')).map((r) => [r.model_replica_id, r.batches]));
+    await until('both replicas serving', async () => {
+      // Fresh inputs (the prediction cache would answer repeated ones without a batch).
+      await Promise.all(Array.from({ length: 200 }, (_, i) => client.infer({ model: 'digits', inputs: [f64([ref.x[i]!.map((v, k) => (k === 0 ? v + Math.random() * 1e-6 : v))])] })));
+      const now = await replicas(s, 'digits');
+      return now.length === 2 && now.every((r) => r.batches > (before2.get(r.model_replica_id) ?? 0)) ? true : undefined;
+    }, 20_000);
+    assert.equal(pidsOf(model.dir).length, 2);
   });
 
   it('set_num_replicas starts and stops launched processes', T, async () => {

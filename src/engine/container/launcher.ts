@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { delimiter } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
 import { commandPath, type ContainerDescription } from '../../config/container-config.js';
@@ -13,7 +15,7 @@ import type { ContainerProcesses } from './container-runner.js';
  * stable run); `stop()` sends SIGTERM, then SIGKILL after a grace period. stdout and stderr go to
  * the log line by line, labelled with model, version and replica (lines bounded, rate-limited).
  *
- * Children die with the server: they are started under `setpriv --pdeathsig KILL` where it exists
+ * Skiff's Python library (`python/skiff`) is on their PYTHONPATH. Children die with the server: they are started under `setpriv --pdeathsig KILL` where it exists
  * (util-linux), and SKIFF_PARENT_PID lets Skiff's own Python library exit on its own as well.
  * Main thread only.
  */
@@ -41,6 +43,7 @@ const MAX_LINE = 4096;
 /** Lines per replica per second before output is summarised. */
 const LINES_PER_SECOND = 50;
 const SETPRIV = '/usr/bin/setpriv';
+const PYTHON_LIB = fileURLToPath(new URL('../../../../python', import.meta.url));
 
 interface Slot {
   index: number;
@@ -116,9 +119,12 @@ export class Launcher implements ContainerProcesses {
       return;
     }
     if (!slot.wanted || this.stopped) return;
+    const inherited = filteredEnv(process.env);
     const env: Record<string, string> = {
-      ...filteredEnv(process.env),
+      ...inherited,
       ...d.env,
+      // Skiff's own Python library (skiff.container) is importable by every process it launches.
+      PYTHONPATH: [d.env.PYTHONPATH ?? inherited.PYTHONPATH, PYTHON_LIB].filter(Boolean).join(delimiter),
       CLIPPER_MODEL_NAME: model,
       CLIPPER_MODEL_VERSION: String(version),
       CLIPPER_MODEL_PATH: this.opts.modelPath,

@@ -188,6 +188,9 @@ export class RpcServer implements ContainerHub {
   }
 
   private async bind(port: number, tag: string | undefined): Promise<Endpoint> {
+    // Named before any await: concurrent binds must not pick the same socket file (libzmq unlinks
+    // an existing path when it binds, which would steal another endpoint's socket).
+    const ipcName = tag === undefined ? undefined : `${this.ipcSeq++}.sock`;
     const router = new Router({
       linger: 0,
       mandatory: true,
@@ -216,8 +219,8 @@ export class RpcServer implements ContainerHub {
     // A launched process may also use a Unix socket (faster than TCP on loopback): Skiff's Python
     // library takes SKIFF_RPC_ADDRESS; Clipper's containers use CLIPPER_IP/CLIPPER_PORT.
     let ipc: string | undefined;
-    if (tag !== undefined) {
-      ipc = `ipc://${join(this.ipcDir(), `${this.endpoints.length}.sock`)}`;
+    if (ipcName !== undefined) {
+      ipc = `ipc://${join(this.ipcDir(), ipcName)}`;
       try {
         await router.bind(ipc);
       } catch {
@@ -237,6 +240,7 @@ export class RpcServer implements ContainerHub {
   }
 
   private ipcDirPath: string | null = null;
+  private ipcSeq = 0;
 
   /** A private directory for the Unix sockets of launched processes (removed on close). */
   private ipcDir(): string {

@@ -4,15 +4,11 @@ image (784 floats in [0, 1]) through the same preprocessing those digits had: th
 bounding box, binarised, resampled to 32x32, and counted in 4x4 blocks. About 59% accurate on
 MNIST: a weak, different model beside the ONNX ones, whose weight Exp3 and Exp4 learn.
 Served with Skiff's container library (skiff.container)."""
-import os
-import sys
-
 import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.neighbors import KNeighborsClassifier
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "..", "python"))
-from skiff.container import serve  # noqa: E402
+from skiff.container import serve  # Skiff puts its Python library on the PYTHONPATH of what it launches
 
 X, y = load_digits(return_X_y=True)
 model = KNeighborsClassifier(n_neighbors=3).fit(X, y)

@@ -2,9 +2,14 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { startServer, DEFAULT_SERVER_OPTIONS } from './server.js';
 import { createLogger } from './log.js';
+import { isLoopback } from './http/guard.js';
 import { DEMO_APPS, DEMO_REPOSITORY } from './paths.js';
 
 /** The `skiff` command line: serve, demo (and bench, in bench/). */
+
+function collect(v: string, prev: string[]): string[] {
+  return [...prev, v];
+}
 
 function int(name: string, min: number, max: number) {
   return (v: string): number => {
@@ -23,12 +28,17 @@ program
   .option('--model-repository <dir>', 'model repository: <dir>/<model>/<version>/model.onnx', DEMO_REPOSITORY)
   .option('--host <host>', 'address to bind', DEFAULT_SERVER_OPTIONS.host)
   .option('--port <port>', 'HTTP + WebSocket port (0 = ephemeral)', int('port', 0, 65535), DEFAULT_SERVER_OPTIONS.port)
-  .option('--max-body-bytes <n>', 'HTTP body limit', int('max-body-bytes', 1024, 2 ** 31 - 1), DEFAULT_SERVER_OPTIONS.maxBodyBytes)
+  .option('--max-body-bytes <n>', 'HTTP body limit (default: the largest full batch a loaded model takes, as JSON; 1-256 MiB)', int('max-body-bytes', 1024, 2 ** 31 - 1))
+  .option('--max-inflight-bytes <n>', 'request bytes in flight (bodies being read, inputs of unanswered queries) before new work is refused with 503', int('max-inflight-bytes', 1 << 20, 2 ** 40), DEFAULT_SERVER_OPTIONS.maxInflightBytes)
   .option('--max-frame-bytes <n>', 'WebSocket frame limit', int('max-frame-bytes', 1024, 2 ** 31 - 1), DEFAULT_SERVER_OPTIONS.maxFrameBytes)
   .option('--apps <file>', 'application definitions (JSON); default: the demo apps when serving the demo repository')
   .option('--admin-host <host>', 'address of the admin listener', DEFAULT_SERVER_OPTIONS.adminHost)
   .option('--admin-port <port>', 'admin API port (0 = ephemeral, -1 = off)', int('admin-port', -1, 65535), DEFAULT_SERVER_OPTIONS.adminPort)
-  .option('--admin-token <token>', 'bearer token required by the admin API (or SKIFF_ADMIN_TOKEN)', process.env.SKIFF_ADMIN_TOKEN)
+  .option('--admin-token <token>', 'bearer token of the admin API (or SKIFF_ADMIN_TOKEN); default: a random one, written to a file only you can read', process.env.SKIFF_ADMIN_TOKEN)
+  .option('--no-admin-token', 'no admin token at all: only for a trusted loopback (e.g. Clipper\'s admin client, which sends none)')
+  .option('--allow-origin <origin>', 'a browser origin allowed to call the admin API and open /ws (repeatable; e.g. https://ops.example.com)', collect, [])
+  .option('--allow-host <name>', 'a Host name the admin listener answers to besides its bound address (repeatable)', collect, [])
+  .option('--allow-code-upload', 'accept executable model code (JS modules) through the admin API; off: only ONNX uploads', false)
   .option('--state-db <file>', 'SQLite file for apps, models, versions, links and selection state (survives restarts)')
   .option('--flush-interval-ms <ms>', 'how often selection state is flushed to the state db', int('flush-interval-ms', 10, 3_600_000), DEFAULT_SERVER_OPTIONS.flushIntervalMs)
   .option('--upload-dir <dir>', 'where add_model stores uploaded model files (default <repository>/.uploads)')
@@ -42,8 +52,8 @@ program
   .option('--rpc-host <host>', 'address of the container RPC port: whatever connects to it serves answers, so keep it on loopback or a private network', '127.0.0.1')
   .option('--log-level <level>', 'trace|debug|info|warn|error|silent', process.env.SKIFF_LOG_LEVEL ?? 'info')
   .action(async (o: {
-    modelRepository: string; host: string; port: number; maxBodyBytes: number; maxFrameBytes: number; logLevel: string;
-    apps?: string; adminHost: string; adminPort: number; adminToken?: string;
+    modelRepository: string; host: string; port: number; maxBodyBytes?: number; maxInflightBytes: number; maxFrameBytes: number; logLevel: string;
+    apps?: string; adminHost: string; adminPort: number; adminToken?: string | false; allowOrigin: string[]; allowHost: string[]; allowCodeUpload: boolean;
     stateDb?: string; flushIntervalMs: number; uploadDir?: string; drainTimeoutMs: number;
     tlsKey?: string; tlsCert?: string; adminTlsKey?: string; adminTlsCert?: string; wsMaxPendingBytes: number;
     rpcPort?: number; rpcHost: string;
@@ -56,21 +66,27 @@ program
     const tls = pair(o.tlsKey, o.tlsCert);
     const adminTls = pair(o.adminTlsKey, o.adminTlsCert, 'admin') ?? tls;
     const logger = createLogger(o.logLevel);
-    if (o.adminHost !== '127.0.0.1' && o.adminHost !== 'localhost' && o.adminHost !== '::1' && !o.adminToken) {
-      throw new Error('the admin API is exposed beyond loopback: set --admin-token (or SKIFF_ADMIN_TOKEN)');
+    if (o.adminToken === '') o.adminToken = undefined; // an empty SKIFF_ADMIN_TOKEN: generate one
+    if (!isLoopback(o.adminHost) && o.adminToken === false) {
+      throw new Error('--no-admin-token is for a trusted loopback only: the admin listener (--admin-host) is not on loopback');
     }
     const appsFile = o.apps ?? (o.modelRepository === DEMO_REPOSITORY ? DEMO_APPS : undefined);
     const server = await startServer({
       modelRepository: o.modelRepository, host: o.host, port: o.port,
-      maxBodyBytes: o.maxBodyBytes, maxFrameBytes: o.maxFrameBytes, logger,
+      maxBodyBytes: o.maxBodyBytes, maxInflightBytes: o.maxInflightBytes, maxFrameBytes: o.maxFrameBytes, logger,
       appsFile, optionalModels: appsFile === DEMO_APPS ? ['sklearn_digits'] : [], adminHost: o.adminHost, adminPort: o.adminPort, adminToken: o.adminToken,
+      allowOrigins: o.allowOrigin, allowHosts: o.allowHost, allowCodeUpload: o.allowCodeUpload,
       stateDb: o.stateDb, flushIntervalMs: o.flushIntervalMs, uploadDir: o.uploadDir, drainTimeoutMs: o.drainTimeoutMs,
       tls, adminTls, wsMaxPendingBytes: o.wsMaxPendingBytes, rpcPort: o.rpcPort, rpcHost: o.rpcHost,
     });
     const [h, w] = tls ? ['https', 'wss'] : ['http', 'ws'];
     console.log(`skiff serving ${server.loadReport.loaded.join(', ') || 'no models'} on ${h}://${server.host}:${server.port} (WebSocket ${w}://${server.host}:${server.port}/ws)`);
     if (server.apps.list().length) console.log(`applications: ${server.apps.list().map((a) => `${a.name} (${a.policy}: ${a.models.join(', ')})`).join('; ')}`);
-    if (server.adminPort !== undefined) console.log(`admin API on ${adminTls ? 'https' : 'http'}://${o.adminHost}:${server.adminPort}/admin`);
+    if (server.adminPort !== undefined) {
+      console.log(`admin API on ${adminTls ? 'https' : 'http'}://${o.adminHost}:${server.adminPort}/admin/...`);
+      if (server.adminTokenFile) console.log(`admin token (send it as Authorization: Bearer <token>) is in ${server.adminTokenFile}`);
+      else if (server.adminToken === undefined) console.log('admin API without a token (--no-admin-token): anything on this machine can manage the server');
+    }
     const rpc = server.containers.rpc;
     if (rpc) console.log(`container RPC on tcp://${rpc.host}:${rpc.port} (Clipper's protocol: model containers connect here)`);
     for (const f of server.loadReport.failed) console.log(`  not loaded: ${f.model}${f.version ? `:${f.version}` : ''}: ${f.error.code}: ${f.error.message}`);

@@ -13,16 +13,21 @@ export const ErrorCodes = {
   DUPLICATE_ID: { status: 400, doc: 'A WebSocket request reused the id of a request still in flight on the same connection.' },
   UNAUTHORIZED: { status: 401, doc: 'The admin API needs a bearer token and the request had none or a wrong one.' },
   PATH_NOT_ALLOWED: { status: 403, doc: 'A model file path resolves outside the model repository and the upload directory.' },
+  HOST_NOT_ALLOWED: { status: 403, doc: 'The Host header does not name the listener (a DNS-rebinding defence); `--allow-host` adds names.' },
+  ORIGIN_NOT_ALLOWED: { status: 403, doc: 'A browser request from another origin (admin API, WebSocket); `--allow-origin` allows one.' },
+  CODE_UPLOAD_FORBIDDEN: { status: 403, doc: 'Uploading executable model code (a JS module) needs the server to be started with `--allow-code-upload`.' },
   MODEL_NOT_FOUND: { status: 404, doc: 'No model of that name is loaded.' },
   APP_NOT_FOUND: { status: 404, doc: 'No application of that name exists.' },
   VERSION_NOT_FOUND: { status: 404, doc: 'The model exists but the requested version is not loaded.' },
   NOT_FOUND: { status: 404, doc: 'No such route.' },
   METHOD_NOT_ALLOWED: { status: 405, doc: 'The route exists but not for this HTTP method.' },
   PAYLOAD_TOO_LARGE: { status: 413, doc: 'The body or frame exceeds the configured size limit.' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, doc: 'An admin POST without `Content-Type: application/json` (refused so no HTML form or text/plain post from a web page goes through).' },
   OVERLOADED: { status: 429, doc: 'The queue is full or the query cannot meet its deadline; retry after the advertised delay.' },
   CANCELLED: { status: 499, doc: 'The client cancelled the query (cancel frame or disconnect) before it was answered.' },
   DEADLINE_EXCEEDED: { status: 504, doc: 'The query\'s deadline passed before it could be run or answered.' },
   MODEL_UNAVAILABLE: { status: 503, doc: 'The model version is not ready (loading, draining, failed or shutting down).' },
+  SERVER_BUSY: { status: 503, doc: 'The server holds its maximum of request bytes in flight (`--max-inflight-bytes`); retry after the advertised delay (`Retry-After`).' },
   SHUTTING_DOWN: { status: 503, doc: 'The server is draining for shutdown and takes no new queries; retry on another instance.' },
   MODEL_ERROR: { status: 500, doc: 'The model failed while running the batch that held this query.' },
   CONFIG_INVALID: { status: 400, doc: 'A configuration file does not satisfy its JSON schema.' },
@@ -76,4 +81,54 @@ export function toErrorInfo(err: unknown, fallback: ErrorCode = 'INTERNAL'): Err
 
 export function httpStatusOf(code: ErrorCode): number {
   return ErrorCodes[code].status;
+}
+
+/**
+ * What a client may see of an error. Messages are for people, but some come from inside the server
+ * (exceptions, model runtimes, the filesystem): those never reach a client as they are. INTERNAL
+ * gets a generic text; every message loses stack-trace lines, has paths under the server's own
+ * directories (setPrivatePaths: the install, the repository, home, temp...) replaced by `<path>`,
+ * control characters escaped and its length capped. When anything was hidden, `ref` is
+ * set: the caller logs the original under it and the client's message names it.
+ */
+export function publicError(err: ErrorInfo): { info: ErrorInfo; ref?: string } {
+  const original = err.message;
+  let message = err.code === 'INTERNAL' ? 'an internal error occurred' : scrubMessage(original);
+  if (message === original) return { info: err };
+  const ref = Math.floor(Math.random() * 0xffffffff).toString(16).padStart(8, '0');
+  message = `${message} (details in the server log, ref ${ref})`;
+  return { info: { ...err, message }, ref };
+}
+
+const MAX_MESSAGE = 512;
+const STACK_LINE = /\n\s+at [^\n]*/g;
+/** Directories whose paths are the server's business (set by the composition root), longest first. */
+let privateRoots: string[] = [];
+let rootsPattern: RegExp | null = null;
+
+/** Paths under these directories are replaced by `<path>` in client-facing messages. */
+export function setPrivatePaths(roots: readonly string[]): void {
+  privateRoots = [...new Set(roots.filter((r) => r.length > 1).map((r) => r.replace(/\/+$/, '')))].sort((a, b) => b.length - a.length);
+  rootsPattern = privateRoots.length
+    ? new RegExp(`(?:${privateRoots.map((r) => r.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')})(?:/[^\\s'"\\)\\],;:]*)?`, 'g')
+    : null;
+}
+
+/** A message safe to show a client (see publicError); also for reasons shown by the admin API. */
+export function scrubMessage(text: string): string {
+  let t = text.replace(STACK_LINE, '');
+  if (rootsPattern) t = t.replace(rootsPattern, '<path>');
+  t = escapeControl(t);
+  return t.length > MAX_MESSAGE ? `${t.slice(0, MAX_MESSAGE)}…` : t;
+}
+
+/** A client-supplied name as it may appear in a message or a log line: escaped and length-limited. */
+export function safeName(name: string, max = 128): string {
+  const t = escapeControl(name);
+  return t.length > max ? `${t.slice(0, max)}…` : t;
+}
+
+function escapeControl(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }

@@ -1,15 +1,20 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { homedir, tmpdir } from 'node:os';
+import { allowedHosts } from './http/guard.js';
 import uWS from 'uWebSockets.js';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
-import { toErrorInfo } from './errors.js';
+import { setPrivatePaths, toErrorInfo } from './errors.js';
 import { createLogger } from './log.js';
 import { ModelRegistry, type LoadReport } from './models/registry.js';
 import { QueryProcessor } from './selection/query-processor.js';
 import { registerOipRoutes } from './frontend/oip.js';
 import { registerWsRoute } from './frontend/ws.js';
 import { registerClipperRoutes } from './frontend/clipper.js';
-import { exchange, sendError } from './http/exchange.js';
+import { exchange, sendError, setErrorDetailSink, type BodyLimits } from './http/exchange.js';
+import { ByteBudget } from './budget.js';
 import { AppRegistry } from './selection/apps.js';
 import { AppProcessor } from './selection/app-processor.js';
 import { applicationCalls, startAdminServer, type AdminServer } from './admin/server.js';
@@ -20,7 +25,8 @@ import { parseInputType } from './engine/container/rpc-codec.js';
 import { MemoryControlStore } from './store/memory-store.js';
 import { openSqliteStore } from './store/sqlite-store.js';
 import { parseModelConfig } from './config/model-config.js';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { listenExclusive } from './http/listen.js';
 import { parseJsonBody } from './protocol/safe-json.js';
 import { startObservability } from './metrics/observability.js';
 import { registerMetricsRoutes } from './frontend/metrics.js';
@@ -36,7 +42,10 @@ export interface ServerOptions {
   host: string;
   /** 0 = an ephemeral port (see SkiffServer.port). */
   port: number;
-  maxBodyBytes: number;
+  /** HTTP body limit of the query routes; undefined: sized to what the loaded models take (bodyLimitFor). */
+  maxBodyBytes?: number;
+  /** The global budget of request bytes in flight (bodies being read, inputs of unanswered queries). */
+  maxInflightBytes: number;
   maxFrameBytes: number;
   /** Largest element count of one input tensor accepted over REST. */
   maxElements: number;
@@ -52,7 +61,16 @@ export interface ServerOptions {
   adminHost: string;
   /** 0 = ephemeral; -1 = no admin listener. */
   adminPort: number;
-  adminToken?: string;
+  /** The admin API's bearer token; undefined: generate one at start (written to a file); false: none (trusted loopback only). */
+  adminToken?: string | false;
+  /** Where a generated admin token is written (default $XDG_RUNTIME_DIR/skiff or ~/.skiff). */
+  tokenDir?: string;
+  /** Browser origins allowed to call the admin API and open the WebSocket, besides same-origin pages. */
+  allowOrigins?: string[];
+  /** Host names the admin listener answers to besides the ones it is bound to. */
+  allowHosts?: string[];
+  /** Accept executable model code (JS modules) uploaded through the admin API. Off by default. */
+  allowCodeUpload?: boolean;
   /** SQLite file holding the control plane and selection state; none = in memory only. */
   stateDb?: string;
   /** How often selection state is flushed to the state database (ms). */
@@ -78,10 +96,10 @@ export interface ServerOptions {
   clock?: Clock;
 }
 
-export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, 'modelRepository' | 'appsFile' | 'adminToken' | 'stateDb' | 'uploadDir' | 'tls' | 'adminTls' | 'rpcPort'> = Object.freeze({
+export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, 'modelRepository' | 'maxBodyBytes' | 'appsFile' | 'adminToken' | 'tokenDir' | 'allowOrigins' | 'allowHosts' | 'allowCodeUpload' | 'stateDb' | 'uploadDir' | 'tls' | 'adminTls' | 'rpcPort'> = Object.freeze({
   host: '127.0.0.1',
   port: 8000,
-  maxBodyBytes: 64 * 1024 * 1024,
+  maxInflightBytes: 256 * 1024 * 1024,
   maxFrameBytes: 16 * 1024 * 1024,
   maxElements: 16 * 1024 * 1024,
   wsPath: '/ws',
@@ -103,6 +121,10 @@ export interface SkiffServer {
   readonly appQueries: AppProcessor;
   /** The admin listener's port (undefined when disabled). */
   readonly adminPort?: number;
+  /** The admin token (generated at start unless given or turned off). */
+  readonly adminToken?: string;
+  /** Where a generated token was written (readable by the user only). */
+  readonly adminTokenFile?: string;
   readonly loadReport: LoadReport;
   readonly store: ControlStore;
   readonly log: Logger;
@@ -118,6 +140,7 @@ export interface SkiffServer {
 }
 
 const PKG = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 export function assertNativeUws(): void {
   if (!/\[native code\]/.test(String(uWS.App))) {
@@ -145,13 +168,18 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
   const opts: ServerOptions = { ...DEFAULT_SERVER_OPTIONS, ...partial };
   const log = opts.logger ?? createLogger();
   const clock = opts.clock ?? systemClock;
+  // Client-facing errors never show the server's own paths; what they hide goes to the log.
+  setPrivatePaths([PACKAGE_ROOT, process.cwd(), homedir(), tmpdir(), opts.modelRepository, opts.uploadDir, opts.stateDb && dirname(opts.stateDb)].filter((p): p is string => !!p).map((p) => resolve(p)));
+  setErrorDetailSink((ref, err) => log.warn({ ref, code: err.code, detail: err.message }, 'error detail hidden from the client'));
   const store: ControlStore = opts.stateDb ? openSqliteStore(opts.stateDb, { flushIntervalMs: opts.flushIntervalMs }) : new MemoryControlStore();
   const containers = new ContainerServices({ host: opts.rpcHost, port: opts.rpcPort, log });
   if (opts.rpcPort !== undefined) await containers.start();
   const registry = new ModelRegistry(clock, log, containers);
   const loadReport: LoadReport = opts.modelRepository ? await registry.loadRepository(opts.modelRepository) : { loaded: [], failed: [] };
   await restoreModels(registry, store, loadReport, log);
-  const queries = new QueryProcessor(registry, clock);
+  const budget = new ByteBudget(opts.maxInflightBytes);
+  const queries = new QueryProcessor(registry, clock, budget);
+  const body: BodyLimits = { maxBytes: opts.maxBodyBytes ?? cachedBodyLimit(registry), budget };
   const apps = new AppRegistry(store);
   const missing = (opts.optionalModels ?? []).filter((m) => !registry.has(m) || registry.list().find((x) => x.name === m)?.current === undefined);
   restoreApps(apps, store, opts.appsFile, missing);
@@ -165,15 +193,16 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
     highWaterBytes: 1024 * 1024,
     maxPendingBytes: opts.wsMaxPendingBytes,
     maxResponsesPerFrame: 1024,
+    allowOrigins: new Set((opts.allowOrigins ?? []).map((o) => o.toLowerCase())),
   });
   registerOipRoutes(app, registry, queries, {
-    maxBodyBytes: opts.maxBodyBytes,
+    body,
     maxElements: opts.maxElements,
     serverName: 'skiff',
     serverVersion: PKG.version,
     log,
   });
-  registerClipperRoutes(app, apps, appQueries, { maxBodyBytes: opts.maxBodyBytes, maxBatch: 10_000 });
+  registerClipperRoutes(app, apps, appQueries, { body, maxBatch: 10_000 });
   const obs = startObservability({
     models: registry, apps, appStats: appQueries, rejected: queries.rejected,
     connections: () => ws.connections(), toWallMs: (t) => Date.now() - (clock.now() - t),
@@ -184,20 +213,37 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
     sendError(ex, { code: 'NOT_FOUND', message: `no route for ${req.getMethod().toUpperCase()} ${req.getUrl()}` });
   });
 
-  const token = await new Promise<uWS.us_listen_socket>((resolve, reject) => {
-    app.listen(opts.host, opts.port, (t) => (t ? resolve(t) : reject(new Error(`cannot listen on ${opts.host}:${opts.port}`))));
-  });
-  const port = uWS.us_socket_local_port(token);
   const uploadDir = opts.uploadDir ?? join(opts.modelRepository ?? '.', '.uploads');
+  // The admin token is the default: generated here unless the operator gave one or turned it off.
+  const adminToken = opts.adminToken === false ? undefined : opts.adminToken ?? randomBytes(24).toString('base64url');
+  let token: uWS.us_listen_socket | undefined;
   let admin: AdminServer | undefined;
-  if (opts.adminPort >= 0) {
-    admin = await startAdminServer(
-      { host: opts.adminHost, port: opts.adminPort, token: opts.adminToken, maxBodyBytes: opts.maxBodyBytes, log, tls: opts.adminTls ?? opts.tls },
-      { ...applicationCalls(apps, store), ...modelCalls(registry, store, { repository: opts.modelRepository, uploadDir }) },
-      repositoryRoutes(registry, { repository: opts.modelRepository, uploadDir }),
-      (adminApp, authorized) => registerDashboard(adminApp, authorized, obs),
-    );
+  let adminTokenFile: string | undefined;
+  try {
+    token = await listenExclusive(app, opts.host, opts.port, '--port');
+    if (opts.adminPort >= 0) {
+      admin = await startAdminServer(
+        {
+          host: opts.adminHost, port: opts.adminPort, maxBodyBytes: opts.maxBodyBytes ?? ADMIN_BODY_BYTES, log, tls: opts.adminTls ?? opts.tls,
+          guard: { token: adminToken, hosts: allowedHosts(opts.adminHost, opts.allowHosts), origins: new Set((opts.allowOrigins ?? []).map((o) => o.toLowerCase())) },
+        },
+        { ...applicationCalls(apps, store), ...modelCalls(registry, store, { repository: opts.modelRepository, uploadDir, allowCodeUpload: opts.allowCodeUpload === true }) },
+        repositoryRoutes(registry, { repository: opts.modelRepository, uploadDir, allowCodeUpload: opts.allowCodeUpload === true }),
+        (adminApp, check) => registerDashboard(adminApp, check, obs),
+      );
+      if (adminToken !== undefined && opts.adminToken === undefined) adminTokenFile = writeTokenFile(opts.tokenDir ?? defaultTokenDir(), admin.port, adminToken);
+    }
+  } catch (err) {
+    // Nothing half-started stays behind (a port already in use, say).
+    if (token) uWS.us_listen_socket_close(token);
+    admin?.close();
+    obs.close();
+    await registry.close().catch(() => undefined);
+    await containers.close().catch(() => undefined);
+    store.close();
+    throw err;
   }
+  const port = uWS.us_socket_local_port(token);
   log.info({ host: opts.host, port, loaded: loadReport.loaded, failed: loadReport.failed.length }, 'skiff listening');
 
   let closing: Promise<void> | null = null;
@@ -209,6 +255,8 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
     apps,
     appQueries,
     adminPort: admin?.port,
+    adminToken,
+    adminTokenFile,
     loadReport,
     store,
     containers,
@@ -216,8 +264,9 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
     log,
     close() {
       closing ??= (async () => {
-        uWS.us_listen_socket_close(token);
+        uWS.us_listen_socket_close(token!);
         admin?.close();
+        if (adminTokenFile) rmSync(adminTokenFile, { force: true });
         obs.close();
         // Accepted queries finish; new ones on open connections get SHUTTING_DOWN.
         queries.draining = true;
@@ -301,4 +350,63 @@ function storedVersionFile(sv: StoredModelVersion): VersionFile {
   const inputType = parseInputType(String(sv.meta?.input_type ?? 'doubles')) ?? 'doubles';
   const name = typeof sv.meta?.container_name === 'string' ? sv.meta.container_name : undefined;
   return containerVersionFile(sv.version, { input_type: inputType, ...(name ? { container_name: name } : {}) });
+}
+
+/** Where a generated admin token goes: a per-user directory (like Jupyter's runtime files). */
+export function defaultTokenDir(): string {
+  if (process.env.SKIFF_RUNTIME_DIR) return process.env.SKIFF_RUNTIME_DIR;
+  return process.env.XDG_RUNTIME_DIR ? join(process.env.XDG_RUNTIME_DIR, 'skiff') : join(homedir(), '.skiff');
+}
+
+/** Write the token to `<dir>/admin-<port>.token`, readable by the user only (0600 in a 0700 directory). */
+function writeTokenFile(dir: string, port: number, token: string): string {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+  const file = join(dir, `admin-${port}.token`);
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${token}\n`, { mode: 0o600 });
+  renameSync(tmp, file);
+  return file;
+}
+
+/** The admin listener's body limit (model uploads in base64) unless --max-body-bytes is given. */
+const ADMIN_BODY_BYTES = 256 * 1024 * 1024;
+const MIN_BODY_BYTES = 1024 * 1024;
+const MAX_BODY_BYTES = 256 * 1024 * 1024;
+/** Bytes of JSON per tensor element, generously (a double written out in full, and a comma). */
+const JSON_BYTES_PER_ELEMENT = 24;
+/** Elements assumed for a variable non-batch dimension (a model container's rows). */
+const VARIABLE_DIM = 4096;
+
+/**
+ * The default body limit of the query routes: the largest full batch any loaded model takes, as
+ * JSON (max_batch_size x elements per row x 24 bytes, plus 64 KiB), at least 1 MiB and at most
+ * 256 MiB. Bigger bodies cannot be one query of any model; --max-body-bytes overrides it.
+ */
+export function bodyLimitFor(registry: ModelRegistry): number {
+  let most = 0;
+  for (const m of registry.list()) {
+    for (const v of m.versions) {
+      if (!v.spec) continue;
+      let perRow = 0;
+      for (const t of v.spec.inputs) perRow += t.shape.slice(1).reduce((a, d) => a * (d < 0 ? VARIABLE_DIM : d), 1);
+      const rows = v.spec.batchable ? v.config.max_batch_size : 1;
+      most = Math.max(most, rows * perRow * JSON_BYTES_PER_ELEMENT + 65536);
+    }
+  }
+  return Math.min(MAX_BODY_BYTES, Math.max(MIN_BODY_BYTES, most));
+}
+
+/** bodyLimitFor, recomputed at most once a second (models change rarely; requests often). */
+function cachedBodyLimit(registry: ModelRegistry): () => number {
+  let value = 0;
+  let at = -Infinity;
+  return () => {
+    const now = performance.now();
+    if (now - at > 1000) {
+      value = bodyLimitFor(registry);
+      at = now;
+    }
+    return value;
+  };
 }

@@ -2,8 +2,9 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket } from 'uWebSockets.js';
+import { ErrorCodes, type ErrorInfo } from '../errors.js';
 import type { Observability } from '../metrics/observability.js';
-import { exchange, send, sendError } from '../http/exchange.js';
+import { exchange, send, sendError, statusLine } from '../http/exchange.js';
 
 /**
  * The live dashboard on the admin listener:
@@ -12,8 +13,8 @@ import { exchange, send, sendError } from '../http/exchange.js';
  *   GET /dashboard/uplot.{js,css}  uPlot, served from node_modules (no CDN)
  *   WS  /dashboard/ws              JSON messages: {"type":"hello", intervalMs, history: Frame[]},
  *                                  then {"type":"frame", frame} every feed interval
- * Every route applies the admin token (header, or `?token=` for the browser: the page threads
- * the query through to its assets and WebSocket). A viewer that does not keep up skips frames
+ * Every route passes the admin guard (Host, Origin, the token from the header or `?token=` for
+ * the browser: the page threads the query through to its assets and WebSocket). A viewer that does not keep up skips frames
  * instead of growing a buffer on the server.
  */
 const DIR = fileURLToPath(new URL('../../../src/admin/dashboard/', import.meta.url));
@@ -37,16 +38,16 @@ function loadAssets(): Record<string, Asset> {
 
 type Viewer = Record<string, never>;
 
-export function registerDashboard(app: TemplatedApp, authorized: (req: HttpRequest) => boolean, obs: Observability): void {
+export function registerDashboard(app: TemplatedApp, check: (req: HttpRequest) => ErrorInfo | null, obs: Observability): void {
   const assets = loadAssets();
   const page = readFileSync(`${DIR}index.html`, 'utf8');
   const viewers = new Set<WebSocket<Viewer>>();
 
-  const deny = (res: HttpResponse): void =>
-    sendError(exchange(res), { code: 'UNAUTHORIZED', message: 'the dashboard needs the admin token: /dashboard?token=<token>' });
+  const deny = (res: HttpResponse, err: ErrorInfo): void => sendError(exchange(res), err);
 
   const servePage = (res: HttpResponse, req: HttpRequest): void => {
-    if (!authorized(req)) return deny(res);
+    const refused = check(req);
+    if (refused) return deny(res, refused);
     const token = req.getQuery('token');
     // encodeURIComponent leaves nothing that could end the double-quoted attributes it lands in.
     const query = token ? `?token=${encodeURIComponent(token)}` : '';
@@ -56,7 +57,8 @@ export function registerDashboard(app: TemplatedApp, authorized: (req: HttpReque
   app.get('/dashboard/', servePage);
   for (const [path, asset] of Object.entries(assets)) {
     app.get(path, (res, req) => {
-      if (!authorized(req)) return deny(res);
+      const refused = check(req);
+      if (refused) return deny(res, refused);
       send(exchange(res), { status: 200, body: asset.body, contentType: asset.contentType, headers: { 'cache-control': 'no-cache' } });
     });
   }
@@ -72,9 +74,10 @@ export function registerDashboard(app: TemplatedApp, authorized: (req: HttpReque
     maxBackpressure: 16 * VIEWER_HIGH_WATER,
     sendPingsAutomatically: true,
     upgrade: (res, req, context) => {
-      if (!authorized(req)) {
-        res.writeStatus('401 Unauthorized').writeHeader('content-type', 'application/json')
-          .end(JSON.stringify({ error: 'the dashboard needs the admin token: ?token=<token>', code: 'UNAUTHORIZED' }));
+      const refused = check(req);
+      if (refused) {
+        res.writeStatus(statusLine(ErrorCodes[refused.code].status)).writeHeader('content-type', 'application/json')
+          .end(JSON.stringify({ error: refused.message, code: refused.code }));
         return;
       }
       res.upgrade<Viewer>({}, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);

@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, realpathSync, statSync, writeFileSync, renameSync } from 'node:fs';
 import { basename, join, sep } from 'node:path';
-import { SkiffError } from '../errors.js';
+import { scrubMessage, SkiffError } from '../errors.js';
 import { expectArray, expectBoolean, expectInteger, expectString, optional, type JsonObject } from '../protocol/safe-json.js';
 import { containerVersionFile, isValidModelName, versionFileIn, type VersionFile } from '../models/repository.js';
 import { parseInputType } from '../engine/container/rpc-codec.js';
@@ -19,6 +19,17 @@ import type { AdminHandler, AdminRoute } from './server.js';
 export interface ModelAdminOptions {
   repository?: string;
   uploadDir: string;
+  /** Accept executable model code (JS modules) through the network (--allow-code-upload). */
+  allowCodeUpload: boolean;
+}
+
+/**
+ * Code that would run inside the server (a JS model module) may come through the network only
+ * when the operator opted in; ONNX graphs are data and always allowed. Model files already in
+ * the repository were put there by the operator.
+ */
+export function assertCodeUploadAllowed(opts: Pick<ModelAdminOptions, 'allowCodeUpload'>, what: string): void {
+  if (!opts.allowCodeUpload) throw new SkiffError('CODE_UPLOAD_FORBIDDEN', `${what} is executable code; the server accepts it only when started with --allow-code-upload`);
 }
 
 /** Resolve `candidate` and check it lies inside one of `roots` (after following symlinks). */
@@ -54,7 +65,7 @@ export function describeVersion(v: ModelVersion, current: number | undefined, re
     model_name: v.model, model_version: v.version, is_current: v.version === current, state: v.state,
     kind: v.file.kind, path: v.file.path, replicas,
   };
-  if (v.reason) d.reason = v.reason;
+  if (v.reason) d.reason = scrubMessage(v.reason);
   if (v.spec) {
     d.inputs = v.spec.inputs;
     d.outputs = v.spec.outputs;
@@ -96,6 +107,7 @@ export function modelCalls(registry: ModelRegistry, store: ControlStore, opts: M
       let file: VersionFile | undefined;
       const givenPath = optional(body.model_data_path, expectString, 'model_data_path');
       if (typeof body.model_data_base64 === 'string') {
+        if (kind === 'js') assertCodeUploadAllowed(opts, 'an uploaded JS model');
         const bytes = Buffer.from(body.model_data_base64, 'base64');
         if (bytes.length === 0) throw new SkiffError('BAD_REQUEST', 'model_data_base64 is empty');
         file = { version: v, kind, path: writeUpload(model, v, kind, bytes) };

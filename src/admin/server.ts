@@ -1,22 +1,25 @@
 import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp } from 'uWebSockets.js';
-import { timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
-import { SkiffError, toErrorInfo } from '../errors.js';
+import { SkiffError, toErrorInfo, type ErrorInfo } from '../errors.js';
 import { expectArray, expectObject, expectString, parseJsonBody, type JsonObject } from '../protocol/safe-json.js';
 import type { AppRegistry } from '../selection/apps.js';
 import type { AppDefinition } from '../selection/app.js';
 import type { ControlStore } from '../store/types.js';
 import { exchange, readBody, send, sendError, sendJson, type Exchange } from '../http/exchange.js';
+import { guard, type GuardOptions } from '../http/guard.js';
+import { listenExclusive } from '../http/listen.js';
 
 /**
  * The management API on its own listener (loopback by default), in Clipper's shape:
  * POST /admin/<call> with a JSON body, GET /admin/ping -> PONG. Every error is a JSON body
- * with a code. When a token is configured, every request needs `Authorization: Bearer <token>`.
+ * with a code. Every route passes the admin guard (src/http/guard.ts): Host, Origin, the token
+ * (generated at start unless the operator turned it off) and, for POSTs, a JSON content type.
  */
 export interface AdminOptions {
   host: string;
   port: number;
-  token?: string;
+  /** The admin guard: token, Host names, browser origins (src/http/guard.ts). */
+  guard: GuardOptions;
   maxBodyBytes: number;
   log: Logger;
   tls?: { key: string; cert: string };
@@ -36,27 +39,12 @@ export interface AdminServer {
   close(): void;
 }
 
-function authorized(req: HttpRequest, token: string | undefined): boolean {
-  if (!token) return true;
-  const got = Buffer.from(req.getHeader('authorization'));
-  const want = Buffer.from(`Bearer ${token}`);
-  return got.length === want.length && timingSafeEqual(got, want);
-}
-
-/** The token as a `token` query parameter: for browser pages and WebSocket handshakes, which cannot set headers. */
-function authorizedByQuery(req: HttpRequest, token: string | undefined): boolean {
-  if (!token) return true;
-  const got = Buffer.from(req.getQuery('token') ?? '');
-  const want = Buffer.from(token);
-  return got.length === want.length && timingSafeEqual(got, want);
-}
-
 /**
  * Extra routes on the admin listener (e.g. the dashboard), registered before its catch-all.
- * `authorized(req)` applies the admin token from the Authorization header or a `token` query
- * parameter; call it synchronously in the handler.
+ * `check(req)` applies the admin guard with the token also accepted as a `token` query parameter
+ * (browser pages and WebSocket handshakes cannot set headers); call it synchronously.
  */
-export type AdminExtension = (app: TemplatedApp, authorized: (req: HttpRequest) => boolean) => void;
+export type AdminExtension = (app: TemplatedApp, check: (req: HttpRequest) => ErrorInfo | null) => void;
 
 /**
  * An admin request body: empty means `{}`, anything else must be a JSON object (parsed with the
@@ -112,60 +100,60 @@ export function applicationCalls(apps: AppRegistry, store: Pick<ControlStore, 'p
   };
 }
 
+/** Run an admin handler on a JSON body and answer it (shared by every place admin routes answer). */
+export function runAdminCall(ex: Exchange, req: HttpRequest, maxBodyBytes: number, log: Logger, call: string, handler: AdminHandler, params: string[]): void {
+  readBody(ex, req, maxBodyBytes, (bytes) => {
+    const body = parseAdminBody(bytes);
+    Promise.resolve()
+      .then(() => handler(body, params))
+      .then(
+        (result) => sendJson(ex, 200, result),
+        (err: unknown) => {
+          const info = toErrorInfo(err);
+          if (info.code === 'INTERNAL') log.error({ call, err: info }, 'admin call failed');
+          sendError(ex, info);
+        },
+      );
+  });
+}
+
 export async function startAdminServer(opts: AdminOptions, calls: Record<string, AdminHandler>, routes: AdminRoute[] = [], extend?: AdminExtension): Promise<AdminServer> {
   const app: TemplatedApp = opts.tls ? uWS.SSLApp({ key_file_name: opts.tls.key, cert_file_name: opts.tls.cert }) : uWS.App();
-  const guard = (ex: Exchange, req: HttpRequest): boolean => {
-    if (authorized(req, opts.token)) return true;
-    sendError(ex, { code: 'UNAUTHORIZED', message: 'this admin endpoint needs Authorization: Bearer <token>' });
-    return false;
+  /** Every admin route passes the guard first; false: refused (answered). */
+  const pass = (ex: Exchange, req: HttpRequest, json: boolean): boolean => {
+    const refused = guard(req, opts.guard, { json });
+    if (refused) sendError(ex, refused);
+    return refused === null;
   };
   app.get('/admin/ping', (res, req) => {
     const ex = exchange(res);
-    if (guard(ex, req)) send(ex, { status: 200, body: 'PONG', contentType: 'text/plain' });
+    if (pass(ex, req, false)) send(ex, { status: 200, body: 'PONG', contentType: 'text/plain' });
   });
-  const run = (ex: Exchange, req: HttpRequest, name: string, handler: AdminHandler, params: string[]): void => {
-    readBody(ex, req, opts.maxBodyBytes, (bytes) => {
-      const body = parseAdminBody(bytes);
-      const call = name;
-      Promise.resolve()
-        .then(() => handler(body, params))
-        .then(
-          (result) => sendJson(ex, 200, result),
-          (err: unknown) => {
-            const info = toErrorInfo(err);
-            if (info.code === 'INTERNAL') opts.log.error({ call, err: info }, 'admin call failed');
-            sendError(ex, info);
-          },
-        );
-    });
-  };
   app.post('/admin/:call', (res: HttpResponse, req: HttpRequest) => {
     const ex = exchange(res);
-    if (!guard(ex, req)) return;
+    if (!pass(ex, req, true)) return;
     const call = req.getParameter(0) ?? '';
     const handler = Object.hasOwn(calls, call) ? calls[call] : undefined;
     if (!handler) {
       sendError(ex, { code: 'NOT_FOUND', message: `unknown admin call '${call}'` });
       return;
     }
-    run(ex, req, call, handler, []);
+    runAdminCall(ex, req, opts.maxBodyBytes, opts.log, call, handler, []);
   });
   for (const r of routes) {
     app.post(r.pattern, (res: HttpResponse, req: HttpRequest) => {
       const ex = exchange(res);
-      if (!guard(ex, req)) return;
+      if (!pass(ex, req, true)) return;
       const params = Array.from({ length: r.params }, (_, i) => req.getParameter(i) ?? '');
-      run(ex, req, r.pattern, r.handler, params);
+      runAdminCall(ex, req, opts.maxBodyBytes, opts.log, r.pattern, r.handler, params);
     });
   }
-  extend?.(app, (req) => authorized(req, opts.token) || authorizedByQuery(req, opts.token));
+  extend?.(app, (req) => guard(req, opts.guard, { tokenInQuery: true }));
   app.any('/*', (res, req) => {
     const ex = exchange(res);
-    if (guard(ex, req)) sendError(ex, { code: 'NOT_FOUND', message: `no admin route ${req.getMethod().toUpperCase()} ${req.getUrl()}` });
+    if (pass(ex, req, false)) sendError(ex, { code: 'NOT_FOUND', message: `no admin route ${req.getMethod().toUpperCase()} ${req.getUrl()}` });
   });
-  const token = await new Promise<uWS.us_listen_socket>((resolve, reject) => {
-    app.listen(opts.host, opts.port, (t) => (t ? resolve(t) : reject(new SkiffError('INTERNAL', `cannot listen on ${opts.host}:${opts.port} for the admin API`))));
-  });
+  const token = await listenExclusive(app, opts.host, opts.port, '--admin-port');
   return {
     port: uWS.us_socket_local_port(token),
     close: () => uWS.us_listen_socket_close(token),

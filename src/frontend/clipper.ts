@@ -1,11 +1,12 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
-import { SkiffError, toErrorInfo, type ErrorInfo } from '../errors.js';
+import { publicError, SkiffError, toErrorInfo, type ErrorInfo } from '../errors.js';
 import type { DataType } from '../tensor/datatype.js';
 import { expectObject, parseJsonBody } from '../protocol/safe-json.js';
 import { INPUT_TYPES } from '../selection/app.js';
 import type { AppRegistry } from '../selection/apps.js';
 import type { AppAnswer, AppProcessor } from '../selection/app-processor.js';
 import { exchange, readBody, sendError, sendJson, type Exchange } from '../http/exchange.js';
+import type { BodyLimits } from '../http/exchange.js';
 
 /**
  * Clipper's query REST API, per application:
@@ -16,7 +17,8 @@ import { exchange, readBody, sendError, sendJson, type Exchange } from '../http/
  * Errors: {"error", "code", "cause"} with the code's HTTP status.
  */
 export interface ClipperOptions {
-  maxBodyBytes: number;
+  /** Body size limit and the bytes-in-flight budget. */
+  body: BodyLimits;
   maxBatch: number;
 }
 
@@ -26,8 +28,9 @@ const FP32_OVERFLOW = 3.4028235677973366e38;
 /**
  * JSON numbers (flat or nested up to 8 levels) -> little-endian bytes of `dt`, validating every
  * value: finite, and representable in `dt` (integral and in range for INT32 and UINT8, below the
- * float32 overflow for FP32). For UINT8 a base64 string is accepted too. The output is at most
- * 8 bytes per element of `raw`, so never larger than a small multiple of the JSON it came from.
+ * float32 overflow for FP32). For UINT8 a base64 string is accepted too; for BYTES (strings) a
+ * string. Nested lists are walked twice — once to count, once to write straight into the typed
+ * array — so parsing allocates nothing beyond the result (no flattened copy of the input).
  */
 export function numbersToBytes(raw: unknown, dt: DataType, what: string): Uint8Array {
   if (typeof raw === 'string' && dt === 'UINT8') return new Uint8Array(Buffer.from(raw, 'base64'));
@@ -36,24 +39,39 @@ export function numbersToBytes(raw: unknown, dt: DataType, what: string): Uint8A
     return new Uint8Array(Buffer.from(raw, 'utf8'));
   }
   if (!Array.isArray(raw)) throw new SkiffError('BAD_REQUEST', `${what} must be an array of numbers`);
-  const flat = (raw as unknown[]).flat(8);
+  const n = countLeaves(raw, 0, what);
   let out: Float32Array | Float64Array | Int32Array | Uint8Array;
   switch (dt) {
-    case 'FP32': out = new Float32Array(flat.length); break;
-    case 'FP64': out = new Float64Array(flat.length); break;
-    case 'INT32': out = new Int32Array(flat.length); break;
-    case 'UINT8': out = new Uint8Array(flat.length); break;
+    case 'FP32': out = new Float32Array(n); break;
+    case 'FP64': out = new Float64Array(n); break;
+    case 'INT32': out = new Int32Array(n); break;
+    case 'UINT8': out = new Uint8Array(n); break;
     default: throw new SkiffError('UNSUPPORTED_DATATYPE', `${dt} inputs are not supported by the Clipper API`);
   }
-  for (let i = 0; i < flat.length; i++) {
-    const v = flat[i];
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new SkiffError('INVALID_INPUT', `${what}[${i}] is not a finite number`);
-    if (dt === 'INT32' && (!Number.isInteger(v) || v < -2147483648 || v > 2147483647)) throw new SkiffError('INVALID_INPUT', `${what}[${i}] is not an int32`);
-    if (dt === 'UINT8' && (!Number.isInteger(v) || v < 0 || v > 255)) throw new SkiffError('INVALID_INPUT', `${what}[${i}] is not a byte`);
-    if (dt === 'FP32' && (v >= FP32_OVERFLOW || v <= -FP32_OVERFLOW)) throw new SkiffError('INVALID_INPUT', `${what}[${i}] is out of the float32 range`);
-    out[i] = v;
-  }
+  let i = 0;
+  const write = (a: unknown[]): void => {
+    for (const v of a) {
+      if (Array.isArray(v)) {
+        write(v);
+        continue;
+      }
+      if (typeof v !== 'number' || !Number.isFinite(v)) throw new SkiffError('INVALID_INPUT', `${what}[${i}] is not a finite number`);
+      if (dt === 'INT32' && (!Number.isInteger(v) || v < -2147483648 || v > 2147483647)) throw new SkiffError('INVALID_INPUT', `${what}[${i}] is not an int32`);
+      if (dt === 'UINT8' && (!Number.isInteger(v) || v < 0 || v > 255)) throw new SkiffError('INVALID_INPUT', `${what}[${i}] is not a byte`);
+      if (dt === 'FP32' && (v >= FP32_OVERFLOW || v <= -FP32_OVERFLOW)) throw new SkiffError('INVALID_INPUT', `${what}[${i}] is out of the float32 range`);
+      out[i++] = v;
+    }
+  };
+  write(raw);
   return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+}
+
+/** Leaves of a nested list (arrays nested deeper than 8 levels are refused). */
+function countLeaves(a: unknown[], depth: number, what: string): number {
+  if (depth > 8) throw new SkiffError('BAD_REQUEST', `${what} nests lists more than 8 deep`);
+  let n = 0;
+  for (const v of a) n += Array.isArray(v) ? countLeaves(v, depth + 1, what) : 1;
+  return n;
 }
 
 /** A parsed POST /<app>/predict body. */
@@ -140,7 +158,7 @@ export function registerClipperRoutes(app: TemplatedApp, apps: AppRegistry, proc
     (res: HttpResponse, req: HttpRequest): void => {
       const ex = exchange(res);
       const appName = req.getParameter(0) ?? '';
-      readBody(ex, req, opts.maxBodyBytes, (bytes) => {
+      readBody(ex, req, opts.body, (bytes) => {
         try {
           const rt = apps.require(appName);
           handler(ex, appName, INPUT_TYPES[rt.def.input_type], bytes);
@@ -157,7 +175,7 @@ export function registerClipperRoutes(app: TemplatedApp, apps: AppRegistry, proc
       let pending = inputs.length;
       inputs.forEach((data, i) => {
         proc.predict(appName, { data }, context, (err, a) => {
-          answers[i] = err ? { error: err.message, code: err.code } : clipperAnswer(a!);
+          answers[i] = err ? { error: publicError(err).info.message, code: err.code } : clipperAnswer(a!);
           if (--pending === 0) sendJson(ex, 200, { batch_predictions: answers });
         });
       });

@@ -4,6 +4,7 @@ import { encodeInferResponse, parseInferRequest } from '../protocol/oip.js';
 import type { ModelRegistry, ModelVersion } from '../models/registry.js';
 import type { QueryProcessor } from '../selection/query-processor.js';
 import { exchange, readBody, send, sendError, sendJson, type Exchange } from '../http/exchange.js';
+import type { BodyLimits } from '../http/exchange.js';
 import type { Logger } from 'pino';
 import { logRequest, requestStart } from '../metrics/request-log.js';
 
@@ -12,7 +13,8 @@ import { logRequest, requestStart } from '../metrics/request-log.js';
  * readiness and infer (JSON tensors and Triton's binary tensor extension).
  */
 export interface OipOptions {
-  maxBodyBytes: number;
+  /** Body size limit and the bytes-in-flight budget. */
+  body: BodyLimits;
   maxElements: number;
   serverName: string;
   serverVersion: string;
@@ -86,7 +88,7 @@ export function registerOipRoutes(app: TemplatedApp, registry: ModelRegistry, qp
     const headerLenRaw = req.getHeader('inference-header-content-length');
     const log = opts.log;
     const t0 = log ? requestStart(log) : 0;
-    readBody(ex, req, opts.maxBodyBytes, (body) => {
+    readBody(ex, req, opts.body, (body) => {
       let headerLength: number | undefined;
       if (headerLenRaw !== '') {
         if (!/^[0-9]{1,12}$/.test(headerLenRaw)) throw new SkiffError('BAD_REQUEST', 'Inference-Header-Content-Length must be a non-negative integer');

@@ -1,6 +1,6 @@
 import uWS, { type TemplatedApp, type WebSocket } from 'uWebSockets.js';
 import type { Logger } from 'pino';
-import { toErrorInfo, type ErrorInfo } from '../errors.js';
+import { publicError, safeName, toErrorInfo, type ErrorInfo } from '../errors.js';
 import { decodeFrame, encodeFrame, ResponseEncoder, type WireFeedback, type WireRequest, type WireResponse } from '../protocol/wire.js';
 import type { QueryHandle } from '../engine/executor.js';
 import type { QueryProcessor } from '../selection/query-processor.js';
@@ -9,6 +9,8 @@ import type { Tensor } from '../tensor/tensor.js';
 import { logRequest, requestStart } from '../metrics/request-log.js';
 import { rowOf, stackInputs, stackKey } from './stacking.js';
 import { tensorSlab } from '../tensor/slab.js';
+import { originAllowed } from '../http/guard.js';
+import { statusLine } from '../http/exchange.js';
 
 /**
  * The primary protocol: WebSocket with one FlatBuffers Frame per binary message. Many requests
@@ -27,6 +29,8 @@ export interface WsOptions {
   highWaterBytes: number;
   maxPendingBytes: number;
   maxResponsesPerFrame: number;
+  /** Browser origins allowed besides same-origin pages (lower case); clients without Origin are not browsers and pass. */
+  allowOrigins: ReadonlySet<string>;
 }
 
 interface Conn {
@@ -161,17 +165,19 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
     if (!c.blocked) scheduleFlush(c);
   }
 
-  function frameError(c: Conn, err: ErrorInfo): void {
+  function frameError(c: Conn, raw: ErrorInfo): void {
     if (c.closed) return;
-    logRequest(log, { conn: c.id }, err, 0);
+    const { info: err, ref } = publicError(raw);
+    logRequest(log, { conn: c.id, ...(ref ? { ref, detail: raw.message } : {}) }, err, 0);
     c.frameErrors.push(err);
     if (c.frameErrors.length > 1024) return close(c, 1008, 'too many malformed frames');
     if (!c.blocked) scheduleFlush(c);
   }
 
   /** Logs: `conn` + `req` identify a request (the client's id is unique per connection in flight). */
-  function errorReply(c: Conn, id: bigint, err: ErrorInfo, model = '', t0 = 0): void {
-    logRequest(log, { conn: c.id, req: String(id), target: model }, err, t0);
+  function errorReply(c: Conn, id: bigint, raw: ErrorInfo, model = '', t0 = 0): void {
+    const { info: err, ref } = publicError(raw);
+    logRequest(log, { conn: c.id, req: String(id), target: safeName(model), ...(ref ? { ref, detail: raw.message } : {}) }, err, t0);
     reply(c, { id, model, version: 0, outputs: [], error: err });
   }
 
@@ -322,6 +328,16 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
     maxBackpressure: Math.max(opts.highWaterBytes * 4, 64 * 1024 * 1024),
     closeOnBackpressureLimit: 0,
     sendPingsAutomatically: true,
+    upgrade: (res, req, context) => {
+      // A page on another site must not stream queries (and spend the server) with the visitor's
+      // browser: refuse a cross-site Origin unless --allow-origin allows it.
+      if (!originAllowed(req.getHeader('origin'), req.getHeader('host'), opts.allowOrigins)) {
+        res.writeStatus(statusLine(403)).writeHeader('content-type', 'application/json')
+          .end(JSON.stringify({ error: 'cross-site WebSocket connections are refused (start the server with --allow-origin ORIGIN to allow one)', code: 'ORIGIN_NOT_ALLOWED' }));
+        return;
+      }
+      res.upgrade<UserData>({}, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
+    },
     open: (ws) => {
       const c: Conn = { ws, closed: false, inflight: new Map(), pending: [], frameErrors: [], pendingBytes: 0, blocked: false, id: nextConnId++ };
       ws.getUserData().conn = c;

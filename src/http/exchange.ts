@@ -1,5 +1,6 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
-import { ErrorCodes, toErrorInfo, type ErrorInfo } from '../errors.js';
+import { ErrorCodes, publicError, toErrorInfo, type ErrorInfo } from '../errors.js';
+import type { ByteBudget } from '../budget.js';
 
 /**
  * uWS HTTP plumbing shared by the REST frontends. The rules it encodes (each one aborts or
@@ -22,7 +23,7 @@ export interface Exchange {
 
 const STATUS_TEXT: Record<number, string> = {
   200: '200 OK', 400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden', 404: '404 Not Found',
-  405: '405 Method Not Allowed', 413: '413 Payload Too Large', 429: '429 Too Many Requests',
+  405: '405 Method Not Allowed', 413: '413 Payload Too Large', 415: '415 Unsupported Media Type', 429: '429 Too Many Requests',
   499: '499 Client Closed Request', 500: '500 Internal Server Error', 503: '503 Service Unavailable',
   504: '504 Gateway Timeout',
 };
@@ -40,25 +41,63 @@ export function exchange(res: HttpResponse): Exchange {
   return ex;
 }
 
+/** How much body a route takes: a limit (fixed, or computed per request) and the global bytes-in-flight budget. */
+export interface BodyLimits {
+  maxBytes: number | (() => number);
+  budget?: ByteBudget;
+}
+
 /**
- * Read the whole body (copied out of uWS's buffers), refusing more than `limit` bytes with 413.
+ * Read the whole body (copied out of uWS's buffers), refusing more than the limit with 413 — from
+ * Content-Length before a byte is read, and while reading for a body without one — and refusing
+ * with 503 what does not fit in the bytes-in-flight budget. The budget holds the body's bytes
+ * until `onBody` has returned (what it keeps, e.g. tensors of queries, is counted by its owner).
  * Call synchronously from the route handler.
  */
-export function readBody(ex: Exchange, req: HttpRequest, limit: number, onBody: (body: Uint8Array) => void): void {
+export function readBody(ex: Exchange, req: HttpRequest, limits: BodyLimits | number, onBody: (body: Uint8Array) => void): void {
+  const l: BodyLimits = typeof limits === 'number' ? { maxBytes: limits } : limits;
+  const limit = typeof l.maxBytes === 'number' ? l.maxBytes : l.maxBytes();
   const declared = Number(req.getHeader('content-length') || '0');
-  if (declared > limit) {
-    sendError(ex, { code: 'PAYLOAD_TOO_LARGE', message: `body of ${declared} bytes exceeds the limit of ${limit}` });
+  if (!(declared <= limit)) {
+    sendError(ex, { code: 'PAYLOAD_TOO_LARGE', message: `body of ${req.getHeader('content-length').slice(0, 20)} bytes exceeds the limit of ${limit}` }, true);
     return;
   }
+  let held = 0;
+  const take = (n: number): boolean => {
+    if (!l.budget || n === 0) return true;
+    const refused = l.budget.acquire(n);
+    if (refused) {
+      sendError(ex, refused, true);
+      return false;
+    }
+    held += n;
+    return true;
+  };
+  const giveBack = (): void => {
+    if (held > 0) l.budget!.release(held);
+    held = 0;
+  };
+  if (!take(declared)) return;
   const chunks: Uint8Array[] = [];
   let size = 0;
   let refused = false;
+  const onAbort = ex.onAbort;
+  ex.onAbort = () => {
+    giveBack();
+    onAbort?.();
+  };
   ex.res.onData((chunk, isLast) => {
     if (refused || ex.aborted || ex.answered) return;
     size += chunk.byteLength;
     if (size > limit) {
       refused = true;
+      giveBack();
       sendError(ex, { code: 'PAYLOAD_TOO_LARGE', message: `body exceeds the limit of ${limit} bytes` }, true);
+      return;
+    }
+    if (size > declared && !take(chunk.byteLength)) {
+      refused = true;
+      giveBack();
       return;
     }
     chunks.push(new Uint8Array(chunk.slice(0)));
@@ -77,6 +116,8 @@ export function readBody(ex: Exchange, req: HttpRequest, limit: number, onBody: 
       onBody(body);
     } catch (err) {
       sendError(ex, toErrorInfo(err));
+    } finally {
+      giveBack();
     }
   });
 }
@@ -102,17 +143,28 @@ export function send(ex: Exchange, r: Reply): void {
   });
 }
 
+/** Where the full text of an error a client saw only in part goes (the server log, set at start). */
+let errorDetail: (ref: string, err: ErrorInfo) => void = () => {};
+
+export function setErrorDetailSink(sink: (ref: string, err: ErrorInfo) => void): void {
+  errorDetail = sink;
+}
+
 export function sendJson(ex: Exchange, status: number, value: unknown): void {
   send(ex, { status, body: JSON.stringify(value) });
 }
 
 /**
  * Send a coded error: `{"error": message, "code": CODE}` (plus retry_after_ms), with the code's
- * HTTP status and, for OVERLOADED, a Retry-After header in whole seconds.
+ * HTTP status and, for OVERLOADED, a Retry-After header in whole seconds. The message is what a
+ * client may see (errors.ts publicError); anything hidden goes to the log under a reference.
  */
-export function sendError(ex: Exchange, err: ErrorInfo, close = false, extra?: Record<string, unknown>): void {
+export function sendError(ex: Exchange, raw: ErrorInfo, close = false, extra?: Record<string, unknown>): void {
+  const { info: err, ref } = publicError(raw);
+  if (ref) errorDetail(ref, raw);
   const status = ErrorCodes[err.code].status;
   const body: Record<string, unknown> = { error: err.message, code: err.code, ...extra };
+  if (extra && 'cause' in extra) body.cause = err.message;
   const headers: Record<string, string> = {};
   if (err.retryAfterMs !== undefined) {
     body.retry_after_ms = err.retryAfterMs;

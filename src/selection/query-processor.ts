@@ -6,6 +6,7 @@ import type { QueryHandle } from '../engine/executor.js';
 import { outputSelector, validateInputs } from '../engine/validate.js';
 import type { ModelRegistry } from '../models/registry.js';
 import { CodeCounts } from '../metrics/code-counts.js';
+import type { ByteBudget } from '../budget.js';
 
 /**
  * The query processor: the one path every frontend uses to run a query. Resolves the model
@@ -53,6 +54,8 @@ export class QueryProcessor {
   constructor(
     private readonly registry: ModelRegistry,
     private readonly clock: Clock,
+    /** The global bytes-in-flight budget: a query's input bytes are held until it is answered. */
+    private readonly budget?: ByteBudget,
   ) {}
 
   /** Run one query against a model. `cb` is called exactly once (maybe synchronously). */
@@ -81,7 +84,18 @@ export class QueryProcessor {
     let deadline = now + timeoutMs;
     if (q.deadlineUnixUs && q.deadlineUnixUs > 0) deadline = Math.min(deadline, wallDeadlineToMonotonic(q.deadlineUnixUs, this.clock));
     const { model, version } = mv;
+    let bytes = 0;
+    if (this.budget) {
+      for (const t of ordered) bytes += t.data.byteLength;
+      const refused = this.budget.acquire(bytes);
+      if (refused) {
+        this.rejected.add(`${model}:${version}`, refused.code);
+        cb(refused);
+        return NOOP;
+      }
+    }
     return mv.executor!.infer(ordered, rows, deadline, (err, outs) => {
+      if (bytes > 0) this.budget!.release(bytes);
       if (err) cb(err);
       else cb(null, { model, version, outputs: select(outs!) });
     }, q.requests ?? 1, q.inputsDone);

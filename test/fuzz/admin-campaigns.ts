@@ -98,7 +98,7 @@ function adminSurface(): { calls: Record<string, AdminHandler>; repo: string; cl
   const store = new MemoryControlStore();
   const apps = new AppRegistry(store);
   const models = new FakeModels() as unknown as ModelRegistry;
-  const opts = { repository: repo, uploadDir: join(repo, '.uploads') };
+  const opts = { repository: repo, uploadDir: join(repo, '.uploads'), allowCodeUpload: false };
   const index = repositoryRoutes(models, opts).find((r) => r.pattern === '/v2/repository/index')!;
   const calls = { ...applicationCalls(apps, store), ...modelCalls(models, store, opts), repository_index: index.handler };
   return { calls, repo, cleanup: () => rmSync(repo, { recursive: true, force: true }) };

@@ -18,7 +18,8 @@ export function tempDir(prefix = 'skiff-test-'): { dir: string; cleanup(): void 
 
 /** A real server on an ephemeral loopback port. */
 export async function serve(repo: string, extra: Partial<ServerOptions> = {}): Promise<SkiffServer & { url: string; wsUrl: string; adminUrl: string }> {
-  const s = await startServer({ modelRepository: repo, port: 0, host: '127.0.0.1', adminPort: 0, logger: silentLogger, ...extra });
+  // Tests speak to the admin API without a token unless they give one (the security tests check the default).
+  const s = await startServer({ modelRepository: repo, port: 0, host: '127.0.0.1', adminPort: 0, logger: silentLogger, adminToken: false, ...extra });
   return Object.assign(s, { url: `http://127.0.0.1:${s.port}`, wsUrl: `ws://127.0.0.1:${s.port}/ws`, adminUrl: `http://127.0.0.1:${s.adminPort}` });
 }
 

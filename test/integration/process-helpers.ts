@@ -14,7 +14,8 @@ export interface Proc {
 
 /** Run `skiff serve` as a real process on ephemeral ports; resolves once it printed "ready". */
 export async function spawnServer(args: string[]): Promise<Proc> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--admin-port', '0', '--log-level', 'warn', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // A trusted loopback: these tests drive the admin API without a token (the security tests check the default).
+  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--admin-port', '0', '--log-level', 'warn', '--no-admin-token', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   let out = '';
   let err = '';

@@ -59,7 +59,7 @@ describe('security defaults', () => {
   });
 
   it('refuses to expose the admin API beyond loopback without a token', () => {
-    const r = spawnSync(process.execPath, [CLI, 'serve', '--model-repository', tmp.dir, '--port', '0', '--admin-port', '0', '--admin-host', '0.0.0.0'], { encoding: 'utf8', timeout: 20_000, env: { ...process.env, SKIFF_ADMIN_TOKEN: '' } });
+    const r = spawnSync(process.execPath, [CLI, 'serve', '--model-repository', tmp.dir, '--port', '0', '--admin-port', '0', '--admin-host', '0.0.0.0', '--no-admin-token'], { encoding: 'utf8', timeout: 20_000, env: { ...process.env, SKIFF_ADMIN_TOKEN: '' } });
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /admin-token/);
   });

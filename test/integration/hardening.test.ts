@@ -1,0 +1,269 @@
+/**
+ * Safe by default (issue 14, items 1-4, 7 and 14), against real servers on loopback: what a web
+ * page in the user's browser could do to the admin API and the WebSocket (cross-site posts, DNS
+ * rebinding, foreign origins), the generated admin token, code upload, what errors reveal, body
+ * and bytes-in-flight limits, and one server per port.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { request } from 'node:http';
+import { connect } from 'node:net';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { WebSocket } from 'ws';
+import { postJson, serve, tempDir } from './helpers.js';
+import { CLI } from './process-helpers.js';
+import { writeClassifier, writeDelayModel, writeFaultyModel, writeModelConfig } from '../../src/modelgen/fixtures.js';
+import { startServer } from '../../src/server.js';
+import { silentLogger } from '../../src/log.js';
+
+const JS_MODEL = Buffer.from('export const metadata = { inputs: [], outputs: [] }; export function predict() { return {}; }').toString('base64');
+
+/** A raw HTTP request (fetch cannot set Host), answering status, headers and body. */
+function raw(port: number, method: string, path: string, headers: Record<string, string>, body = ''): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+  return new Promise((resolve, reject) => {
+    const r = request({ host: '127.0.0.1', port, method, path, headers: { ...(body ? { 'content-length': String(Buffer.byteLength(body)) } : {}), ...headers } }, (res) => {
+      let b = '';
+      res.on('data', (d: Buffer) => { b += d.toString(); });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: b }));
+    });
+    r.on('error', reject);
+    r.end(body);
+  });
+}
+
+const code = (body: string): string => (JSON.parse(body) as { code: string }).code;
+
+function wsOpen(url: string, origin?: string): Promise<{ ok: boolean; status?: number }> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url, origin ? { origin } : {});
+    ws.once('open', () => { ws.close(); resolve({ ok: true }); });
+    ws.once('unexpected-response', (_req, res) => { resolve({ ok: false, status: res.statusCode }); ws.terminate(); });
+    ws.once('error', () => resolve({ ok: false }));
+  });
+}
+
+describe('the admin API refuses what a web page could send', () => {
+  const tmp = tempDir();
+  let s: Awaited<ReturnType<typeof serve>>;
+  before(async () => {
+    writeClassifier(tmp.dir, 'clf', { seed: 1, inputDim: 4, classes: 3 });
+    s = await serve(tmp.dir, { adminToken: false, allowOrigins: ['https://ops.example.com'] });
+  });
+  after(async () => {
+    await s.close();
+    tmp.cleanup();
+  });
+
+  const add = JSON.stringify({ model_name: 'evil', model_version: 1, model_kind: 'js', model_data_base64: JS_MODEL });
+
+  it('a form or text/plain post (a cross-site simple request) is refused 415, before anything runs', async () => {
+    for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', '']) {
+      const r = await raw(s.adminPort!, 'POST', '/admin/add_model', type ? { 'content-type': type, host: `127.0.0.1:${s.adminPort}` } : { host: `127.0.0.1:${s.adminPort}` }, add);
+      assert.equal(r.status, 415, type);
+      assert.equal(code(r.body), 'UNSUPPORTED_MEDIA_TYPE');
+    }
+    assert.equal(s.registry.has('evil'), false);
+  });
+
+  it('a Host that is not the listener\'s (DNS rebinding) is refused 403', async () => {
+    for (const host of [`evil.example:${s.adminPort}`, 'attacker.test', `127.0.0.1.nip.io:${s.adminPort}`]) {
+      const r = await raw(s.adminPort!, 'POST', '/admin/get_all_models', { host, 'content-type': 'application/json' }, '{}');
+      assert.equal(r.status, 403, host);
+      assert.equal(code(r.body), 'HOST_NOT_ALLOWED');
+    }
+    for (const host of [`127.0.0.1:${s.adminPort}`, `localhost:${s.adminPort}`, 'localhost']) {
+      const r = await raw(s.adminPort!, 'POST', '/admin/get_all_models', { host, 'content-type': 'application/json' }, '{}');
+      assert.equal(r.status, 200, host);
+    }
+  });
+
+  it('a browser Origin other than the listener\'s own or an allowed one is refused 403', async () => {
+    const host = `127.0.0.1:${s.adminPort}`;
+    const post = (origin: string) => raw(s.adminPort!, 'POST', '/admin/get_all_models', { host, origin, 'content-type': 'application/json' }, '{}');
+    const evil = await post('http://evil.example');
+    assert.equal(evil.status, 403);
+    assert.equal(code(evil.body), 'ORIGIN_NOT_ALLOWED');
+    assert.equal((await post('null')).status, 403);
+    assert.equal((await post(`http://${host}`)).status, 200);
+    assert.equal((await post('https://ops.example.com')).status, 200);
+  });
+
+  it('executable code is not accepted through the network without --allow-code-upload; ONNX still is', async () => {
+    const r = await postJson(`${s.adminUrl}/admin/add_model`, JSON.parse(add));
+    assert.equal(r.status, 403);
+    assert.equal(r.json.code, 'CODE_UPLOAD_FORBIDDEN');
+    assert.equal(s.registry.has('evil'), false);
+    const onnx = readFileSync(join(tmp.dir, 'clf', '1', 'model.onnx')).toString('base64');
+    const ok = await postJson(`${s.adminUrl}/admin/add_model`, { model_name: 'clf2', model_version: 1, model_data_base64: onnx });
+    assert.equal(ok.status, 200, JSON.stringify(ok.json));
+  });
+
+  it('--allow-code-upload lets a JS model in', async () => {
+    const t2 = tempDir();
+    const s2 = await serve(t2.dir, { adminToken: false, allowCodeUpload: true });
+    try {
+      const src = Buffer.from(`export const metadata = { inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 1] }], outputs: [{ name: 'output', datatype: 'FP32', shape: [-1, 1] }] };
+export function predict({ input }) { return { output: { datatype: 'FP32', shape: input.shape, data: new Float32Array(input.data) } }; }`).toString('base64');
+      const r = await postJson(`${s2.adminUrl}/admin/add_model`, { model_name: 'js1', model_version: 1, model_kind: 'js', model_data_base64: src });
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+    } finally {
+      await s2.close();
+      t2.cleanup();
+    }
+  });
+
+  it('the WebSocket refuses a cross-site Origin; clients without Origin, same-origin pages and allowed origins connect', async () => {
+    assert.deepEqual(await wsOpen(s.wsUrl, 'http://evil.example'), { ok: false, status: 403 });
+    assert.equal((await wsOpen(s.wsUrl)).ok, true);
+    assert.equal((await wsOpen(s.wsUrl, `http://127.0.0.1:${s.port}`)).ok, true);
+    assert.equal((await wsOpen(s.wsUrl, 'https://ops.example.com')).ok, true);
+  });
+});
+
+describe('the admin token is the default', () => {
+  it('is generated, written to a file only the user can read, required, and removed at shutdown', async () => {
+    const tmp = tempDir();
+    writeClassifier(tmp.dir, 'clf', { seed: 1, inputDim: 4, classes: 3 });
+    const runtime = join(tmp.dir, 'runtime');
+    const s = await startServer({ modelRepository: tmp.dir, port: 0, adminPort: 0, logger: silentLogger, tokenDir: runtime });
+    try {
+      const file = s.adminTokenFile!;
+      assert.ok(file && file.startsWith(runtime));
+      assert.equal(statSync(file).mode & 0o777, 0o600);
+      assert.equal(statSync(runtime).mode & 0o777, 0o700);
+      const token = readFileSync(file, 'utf8').trim();
+      assert.equal(token, s.adminToken);
+      assert.ok(token.length >= 32);
+      const url = `http://127.0.0.1:${s.adminPort}/admin/get_all_models`;
+      const none = await postJson(url, {});
+      assert.equal(none.status, 401);
+      assert.equal(none.json.code, 'UNAUTHORIZED');
+      const wrong = await postJson(url, {}, { authorization: `Bearer ${token.slice(1)}x` });
+      assert.equal(wrong.status, 401);
+      const ok = await postJson(url, {}, { authorization: `Bearer ${token}` });
+      assert.equal(ok.status, 200);
+      // With the token in the header, a client that sends no Content-Type (tritonclient) is served.
+      const bare = await raw(s.adminPort!, 'POST', '/v2/repository/index', { host: `127.0.0.1:${s.adminPort}`, authorization: `Bearer ${token}` }, '{}');
+      assert.equal(bare.status, 200);
+    } finally {
+      await s.close();
+    }
+    assert.equal(existsSync(s.adminTokenFile!), false);
+    tmp.cleanup();
+  });
+});
+
+describe('errors do not reveal the server\'s internals', () => {
+  const tmp = tempDir();
+  let s: Awaited<ReturnType<typeof serve>>;
+  before(async () => {
+    writeFaultyModel(tmp.dir, 'leaky', `throw new Error('cannot open ' + ${JSON.stringify(join(tmp.dir, 'secret', 'weights.bin'))} + '\\n    at load (/srv/model.mjs:1:1)');`);
+    writeModelConfig(tmp.dir, 'leaky', { cache_bytes: 0, max_consecutive_failures: 0 });
+    mkdirSync(join(tmp.dir, 'broken', '1'), { recursive: true });
+    writeFileSync(join(tmp.dir, 'broken', '1', 'model.onnx'), 'not an onnx graph');
+    s = await serve(tmp.dir);
+  });
+  after(async () => {
+    await s.close();
+    tmp.cleanup();
+  });
+
+  it('a model error and a load failure carry no file path or stack, and point to the log', async () => {
+    const r = await postJson(`${s.url}/v2/models/leaky/infer`, { inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [666, 0, 0, 0] }] });
+    assert.equal(r.status, 500);
+    assert.equal(r.json.code, 'MODEL_ERROR');
+    assert.ok(!r.json.error.includes(tmp.dir), r.json.error);
+    assert.ok(!/\n\s+at /.test(r.json.error), r.json.error);
+    assert.match(r.json.error, /ref [0-9a-f]{8}/);
+    const load = await postJson(`${s.adminUrl}/v2/repository/models/broken/load`, {});
+    assert.equal(load.json.code, 'MODEL_LOAD_FAILED');
+    assert.ok(!load.json.error.includes(tmp.dir), load.json.error);
+    const info = await postJson(`${s.adminUrl}/admin/get_all_models`, { verbose: true });
+    for (const m of info.json as { reason?: string }[]) assert.ok(!(m.reason ?? '').includes(tmp.dir), m.reason);
+  });
+
+  it('names echoed back are escaped and length-limited', async () => {
+    const name = `x${'\u0007'.repeat(3)}${'y'.repeat(5000)}`;
+    const r = await postJson(`${s.adminUrl}/admin/${encodeURIComponent(name)}`, {});
+    assert.equal(r.status, 404);
+    assert.ok(r.json.error.length < 700, `${r.json.error.length}`);
+    assert.ok(!r.json.error.includes('\u0007'));
+  });
+});
+
+describe('bodies and bytes in flight are bounded', () => {
+  const tmp = tempDir();
+  let s: Awaited<ReturnType<typeof serve>>;
+  before(async () => {
+    writeClassifier(tmp.dir, 'clf', { seed: 1, inputDim: 4, classes: 3 });
+    writeDelayModel(tmp.dir, 'slow', { delayMs: 300, dim: 4 });
+    writeModelConfig(tmp.dir, 'slow', { cache_bytes: 0, max_batch_size: 65536, default_timeout_us: 30_000_000, max_queue_rows: 1_000_000 });
+    s = await serve(tmp.dir, { maxInflightBytes: 2 * 1024 * 1024 });
+  });
+  after(async () => {
+    await s.close();
+    tmp.cleanup();
+  });
+
+  it('refuses an over-limit Content-Length before reading a byte of the body (the default limit follows the models)', async () => {
+    const answer = await new Promise<string>((resolve, reject) => {
+      const sock = connect(s.port, '127.0.0.1', () => {
+        // Headers only: a server that waited for the body would never answer.
+        sock.write(`POST /v2/models/clf/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${300 * 1024 * 1024}\r\n\r\n`);
+      });
+      let got = '';
+      sock.on('data', (d) => {
+        got += d.toString();
+        if (got.includes('\r\n\r\n') && got.includes('}')) {
+          sock.destroy();
+          resolve(got);
+        }
+      });
+      sock.on('error', reject);
+      setTimeout(() => reject(new Error(`no answer: ${got}`)), 5000).unref();
+    });
+    assert.match(answer, /^HTTP\/1\.1 413/);
+    assert.match(answer, /PAYLOAD_TOO_LARGE/);
+  });
+
+  it('answers 503 with a Retry-After when the bytes in flight would pass the budget', async () => {
+    const row = Array.from({ length: 4 }, () => 0.5);
+    // Each query: 32,768 rows x 4 floats = 512 KiB of input held until answered (the slow model holds them).
+    const big = { inputs: [{ name: 'input', datatype: 'FP32', shape: [32768, 4], data: Array.from({ length: 32768 }, () => row).flat() }] };
+    const results = await Promise.all(Array.from({ length: 8 }, () => postJson(`${s.url}/v2/models/slow/infer`, big)));
+    const busy = results.filter((r) => r.status === 503);
+    assert.ok(busy.length > 0, `statuses: ${results.map((r) => r.status)}`);
+    assert.equal(busy[0]!.json.code, 'SERVER_BUSY');
+    assert.ok(Number(busy[0]!.headers.get('retry-after')) >= 1);
+    assert.ok(results.some((r) => r.status === 200), 'work within the budget is served');
+  });
+});
+
+describe('one server per port', () => {
+  it('a second server on a port in use fails at start and names the port and the option', async () => {
+    const tmp = tempDir();
+    writeClassifier(tmp.dir, 'clf', { seed: 1, inputDim: 4, classes: 3 });
+    const first = await serve(tmp.dir);
+    try {
+      await assert.rejects(
+        startServer({ modelRepository: tmp.dir, port: first.port, adminPort: 0, logger: silentLogger, adminToken: false }),
+        (e: Error) => e.message.includes(`port ${first.port} is already in use`) && e.message.includes('--port'),
+      );
+      await assert.rejects(
+        startServer({ modelRepository: tmp.dir, port: 0, adminPort: first.adminPort!, logger: silentLogger, adminToken: false }),
+        (e: Error) => e.message.includes(`port ${first.adminPort} is already in use`) && e.message.includes('--admin-port'),
+      );
+      const r = spawnSync(process.execPath, [CLI, 'serve', '--model-repository', tmp.dir, '--port', String(first.port), '--admin-port', '0', '--no-admin-token'], { encoding: 'utf8', timeout: 30_000 });
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, new RegExp(`port ${first.port} is already in use`));
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+      // The first server still answers alone.
+      assert.equal((await fetch(`${first.url}/v2/health/live`)).status, 200);
+    } finally {
+      await first.close();
+      tmp.cleanup();
+    }
+  });
+});

@@ -29,6 +29,7 @@ program
   .option('--host <host>', 'address to bind', DEFAULT_SERVER_OPTIONS.host)
   .option('--port <port>', 'HTTP + WebSocket port (0 = ephemeral)', int('port', 0, 65535), DEFAULT_SERVER_OPTIONS.port)
   .option('--max-body-bytes <n>', 'HTTP body limit (default: the largest full batch a loaded model takes, as JSON; 1-256 MiB)', int('max-body-bytes', 1024, 2 ** 31 - 1))
+  .option('--max-timeout-ms <ms>', 'longest deadline a query may ask for (timeout_us, OIP parameters.timeout, app SLOs); longer ones are clamped', int('max-timeout-ms', 1, 86_400_000), DEFAULT_SERVER_OPTIONS.maxTimeoutMs)
   .option('--max-inflight-bytes <n>', 'request bytes in flight (bodies being read, inputs of unanswered queries) before new work is refused with 503', int('max-inflight-bytes', 1 << 20, 2 ** 40), DEFAULT_SERVER_OPTIONS.maxInflightBytes)
   .option('--max-frame-bytes <n>', 'WebSocket frame limit', int('max-frame-bytes', 1024, 2 ** 31 - 1), DEFAULT_SERVER_OPTIONS.maxFrameBytes)
   .option('--apps <file>', 'application definitions (JSON); default: the demo apps when serving the demo repository')
@@ -41,6 +42,7 @@ program
   .option('--allow-code-upload', 'accept executable model code (JS modules) through the admin API; off: only ONNX uploads', false)
   .option('--state-db <file>', 'SQLite file for apps, models, versions, links and selection state (survives restarts)')
   .option('--flush-interval-ms <ms>', 'how often selection state is flushed to the state db', int('flush-interval-ms', 10, 3_600_000), DEFAULT_SERVER_OPTIONS.flushIntervalMs)
+  .option('--max-user-states <n>', 'per-user selection states kept in memory (least recently used out first; the state db keeps the rest)', int('max-user-states', 1, 100_000_000), DEFAULT_SERVER_OPTIONS.maxUserStates)
   .option('--upload-dir <dir>', 'where add_model stores uploaded model files (default <repository>/.uploads)')
   .option('--drain-timeout-ms <ms>', 'on SIGTERM, how long in-flight queries may take to finish', int('drain-timeout-ms', 0, 3_600_000), DEFAULT_SERVER_OPTIONS.drainTimeoutMs)
   .option('--tls-key <file>', 'PEM private key: serve HTTPS/WSS on the main listener')
@@ -52,9 +54,9 @@ program
   .option('--rpc-host <host>', 'address of the container RPC port: whatever connects to it serves answers, so keep it on loopback or a private network', '127.0.0.1')
   .option('--log-level <level>', 'trace|debug|info|warn|error|silent', process.env.SKIFF_LOG_LEVEL ?? 'info')
   .action(async (o: {
-    modelRepository: string; host: string; port: number; maxBodyBytes?: number; maxInflightBytes: number; maxFrameBytes: number; logLevel: string;
+    modelRepository: string; host: string; port: number; maxBodyBytes?: number; maxInflightBytes: number; maxTimeoutMs: number; maxFrameBytes: number; logLevel: string;
     apps?: string; adminHost: string; adminPort: number; adminToken?: string | false; allowOrigin: string[]; allowHost: string[]; allowCodeUpload: boolean;
-    stateDb?: string; flushIntervalMs: number; uploadDir?: string; drainTimeoutMs: number;
+    stateDb?: string; flushIntervalMs: number; maxUserStates: number; uploadDir?: string; drainTimeoutMs: number;
     tlsKey?: string; tlsCert?: string; adminTlsKey?: string; adminTlsCert?: string; wsMaxPendingBytes: number;
     rpcPort?: number; rpcHost: string;
   }) => {
@@ -73,10 +75,10 @@ program
     const appsFile = o.apps ?? (o.modelRepository === DEMO_REPOSITORY ? DEMO_APPS : undefined);
     const server = await startServer({
       modelRepository: o.modelRepository, host: o.host, port: o.port,
-      maxBodyBytes: o.maxBodyBytes, maxInflightBytes: o.maxInflightBytes, maxFrameBytes: o.maxFrameBytes, logger,
+      maxBodyBytes: o.maxBodyBytes, maxInflightBytes: o.maxInflightBytes, maxTimeoutMs: o.maxTimeoutMs, maxFrameBytes: o.maxFrameBytes, logger,
       appsFile, optionalModels: appsFile === DEMO_APPS ? ['sklearn_digits'] : [], adminHost: o.adminHost, adminPort: o.adminPort, adminToken: o.adminToken,
       allowOrigins: o.allowOrigin, allowHosts: o.allowHost, allowCodeUpload: o.allowCodeUpload,
-      stateDb: o.stateDb, flushIntervalMs: o.flushIntervalMs, uploadDir: o.uploadDir, drainTimeoutMs: o.drainTimeoutMs,
+      stateDb: o.stateDb, flushIntervalMs: o.flushIntervalMs, maxUserStates: o.maxUserStates, uploadDir: o.uploadDir, drainTimeoutMs: o.drainTimeoutMs,
       tls, adminTls, wsMaxPendingBytes: o.wsMaxPendingBytes, rpcPort: o.rpcPort, rpcHost: o.rpcHost,
     });
     const [h, w] = tls ? ['https', 'wss'] : ['http', 'ws'];

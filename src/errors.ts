@@ -10,6 +10,7 @@ export const ErrorCodes = {
   BAD_FRAME: { status: 400, doc: 'A WebSocket frame is not a valid Skiff FlatBuffers frame.' },
   INVALID_INPUT: { status: 400, doc: 'An input tensor does not match the model: unknown or missing name, wrong datatype, shape or byte length.' },
   UNSUPPORTED_DATATYPE: { status: 400, doc: 'The datatype is valid in the protocol but cannot be served by this model or frontend.' },
+  INVALID_DEADLINE: { status: 400, doc: 'A timeout or deadline is negative, not a number, or absurdly far (over 24 h); timeouts beyond `--max-timeout-ms` are clamped, not refused.' },
   DUPLICATE_ID: { status: 400, doc: 'A WebSocket request reused the id of a request still in flight on the same connection.' },
   UNAUTHORIZED: { status: 401, doc: 'The admin API needs a bearer token and the request had none or a wrong one.' },
   PATH_NOT_ALLOWED: { status: 403, doc: 'A model file path resolves outside the model repository and the upload directory.' },

@@ -9,13 +9,14 @@ import { systemClock, type Clock } from './clock.js';
 import { setPrivatePaths, toErrorInfo } from './errors.js';
 import { createLogger } from './log.js';
 import { ModelRegistry, type LoadReport } from './models/registry.js';
-import { QueryProcessor } from './selection/query-processor.js';
+import { DEFAULT_MAX_TIMEOUT_MS, QueryProcessor } from './selection/query-processor.js';
 import { registerOipRoutes } from './frontend/oip.js';
 import { registerWsRoute } from './frontend/ws.js';
 import { registerClipperRoutes } from './frontend/clipper.js';
 import { exchange, sendError, setErrorDetailSink, type BodyLimits } from './http/exchange.js';
 import { ByteBudget } from './budget.js';
 import { AppRegistry } from './selection/apps.js';
+import { parseApp } from './selection/app.js';
 import { AppProcessor } from './selection/app-processor.js';
 import { applicationCalls, startAdminServer, type AdminServer } from './admin/server.js';
 import { modelCalls, repositoryRoutes } from './admin/models.js';
@@ -24,6 +25,7 @@ import { containerVersionFile, versionFileIn, type VersionFile } from './models/
 import { parseInputType } from './engine/container/rpc-codec.js';
 import { MemoryControlStore } from './store/memory-store.js';
 import { openSqliteStore } from './store/sqlite-store.js';
+import { DEFAULT_MAX_USER_STATES } from './store/state-cache.js';
 import { parseModelConfig } from './config/model-config.js';
 import { dirname, join, resolve } from 'node:path';
 import { listenExclusive } from './http/listen.js';
@@ -44,6 +46,8 @@ export interface ServerOptions {
   port: number;
   /** HTTP body limit of the query routes; undefined: sized to what the loaded models take (bodyLimitFor). */
   maxBodyBytes?: number;
+  /** The longest deadline a query may ask for (ms); longer ones are clamped, absurd ones refused. */
+  maxTimeoutMs: number;
   /** The global budget of request bytes in flight (bodies being read, inputs of unanswered queries). */
   maxInflightBytes: number;
   maxFrameBytes: number;
@@ -75,6 +79,8 @@ export interface ServerOptions {
   stateDb?: string;
   /** How often selection state is flushed to the state database (ms). */
   flushIntervalMs: number;
+  /** Per-user selection states kept in memory (LRU); the state database keeps the rest. */
+  maxUserStates: number;
   /** Where add_model writes uploaded model bytes (default <repository>/.uploads). */
   uploadDir?: string;
   /** Graceful shutdown: how long in-flight queries may take to finish (ms). */
@@ -100,6 +106,7 @@ export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, 'modelRepository' | 'ma
   host: '127.0.0.1',
   port: 8000,
   maxInflightBytes: 256 * 1024 * 1024,
+  maxTimeoutMs: DEFAULT_MAX_TIMEOUT_MS,
   maxFrameBytes: 16 * 1024 * 1024,
   maxElements: 16 * 1024 * 1024,
   wsPath: '/ws',
@@ -107,6 +114,7 @@ export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, 'modelRepository' | 'ma
   adminHost: '127.0.0.1',
   adminPort: 8001,
   flushIntervalMs: 1000,
+  maxUserStates: DEFAULT_MAX_USER_STATES,
   drainTimeoutMs: 10_000,
   wsMaxPendingBytes: 64 * 1024 * 1024,
   rpcHost: '127.0.0.1',
@@ -171,18 +179,20 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
   // Client-facing errors never show the server's own paths; what they hide goes to the log.
   setPrivatePaths([PACKAGE_ROOT, process.cwd(), homedir(), tmpdir(), opts.modelRepository, opts.uploadDir, opts.stateDb && dirname(opts.stateDb)].filter((p): p is string => !!p).map((p) => resolve(p)));
   setErrorDetailSink((ref, err) => log.warn({ ref, code: err.code, detail: err.message }, 'error detail hidden from the client'));
-  const store: ControlStore = opts.stateDb ? openSqliteStore(opts.stateDb, { flushIntervalMs: opts.flushIntervalMs }) : new MemoryControlStore();
+  const store: ControlStore = opts.stateDb
+    ? openSqliteStore(opts.stateDb, { flushIntervalMs: opts.flushIntervalMs, maxUserStates: opts.maxUserStates })
+    : new MemoryControlStore(opts.maxUserStates);
   const containers = new ContainerServices({ host: opts.rpcHost, port: opts.rpcPort, log });
   if (opts.rpcPort !== undefined) await containers.start();
   const registry = new ModelRegistry(clock, log, containers);
-  const loadReport: LoadReport = opts.modelRepository ? await registry.loadRepository(opts.modelRepository) : { loaded: [], failed: [] };
+  const loadReport: LoadReport = opts.modelRepository ? await registry.loadRepository(opts.modelRepository, store.removed()) : { loaded: [], failed: [] };
   await restoreModels(registry, store, loadReport, log);
   const budget = new ByteBudget(opts.maxInflightBytes);
-  const queries = new QueryProcessor(registry, clock, budget);
+  const queries = new QueryProcessor(registry, clock, budget, opts.maxTimeoutMs);
   const body: BodyLimits = { maxBytes: opts.maxBodyBytes ?? cachedBodyLimit(registry), budget };
   const apps = new AppRegistry(store);
   const missing = (opts.optionalModels ?? []).filter((m) => !registry.has(m) || registry.list().find((x) => x.name === m)?.current === undefined);
-  restoreApps(apps, store, opts.appsFile, missing);
+  restoreApps(apps, store, opts.appsFile, missing, log);
   const appQueries = new AppProcessor(apps, registry, queries, clock);
 
   const app = createUwsApp(opts.tls);
@@ -228,7 +238,7 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
           guard: { token: adminToken, hosts: allowedHosts(opts.adminHost, opts.allowHosts), origins: new Set((opts.allowOrigins ?? []).map((o) => o.toLowerCase())) },
         },
         { ...applicationCalls(apps, store), ...modelCalls(registry, store, { repository: opts.modelRepository, uploadDir, allowCodeUpload: opts.allowCodeUpload === true }) },
-        repositoryRoutes(registry, { repository: opts.modelRepository, uploadDir, allowCodeUpload: opts.allowCodeUpload === true }),
+        repositoryRoutes(registry, store, { repository: opts.modelRepository, uploadDir, allowCodeUpload: opts.allowCodeUpload === true }),
         (adminApp, check) => registerDashboard(adminApp, check, obs),
       );
       if (adminToken !== undefined && opts.adminToken === undefined) adminTokenFile = writeTokenFile(opts.tokenDir ?? defaultTokenDir(), admin.port, adminToken);
@@ -268,20 +278,22 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
         admin?.close();
         if (adminTokenFile) rmSync(adminTokenFile, { force: true });
         obs.close();
-        // Accepted queries finish; new ones on open connections get SHUTTING_DOWN.
+        // Accepted queries finish; new ones on open connections get SHUTTING_DOWN. The whole
+        // shutdown is bounded by drainTimeoutMs: what is still held then is answered and stopped.
         queries.draining = true;
+        const t0 = performance.now();
         const drained = await Promise.race([
           registry.drainAll().then(() => true),
           new Promise<false>((r) => setTimeout(() => r(false), opts.drainTimeoutMs).unref()),
         ]);
-        if (!drained) log.warn({ timeoutMs: opts.drainTimeoutMs }, 'drain timeout: unloading with queries still in flight');
-        // Let the last answers (and SHUTTING_DOWN refusals) leave before the connections close.
-        await new Promise((r) => setTimeout(r, Math.min(250, opts.drainTimeoutMs)));
+        if (!drained) log.warn({ timeoutMs: opts.drainTimeoutMs }, 'drain timeout: stopping models with queries still in flight');
         try {
-          await registry.close();
+          await registry.close(Math.max(0, opts.drainTimeoutMs - (performance.now() - t0)));
         } catch (err) {
           log.error({ err: toErrorInfo(err) }, 'error while unloading models');
         }
+        // Let the last answers (and SHUTTING_DOWN refusals) leave before the connections close.
+        await new Promise((r) => setTimeout(r, Math.min(250, opts.drainTimeoutMs)));
         ws.closeAll();
         await containers.close();
         try {
@@ -297,25 +309,53 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
 }
 
 /**
- * Applications at start-up: the persisted ones when the store has any (they are the last
- * acknowledged state), otherwise the apps file, which is then persisted.
+ * Applications at start-up. The rule (documented in the README): the state database wins. When it
+ * holds applications, they are the last acknowledged state and are restored as they are; the apps
+ * file is then only compared, and each application whose definition there differs (or that the
+ * database does not have) is named in a warning — change applications through the admin API, or
+ * start with a fresh --state-db. With an empty database the apps file is loaded and persisted.
+ * Returns the names the warning named.
  */
-export function restoreApps(apps: AppRegistry, store: ControlStore, file?: string, leaveOut: readonly string[] = []): void {
+export function restoreApps(apps: AppRegistry, store: ControlStore, file: string | undefined, leaveOut: readonly string[], log: Logger): string[] {
   const stored = store.listApps();
-  if (stored.length > 0) {
-    for (const a of stored) apps.add(a);
-    return;
+  const list = file ? readAppsFile(file) : [];
+  const fromFile = list.map((a) => {
+    if (!leaveOut.length || !a || typeof a !== 'object' || !Array.isArray((a as { models?: unknown }).models)) return a;
+    return { ...a, models: ((a as { models: unknown[] }).models).filter((m) => !leaveOut.includes(String(m))) };
+  });
+  if (stored.length === 0) {
+    for (const a of fromFile) store.putApp({ ...apps.add(a) } as Record<string, unknown> & { name: string });
+    return [];
   }
-  if (!file) return;
-  const raw = parseJsonBody(readFileSync(file));
+  for (const a of stored) apps.add(a);
+  const differ: string[] = [];
+  for (const raw of fromFile) {
+    let def;
+    try {
+      def = parseApp(raw);
+    } catch (err) {
+      throw new Error(`${file}: ${toErrorInfo(err).message}`);
+    }
+    const kept = apps.get(def.name)?.def;
+    if (!kept || JSON.stringify(kept) !== JSON.stringify(def)) differ.push(def.name);
+  }
+  if (differ.length) {
+    log.warn({ apps: differ, file, rule: 'the state database wins' },
+      `the apps file ${file} differs from the state database for ${differ.join(', ')}: the database's applications are kept (change them through the admin API, or start with a new --state-db)`);
+  }
+  return differ;
+}
+
+function readAppsFile(file: string): unknown[] {
+  let raw: unknown;
+  try {
+    raw = parseJsonBody(readFileSync(file));
+  } catch (err) {
+    throw new Error(`--apps ${file}: ${toErrorInfo(err).message}`);
+  }
   const list = Array.isArray(raw) ? raw : (raw as { apps?: unknown }).apps;
-  if (!Array.isArray(list)) throw new Error(`${file}: expected an array of applications or {"apps": [...]}`);
-  for (const a of list) {
-    const def = leaveOut.length && a && typeof a === 'object' && Array.isArray((a as { models?: unknown }).models)
-      ? { ...a, models: ((a as { models: unknown[] }).models).filter((m) => !leaveOut.includes(String(m))) }
-      : a;
-    store.putApp({ ...apps.add(def) } as Record<string, unknown> & { name: string });
-  }
+  if (!Array.isArray(list)) throw new Error(`--apps ${file}: expected an array of applications or {"apps": [...]}`);
+  return list;
 }
 
 /** Models added through the admin API, pinned versions and replica counts, as last acknowledged. */

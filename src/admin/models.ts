@@ -134,11 +134,15 @@ export function modelCalls(registry: ModelRegistry, store: ControlStore, opts: M
         await registry.deploy(model, f, config);
         store.putModelVersion({ model, version: v, path: '', kind: 'container', config: { ...config }, meta: { ...meta, input_type: inputType } });
         store.setCurrentVersion(model, v);
+        store.setRemoved(model, v, null);
+        store.setRemoved(model, 0, null);
         return { success: true, model_name: model, model_version: v };
       }
       await registry.deploy(model, file, config);
       store.putModelVersion({ model, version: v, path: file.path, kind: file.kind, config: { ...config }, ...(Object.keys(meta).length ? { meta } : {}) });
       store.setCurrentVersion(model, v);
+      store.setRemoved(model, v, null);
+      store.setRemoved(model, 0, null);
       return { success: true, model_name: model, model_version: v };
     },
     set_model_version: async (body) => {
@@ -154,6 +158,7 @@ export function modelCalls(registry: ModelRegistry, store: ControlStore, opts: M
       const wasPinned = registry.pinnedVersion(model) === v;
       await registry.deleteVersion(model, v);
       store.deleteModelVersion(model, v);
+      store.setRemoved(model, v, 'deleted');
       if (wasPinned) store.setCurrentVersion(model, null);
       return { success: true };
     },
@@ -215,7 +220,7 @@ export function replicaRecords(registry: ModelRegistry): { model_id: string; mod
 }
 
 /** The OIP model repository extension (on the admin listener). */
-export function repositoryRoutes(registry: ModelRegistry, opts: ModelAdminOptions): AdminRoute[] {
+export function repositoryRoutes(registry: ModelRegistry, store: Pick<ControlStore, 'setRemoved' | 'removed'>, opts: ModelAdminOptions): AdminRoute[] {
   return [
     {
       pattern: '/v2/repository/index',
@@ -241,10 +246,9 @@ export function repositoryRoutes(registry: ModelRegistry, opts: ModelAdminOption
         if (!opts.repository) throw new SkiffError('BAD_REQUEST', 'the server has no model repository');
         if (!isValidModelName(model!)) throw new SkiffError('BAD_REQUEST', `'${model}' is not a valid model name`);
         if (!existsSync(join(opts.repository, model!))) throw new SkiffError('MODEL_NOT_FOUND', `model '${model}' is not in the repository`);
-        for (const v of registry.list().find((m) => m.name === model)?.versions ?? []) {
-          if (v.state === 'ready') await registry.unloadVersion(model!, v.version);
-        }
-        const report = await registry.loadModelFromRepository(opts.repository, model!);
+        // An explicit load brings the model back as the repository has it: earlier removals are forgotten.
+        for (const r of store.removed()) if (r.model === model) store.setRemoved(model!, r.version, null);
+        const report = await registry.reloadFromRepository(opts.repository, model!);
         if (report.failed.length) throw new SkiffError('MODEL_LOAD_FAILED', report.failed.map((f) => f.error.message).join('; '));
         return { success: true, loaded: report.loaded };
       },
@@ -254,6 +258,8 @@ export function repositoryRoutes(registry: ModelRegistry, opts: ModelAdminOption
       params: 1,
       handler: async (_body, [model]) => {
         await registry.unloadModel(model!);
+        // Durable before the answer: the model must not come back from the repository at the next start.
+        store.setRemoved(model!, 0, 'unloaded');
         return { success: true };
       },
     },

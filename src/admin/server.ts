@@ -60,12 +60,8 @@ export function applicationCalls(apps: AppRegistry, store: Pick<ControlStore, 'p
     store.putApp({ ...d } as Record<string, unknown> & { name: string });
     return d;
   };
-  /** Link changes rewrite every selection state of the app: make those durable with the links. */
-  const persistLinks = (d: AppDefinition): AppDefinition => {
-    persist(d);
-    store.flush();
-    return d;
-  };
+  /** States follow link changes when read (AppRegistry.reconcile): only the definition changes. */
+  const persistLinks = persist;
   const describe = (d: AppDefinition): Record<string, unknown> => ({ ...d, linked_models: d.models });
   const names = (body: JsonObject, field: string): string[] => expectArray(body[field], field).map((x, i) => expectString(x, `${field}[${i}]`));
   return {
@@ -94,7 +90,8 @@ export function applicationCalls(apps: AppRegistry, store: Pick<ControlStore, 'p
       if (raw !== undefined && typeof raw !== 'string' && typeof raw !== 'number') throw new SkiffError('BAD_REQUEST', 'uid must be a number or a string');
       const uid = raw === undefined || raw === 0 ? '' : String(raw);
       // A read: a context with no state yet shows the initial weights without storing a state for it.
-      const state = apps.store.get(rt.def.name, uid) ?? rt.policy.init(rt.def.models, rt.def.policy_params);
+      const stored = apps.store.get(rt.def.name, uid);
+      const state = stored === undefined ? rt.policy.init(rt.def.models, rt.def.policy_params) : apps.reconcile(rt, stored);
       return { app_name: rt.def.name, uid, policy: rt.def.policy, weights: rt.policy.weights(state) };
     },
   };

@@ -177,6 +177,26 @@ export class SkiffClient {
     return id;
   }
 
+  /**
+   * Sends a feedback record like `feedback` and resolves with the server's answer to it (an error,
+   * or the models it updated in `modelsUsed`).
+   */
+  sendFeedback(f: FeedbackRequest): InferCall {
+    const id = this.nextId++;
+    const rec: FeedbackInit = { id, app: f.app, user: f.user, inputs: f.inputs, label: f.label };
+    encodeFrame({ feedback: [rec] });
+    let waiter!: Waiter;
+    const call = Object.assign(new Promise<WireResponse>((resolve, reject) => { waiter = { resolve, reject }; }), { id });
+    if (this.closedError) {
+      waiter.reject(this.closedError);
+      return call;
+    }
+    this.waiting.set(id, waiter);
+    this.feedbacks.push(rec);
+    this.schedule();
+    return call;
+  }
+
   /** Sends `bytes` as one binary message as-is (after anything queued). For tests and tools. */
   sendRaw(bytes: Uint8Array): void {
     this.flush();

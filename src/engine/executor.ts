@@ -47,6 +47,9 @@ export interface ExecutorConfig {
   parkIdleMs?: number;
 }
 
+/** Node's setTimeout takes at most 2^31 - 1 ms; larger delays fire after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export class Executor {
   readonly spec: ModelSpec;
   latency = new ModelLatency();
@@ -345,10 +348,11 @@ export class Executor {
         this.pump();
       });
     } else {
+      // Capped below setTimeout's overflow (deadlines are bounded upstream; firing early only pumps again).
       this.timer = setTimeout(() => {
         this.timer = null;
         this.pump();
-      }, delay);
+      }, Math.min(delay, MAX_TIMER_MS));
     }
   }
 
@@ -535,6 +539,29 @@ export class Executor {
       this.drainWaiters = [];
       for (const f of w) f();
     }
+  }
+
+  /**
+   * Stop now (a shutdown whose drain time ran out): every query still queued or held by a
+   * replica is answered with `err`, then the replicas are stopped (worker threads terminated,
+   * even one stuck in a loop). Answers that arrive later are dropped.
+   */
+  async terminate(err: ErrorInfo): Promise<void> {
+    this.closed = true;
+    this.clearTimer();
+    this.lanes.stopWatchdogs();
+    if (this.parkTimer) clearInterval(this.parkTimer);
+    for (let q = this.queue.pop(); q; q = this.queue.pop()) {
+      this.queuedRows -= q.rows;
+      this.answer(q, err);
+    }
+    for (const lane of this.lanes.all()) {
+      const held = lane.batches;
+      lane.batches = [];
+      for (const b of held) for (const q of b.queries) this.answer(q, err);
+    }
+    this.checkDrained();
+    await this.runner.close();
   }
 
   /** Refuse new queries, fail what is still queued, wait for running batches, stop the replicas. */

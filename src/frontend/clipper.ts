@@ -173,15 +173,19 @@ export function registerClipperRoutes(app: TemplatedApp, apps: AppRegistry, proc
     if (batch) {
       const answers: Record<string, unknown>[] = new Array(inputs.length);
       let pending = inputs.length;
-      inputs.forEach((data, i) => {
+      const handles = inputs.map((data, i) =>
         proc.predict(appName, { data }, context, (err, a) => {
           answers[i] = err ? { error: publicError(err).info.message, code: err.code } : clipperAnswer(a!);
           if (--pending === 0) sendJson(ex, 200, { batch_predictions: answers });
-        });
-      });
+        }));
+      ex.onAbort = () => {
+        for (const h of handles) h.cancel();
+      };
       return;
     }
-    proc.predict(appName, { data: inputs[0]! }, context, (err, a) => (err ? clipperError(ex, err) : sendJson(ex, 200, clipperAnswer(a!))));
+    const handle = proc.predict(appName, { data: inputs[0]! }, context, (err, a) => (err ? clipperError(ex, err) : sendJson(ex, 200, clipperAnswer(a!))));
+    // A client that hangs up cancels its query (its models' queued work leaves the queues).
+    ex.onAbort = () => handle.cancel();
   }));
 
   app.post('/:app/update', route((ex, appName, dt, bytes) => {

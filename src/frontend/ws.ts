@@ -108,11 +108,12 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
     dirty.clear();
   }
 
-  function flush(c: Conn): void {
+  /** Send queued replies while uWS holds at most `highWater` bytes for the connection. */
+  function flush(c: Conn, highWater = opts.highWaterBytes): void {
     if (c.closed) return;
     const ws = c.ws;
     while (c.frameErrors.length > 0) {
-      if (ws.getBufferedAmount() > opts.highWaterBytes) {
+      if (ws.getBufferedAmount() > highWater) {
         c.blocked = true;
         return;
       }
@@ -124,7 +125,7 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
       if (r === 2) return close(c, 1011, 'backpressure limit exceeded');
     }
     while (c.pending.length > 0) {
-      if (ws.getBufferedAmount() > opts.highWaterBytes) {
+      if (ws.getBufferedAmount() > highWater) {
         c.blocked = true; // resume in drain()
         return;
       }
@@ -156,6 +157,9 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
     let size = 64;
     for (const t of r.outputs) size += t.data.byteLength + 32;
     c.pendingBytes += size;
+    // Over the limit: first hand uWS what it can take (up to the limit again), so a client that
+    // reads but got a burst is not mistaken for one that stopped reading.
+    if (c.pendingBytes > opts.maxPendingBytes) flush(c, opts.maxPendingBytes);
     if (c.pendingBytes > opts.maxPendingBytes) {
       log.warn({ conn: c.id, pendingBytes: c.pendingBytes }, 'slow reader exceeded the pending reply limit; closing');
       slowClosed++;
@@ -297,7 +301,9 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
   function handleAppRequest(c: Conn, r: WireRequest, t0: number): void {
     if (r.inputs.length !== 1) return errorReply(c, r.id, { code: 'INVALID_INPUT', message: 'an application query carries exactly one input tensor' }, r.app);
     c.inflight.set(r.id, null);
-    apps.predict(r.app, { data: r.inputs[0]!.data }, r.user, (err, a) => {
+    let answered = false;
+    const handle = apps.predict(r.app, { data: r.inputs[0]!.data }, r.user, (err, a) => {
+      answered = true;
       c.inflight.delete(r.id);
       if (err) return errorReply(c, r.id, err, r.app, t0);
       if (t0) logRequest(log, { conn: c.id, req: String(r.id), target: r.app, default: a!.isDefault }, null, t0);
@@ -307,6 +313,8 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
         modelsUsed: a!.modelsUsed, modelsMissing: a!.modelsMissing,
       });
     });
+    // A cancel frame or the connection closing cancels the application query too.
+    if (!answered) c.inflight.set(r.id, handle);
   }
 
   function handleFeedback(c: Conn, f: WireFeedback): void {

@@ -8,8 +8,8 @@ import { WorkerRunner } from '../engine/worker-runner.js';
 import type { Runner } from '../engine/runner.js';
 import { ContainerRunner } from '../engine/container/container-runner.js';
 import type { ContainerServices } from '../engine/container/services.js';
-import type { InputType } from '../engine/container/rpc-codec.js';
 import { readModel, scanRepository, type VersionFile } from './repository.js';
+import type { StoredRemoval } from '../store/types.js';
 
 export type VersionState = 'loading' | 'ready' | 'draining' | 'unloaded' | 'failed';
 
@@ -49,6 +49,9 @@ const TRANSITIONS: Record<VersionState, readonly VersionState[]> = {
 
 export class ModelRegistry {
   private readonly models = new Map<string, ModelRecord>();
+  /** The tail of each model's chain of lifecycle operations (see serial). */
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private closing = false;
 
   constructor(
     private readonly clock: Clock,
@@ -73,17 +76,41 @@ export class ModelRegistry {
     return rec;
   }
 
-  /** Load every model of a repository (each selected version); bad models are reported, not fatal. */
-  async loadRepository(dir: string): Promise<LoadReport> {
+  /**
+   * Load every model of a repository (each selected version); bad models are reported, not fatal.
+   * `removed`: what the operator took out earlier (acknowledged, so it stays out): a model unloaded
+   * as a whole is listed but not loaded; a deleted version is left out.
+   */
+  async loadRepository(dir: string, removed: readonly StoredRemoval[] = []): Promise<LoadReport> {
     const scan = scanRepository(dir);
     const report: LoadReport = { loaded: [], failed: scan.errors.map((e) => ({ model: e.model, error: e.error })) };
     for (const e of scan.errors) this.log.error({ model: e.model, code: e.error.code }, e.error.message);
-    for (const m of scan.models) await this.loadModelFromRepository(dir, m.name, report, m);
+    for (const m of scan.models) {
+      const deleted = new Set(removed.filter((r) => r.model === m.name && r.version > 0).map((r) => r.version));
+      const model = { ...m, available: m.available.filter((v) => !deleted.has(v.version)), selected: m.selected.filter((v) => !deleted.has(v.version)) };
+      if (removed.some((r) => r.model === m.name && r.version === 0)) model.selected = [];
+      await this.loadModelFromRepository(dir, m.name, report, model);
+    }
     return report;
   }
 
   /** (Re)load one model directory of the repository: its selected versions (OIP repository load). */
   async loadModelFromRepository(dir: string, name: string, report: LoadReport = { loaded: [], failed: [] }, known?: ReturnType<typeof readModel>): Promise<LoadReport> {
+    return this.serial(name, () => this.loadModelNow(dir, name, report, known));
+  }
+
+  /**
+   * OIP repository load: unload what the model serves, then load its selected versions from the
+   * repository again — one lifecycle operation.
+   */
+  async reloadFromRepository(dir: string, name: string): Promise<LoadReport> {
+    return this.serial(name, async () => {
+      for (const v of this.models.get(name)?.versions.values() ?? []) if (v.state === 'ready') await this.retire(v);
+      return this.loadModelNow(dir, name, { loaded: [], failed: [] });
+    });
+  }
+
+  private async loadModelNow(dir: string, name: string, report: LoadReport, known?: ReturnType<typeof readModel>): Promise<LoadReport> {
     let m = known;
     try {
       m ??= readModel(dir, name);
@@ -97,7 +124,7 @@ export class ModelRegistry {
       if (!rec.versions.has(vf.version)) rec.versions.set(vf.version, { model: name, version: vf.version, file: vf, config: m.config, state: 'unloaded' });
     }
     for (const vf of m.selected) {
-      const v = await this.loadVersion(name, vf, m.config);
+      const v = await this.loadVersionNow(name, vf, m.config);
       if (v.state === 'ready') report.loaded.push(`${name}:${vf.version}`);
       else report.failed.push({ model: name, version: vf.version, error: { code: 'MODEL_LOAD_FAILED', message: v.reason ?? 'load failed' } });
     }
@@ -152,6 +179,10 @@ export class ModelRegistry {
    * refused with BAD_REQUEST.
    */
   async loadVersion(name: string, file: VersionFile, config: ModelConfig): Promise<ModelVersion> {
+    return this.serial(name, () => this.loadVersionNow(name, file, config));
+  }
+
+  private async loadVersionNow(name: string, file: VersionFile, config: ModelConfig): Promise<ModelVersion> {
     const rec = this.record(name, config);
     let v = rec.versions.get(file.version);
     if (v && (v.state === 'ready' || v.state === 'loading' || v.state === 'draining')) {
@@ -182,9 +213,13 @@ export class ModelRegistry {
    * MODEL_LOAD_FAILED with the reason.
    */
   async deploy(name: string, file: VersionFile, config: ModelConfig): Promise<ModelVersion> {
-    const v = await this.loadVersion(name, file, config);
+    return this.serial(name, () => this.deployNow(name, file, config));
+  }
+
+  private async deployNow(name: string, file: VersionFile, config: ModelConfig): Promise<ModelVersion> {
+    const v = await this.loadVersionNow(name, file, config);
     if (v.state !== 'ready') throw new SkiffError('MODEL_LOAD_FAILED', `model '${name}' version ${file.version} failed to load: ${v.reason}`);
-    await this.setCurrent(name, file.version);
+    await this.setCurrentNow(name, file.version);
     return v;
   }
 
@@ -193,13 +228,17 @@ export class ModelRegistry {
    * loaded), then retire the version that was current before.
    */
   async setCurrent(name: string, version: number): Promise<void> {
+    return this.serial(name, () => this.setCurrentNow(name, version));
+  }
+
+  private async setCurrentNow(name: string, version: number): Promise<void> {
     const rec = this.models.get(name);
     if (!rec) throw new SkiffError('MODEL_NOT_FOUND', `model '${name}' does not exist`);
     const v = rec.versions.get(version);
     if (!v) throw new SkiffError('VERSION_NOT_FOUND', `model '${name}' has no version ${version}`);
     const previous = this.current(rec);
     if (v.state === 'unloaded' || v.state === 'failed') {
-      await this.loadVersion(name, v.file, v.config);
+      await this.loadVersionNow(name, v.file, v.config);
       if ((v.state as VersionState) !== 'ready') throw new SkiffError('MODEL_LOAD_FAILED', `model '${name}' version ${version} failed to load: ${v.reason}`);
     } else if (v.state !== 'ready') {
       throw new SkiffError('MODEL_UNAVAILABLE', `model '${name}' version ${version} is ${v.state}`);
@@ -221,19 +260,31 @@ export class ModelRegistry {
     void ex?.close().catch((err: unknown) => this.log.error({ model: name, version, err: toErrorInfo(err) }, 'error while stopping a failed version'));
   }
 
-  /** Stop routing to a version, let its queued and running queries finish, stop its workers. */
-  private async retire(v: ModelVersion): Promise<void> {
+  /**
+   * Stop routing to a version, let its queued and running queries finish (for at most `graceMs`:
+   * then what it still holds is answered SHUTTING_DOWN and its replicas are stopped), stop its
+   * workers.
+   */
+  private async retire(v: ModelVersion, graceMs = Infinity): Promise<void> {
     if (v.state !== 'ready') return;
     this.transition(v, 'draining');
     const ex = v.executor!;
-    await ex.drain();
-    await ex.close();
+    let timer: NodeJS.Timeout | undefined;
+    const drained = graceMs === Infinity ? await ex.drain().then(() => true)
+      : await Promise.race([ex.drain().then(() => true), new Promise<boolean>((r) => { timer = setTimeout(() => r(false), graceMs); })]);
+    if (timer) clearTimeout(timer);
+    if (drained) await ex.close();
+    else await ex.terminate({ code: 'SHUTTING_DOWN', message: `${v.model}:${v.version} was stopped by the shutdown before it answered` });
     delete v.executor;
     this.transition(v, 'unloaded');
   }
 
   /** Unload one version (OIP unload / delete). The current version can only be unloaded with its model. */
   async unloadVersion(name: string, version: number): Promise<void> {
+    return this.serial(name, () => this.unloadVersionNow(name, version));
+  }
+
+  private async unloadVersionNow(name: string, version: number): Promise<void> {
     const v = this.models.get(name)?.versions.get(version);
     if (!v) throw new SkiffError('VERSION_NOT_FOUND', `model '${name}' has no version ${version}`);
     await this.retire(v);
@@ -241,6 +292,10 @@ export class ModelRegistry {
 
   /** Unload every version of a model (OIP repository unload); the model stays known. */
   async unloadModel(name: string): Promise<void> {
+    return this.serial(name, () => this.unloadModelNow(name));
+  }
+
+  private async unloadModelNow(name: string): Promise<void> {
     const rec = this.models.get(name);
     if (!rec) throw new SkiffError('MODEL_NOT_FOUND', `model '${name}' does not exist`);
     await Promise.all([...rec.versions.values()].map((v) => this.retire(v)));
@@ -248,6 +303,10 @@ export class ModelRegistry {
 
   /** Forget a version (delete_versioned_model). Refused for the current version of a model with others. */
   async deleteVersion(name: string, version: number): Promise<void> {
+    return this.serial(name, () => this.deleteVersionNow(name, version));
+  }
+
+  private async deleteVersionNow(name: string, version: number): Promise<void> {
     const rec = this.models.get(name);
     const v = rec?.versions.get(version);
     if (!rec || !v) throw new SkiffError('VERSION_NOT_FOUND', `model '${name}' has no version ${version}`);
@@ -265,6 +324,10 @@ export class ModelRegistry {
    * started and swapped in, then the old one drains and stops. No query is dropped.
    */
   async setReplicas(name: string, replicas: number): Promise<void> {
+    return this.serial(name, () => this.setReplicasNow(name, replicas));
+  }
+
+  private async setReplicasNow(name: string, replicas: number): Promise<void> {
     const rec = this.models.get(name);
     if (!rec) throw new SkiffError('MODEL_NOT_FOUND', `model '${name}' does not exist`);
     if (!Number.isInteger(replicas) || replicas < 1 || replicas > 64) throw new SkiffError('BAD_REQUEST', 'num_replicas must be an integer in [1, 64]');
@@ -355,11 +418,44 @@ export class ModelRegistry {
     await Promise.all(jobs);
   }
 
-  /** Unload everything. */
-  async close(): Promise<void> {
-    const jobs: Promise<void>[] = [];
-    for (const rec of this.models.values()) for (const v of rec.versions.values()) jobs.push(this.retire(v));
-    await Promise.all(jobs);
+  /**
+   * Unload everything; versions still busy after `graceMs` are stopped with their queries
+   * answered. Waits for a lifecycle operation in progress on a model (its own time is bounded by
+   * the same grace), and refuses any that comes later.
+   */
+  async close(graceMs = Infinity): Promise<void> {
+    this.closing = true;
+    await Promise.all([...this.models.keys()].map((name) => {
+      const retireAll = async (): Promise<void> => {
+        const rec = this.models.get(name);
+        if (rec) await Promise.all([...rec.versions.values()].map((v) => this.retire(v, graceMs)));
+      };
+      const pending = this.locks.get(name);
+      if (!pending || graceMs === Infinity) return this.serial(name, retireAll, true);
+      // An operation still running (a model loading, say) gets the grace, then is overtaken.
+      let timer: NodeJS.Timeout | undefined;
+      return Promise.race([pending.catch(() => undefined), new Promise((r) => { timer = setTimeout(r, graceMs); })]).then(() => {
+        clearTimeout(timer);
+        return retireAll();
+      });
+    }));
+  }
+
+  /**
+   * Lifecycle operations on one model run one at a time, in arrival order (load, unload, deploy,
+   * set_model_version, set_num_replicas, delete): each sees the state the previous one left.
+   * Operations on different models run in parallel.
+   */
+  private serial<T>(name: string, op: () => Promise<T>, evenWhenClosing = false): Promise<T> {
+    if (this.closing && !evenWhenClosing) return Promise.reject(new SkiffError('SHUTTING_DOWN', 'the server is shutting down'));
+    const prev = this.locks.get(name) ?? Promise.resolve();
+    const run = prev.catch(() => undefined).then(op);
+    const tail = run.catch(() => undefined);
+    this.locks.set(name, tail);
+    void tail.then(() => {
+      if (this.locks.get(name) === tail) this.locks.delete(name);
+    });
+    return run;
   }
 }
 

@@ -8,6 +8,9 @@ import { INPUT_TYPES, parseArm } from './app.js';
 import type { AppRegistry, AppRuntime } from './apps.js';
 import { lossFor, type Arm, type ArmOutput } from './policies/index.js';
 import { SHUTTING_DOWN, type ModelAnswer, type QueryProcessor } from './query-processor.js';
+import type { QueryHandle } from '../engine/cache-layer.js';
+
+const NOOP_QUERY: QueryHandle = { cancel() {} };
 import { newHistogram, record } from '../metrics/latency.js';
 import type { Histogram } from 'hdr-histogram-js';
 
@@ -178,8 +181,8 @@ export class AppProcessor {
     return s;
   }
 
-  /** Answer one query by the app's deadline. */
-  predict(appName: string, input: AppInput, context: string, done: (err: ErrorInfo | null, a?: AppAnswer) => void): void {
+  /** Answer one query by the app's deadline; the handle cancels it (exactly one answer either way). */
+  predict(appName: string, input: AppInput, context: string, done: (err: ErrorInfo | null, a?: AppAnswer) => void): QueryHandle {
     const t0 = this.clock.now();
     const cb = (err: ErrorInfo | null, a?: AppAnswer): void => {
       if (this.apps.get(appName)) {
@@ -196,7 +199,7 @@ export class AppProcessor {
     };
     if (this.queries.draining) {
       cb(SHUTTING_DOWN);
-      return;
+      return NOOP_QUERY;
     }
     let rt: AppRuntime;
     let shape: number[];
@@ -205,19 +208,20 @@ export class AppProcessor {
       shape = this.checkInput(rt, input);
     } catch (err) {
       cb(toErrorInfo(err));
-      return;
+      return NOOP_QUERY;
     }
     const queryId = ++this.queryIds;
     const state = this.apps.state(rt, context);
     const arms: Arm[] = rt.policy.select(state, rt.rng);
     if (arms.length === 0) {
       cb(null, { queryId, output: rt.def.default_output, isDefault: true, defaultExplanation: EXPLAIN_NO_MODELS, modelsUsed: [], modelsMissing: [] });
-      return;
+      return NOOP_QUERY;
     }
     if (rt.policy.name === 'exp3' || rt.policy.name === 'epsilon_greedy' || rt.policy.name === 'ucb1' || rt.policy.name === 'single') {
       this.remember(this.memoKey(appName, context, input.data), arms);
     }
-    const slo = rt.def.latency_slo_micros;
+    // The app's SLO is its deadline, bounded like every client deadline (--max-timeout-ms).
+    const slo = Math.min(rt.def.latency_slo_micros, this.queries.maxTimeoutMs * 1000);
     const outputs = new Map<Arm, ArmOutput>();
     const served = new Map<Arm, string>();
     const errors: ErrorInfo[] = [];
@@ -259,16 +263,17 @@ export class AppProcessor {
     };
 
     const timeoutUs = rt.def.straggler_mitigation ? slo : 0;
+    const handles: { cancel(): void }[] = [];
     for (const arm of arms) {
-      this.runArm(rt, arm, shape, input, timeoutUs, (err, ans) => {
+      handles.push(this.runArm(rt, arm, shape, input, timeoutUs, (err, ans) => {
         if (err) errors.push(err);
         else {
           served.set(arm, `${ans!.model}:${ans!.version}`);
           outputs.set(arm, armOutputOf(ans!.outputs));
         }
         if (--pending === 0) finish();
-      });
-      if (finished) return;
+      }));
+      if (finished) return NOOP_QUERY;
     }
     // Straggler mitigation: at the deadline, answer with whatever has arrived.
     if (!finished && rt.def.straggler_mitigation) {
@@ -279,6 +284,16 @@ export class AppProcessor {
         finish();
       }, delay);
     }
+    return {
+      // The client went away or cancelled: its arms' queries leave their queues, one CANCELLED answer.
+      cancel: () => {
+        if (finished) return;
+        finished = true;
+        if (timer) clearTimeout(timer);
+        for (const h of handles) h.cancel();
+        cb({ code: 'CANCELLED', message: 'cancelled by the client' });
+      },
+    };
   }
 
   /**

@@ -5,9 +5,10 @@ import { policyByName, type AnySelectionPolicy } from './policies/index.js';
 import type { SelectionStore } from './state-store.js';
 
 /**
- * The applications known to the server, with their policy, RNG and selection states.
- * Link changes are applied to every stored state (a new model joins each context's state
- * through the policy's addArm). Main thread only.
+ * The applications known to the server, with their policy, RNG and selection states. A stored
+ * state follows the app's links when it is read (a new model joins through the policy's addArm,
+ * an unlinked one leaves through removeArm), so a link change touches no state: with per-user
+ * states that may number millions, most of them on disk. Main thread only.
  */
 export interface AppRuntime {
   readonly def: AppDefinition;
@@ -61,37 +62,45 @@ export class AppRegistry {
   }
 
   addLinks(name: string, arms: readonly string[]): AppDefinition {
-    const def = this.replace(name, (d) => ({ ...d, models: [...d.models, ...arms.filter((a) => !d.models.includes(a))] }));
-    const rt = this.require(name);
-    for (const [ctx, state] of this.store.entries(name)) {
-      let s = state;
-      for (const arm of arms) s = rt.policy.addArm(s, arm);
-      this.store.set(name, ctx, s);
-    }
-    return def;
+    // Stored states follow the new links when they are next read (reconcile): no state is rewritten here.
+    return this.replace(name, (d) => ({ ...d, models: [...d.models, ...arms.filter((a) => !d.models.includes(a))] }));
   }
 
   deleteLinks(name: string, arms: readonly string[]): AppDefinition {
     const cur = this.require(name).def;
     const missing = arms.filter((a) => !cur.models.includes(a));
     if (missing.length) throw new SkiffError('BAD_REQUEST', `application '${name}' is not linked to ${missing.join(', ')}`);
-    const def = this.replace(name, (d) => ({ ...d, models: d.models.filter((m) => !arms.includes(m)) }));
-    const rt = this.require(name);
-    for (const [ctx, state] of this.store.entries(name)) {
-      let s = state;
-      for (const arm of arms) s = rt.policy.removeArm(s, arm);
-      this.store.set(name, ctx, s);
-    }
-    return def;
+    return this.replace(name, (d) => ({ ...d, models: d.models.filter((m) => !arms.includes(m)) }));
   }
 
-  /** The selection state of (app, context), created from the app's links on first use. */
+  /**
+   * The selection state of (app, context) for a query: the stored one, brought up to the app's
+   * current links, or the initial state over its links — NOT stored: a predict with a new user
+   * creates nothing; the first feedback does (store.set), so made-up user ids cost nothing.
+   */
   state(rt: AppRuntime, context: string): unknown {
-    let s = this.store.get(rt.def.name, context);
+    const s = this.store.get(rt.def.name, context);
     if (s === undefined) {
-      s = rt.policy.init(rt.def.models, rt.def.policy_params);
-      this.store.set(rt.def.name, context, s);
+      if (context === '') {
+        // The application-wide state is one per app: created once, kept.
+        const init = rt.policy.init(rt.def.models, rt.def.policy_params);
+        this.store.set(rt.def.name, '', init);
+        return init;
+      }
+      return rt.policy.init(rt.def.models, rt.def.policy_params);
     }
-    return s;
+    return this.reconcile(rt, s);
+  }
+
+  /** A stored state brought up to the app's current links (they may have changed since it was written). */
+  reconcile(rt: AppRuntime, s: unknown): unknown {
+    const arms = (s as { arms?: readonly string[] }).arms;
+    if (!Array.isArray(arms)) return s;
+    const want = rt.def.models;
+    if (arms.length === want.length && arms.every((a, i) => a === want[i])) return s;
+    let next = s;
+    for (const a of arms) if (!want.includes(a)) next = rt.policy.removeArm(next, a);
+    for (const a of want) if (!arms.includes(a)) next = rt.policy.addArm(next, a);
+    return next;
   }
 }

@@ -1,6 +1,6 @@
 import type { Clock } from '../clock.js';
 import { wallDeadlineToMonotonic } from '../clock.js';
-import { toErrorInfo, type ErrorInfo } from '../errors.js';
+import { SkiffError, toErrorInfo, type ErrorInfo } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { QueryHandle } from '../engine/executor.js';
 import { outputSelector, validateInputs } from '../engine/validate.js';
@@ -43,6 +43,15 @@ export type AnswerCallback = (err: ErrorInfo | null, answer?: ModelAnswer) => vo
 
 const NOOP: QueryHandle = { cancel() {} };
 
+/** Default of --max-timeout-ms: the longest deadline a client can ask for. */
+export const DEFAULT_MAX_TIMEOUT_MS = 60_000;
+/** Timeouts and deadlines beyond this (24 h, in µs) are refused outright: they are mistakes. */
+const ABSURD_US = 24 * 3600 * 1e6;
+
+function safeNumber(x: number): string {
+  return Number.isFinite(x) ? String(x) : 'non-finite';
+}
+
 export const SHUTTING_DOWN: ErrorInfo = { code: 'SHUTTING_DOWN', message: 'the server is shutting down and takes no new queries' };
 
 export class QueryProcessor {
@@ -56,6 +65,8 @@ export class QueryProcessor {
     private readonly clock: Clock,
     /** The global bytes-in-flight budget: a query's input bytes are held until it is answered. */
     private readonly budget?: ByteBudget,
+    /** The longest a query may wait (ms): longer timeouts are clamped to it. */
+    readonly maxTimeoutMs = DEFAULT_MAX_TIMEOUT_MS,
   ) {}
 
   /** Run one query against a model. `cb` is called exactly once (maybe synchronously). */
@@ -80,9 +91,15 @@ export class QueryProcessor {
       return NOOP;
     }
     const now = this.clock.now();
-    const timeoutMs = q.timeoutUs && q.timeoutUs > 0 ? q.timeoutUs / 1000 : mv.config.default_timeout_us / 1000;
-    let deadline = now + timeoutMs;
-    if (q.deadlineUnixUs && q.deadlineUnixUs > 0) deadline = Math.min(deadline, wallDeadlineToMonotonic(q.deadlineUnixUs, this.clock));
+    let deadline: number;
+    try {
+      deadline = this.deadlineOf(q, mv.config.default_timeout_us, now);
+    } catch (err) {
+      const info = toErrorInfo(err);
+      this.rejected.add(`${mv.model}:${mv.version}`, info.code);
+      cb(info);
+      return NOOP;
+    }
     const { model, version } = mv;
     let bytes = 0;
     if (this.budget) {
@@ -99,6 +116,30 @@ export class QueryProcessor {
       if (err) cb(err);
       else cb(null, { model, version, outputs: select(outs!) });
     }, q.requests ?? 1, q.inputsDone);
+  }
+
+  /**
+   * A query's deadline on the clock: its timeout (or the model's default), and the earlier of that
+   * and its absolute deadline; never further away than the server's maximum. Timeouts and
+   * deadlines that are negative, not finite, or beyond ABSURD_US are refused: a huge value must
+   * not become a timer that overflows (Node fires such a timer after 1 ms, for ever).
+   */
+  private deadlineOf(q: ModelQuery, defaultUs: number, now: number): number {
+    const t = q.timeoutUs;
+    if (t !== undefined && t !== 0 && !(Number.isFinite(t) && t > 0 && t <= ABSURD_US)) {
+      throw new SkiffError('INVALID_DEADLINE', `timeout ${safeNumber(t)} µs is not a positive number of microseconds up to ${ABSURD_US}`);
+    }
+    const timeoutMs = Math.min(t ? t / 1000 : defaultUs / 1000, this.maxTimeoutMs);
+    let deadline = now + timeoutMs;
+    const d = q.deadlineUnixUs;
+    if (d !== undefined && d !== 0) {
+      const nowUs = Date.now() * 1000;
+      if (!Number.isFinite(d) || d < 0 || d > nowUs + ABSURD_US) {
+        throw new SkiffError('INVALID_DEADLINE', `deadline ${safeNumber(d)} µs since the epoch is not within ${ABSURD_US / 3.6e9} hours from now`);
+      }
+      deadline = Math.min(deadline, wallDeadlineToMonotonic(d, this.clock));
+    }
+    return deadline;
   }
 
   /**

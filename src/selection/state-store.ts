@@ -1,12 +1,19 @@
 /**
  * Where selection state lives: one opaque, JSON-serialisable policy state per (application,
  * context). The context is a user/context id, or '' for the application-wide state. The
- * control-plane stores (src/store/: in memory or SQLite) implement it.
+ * control-plane stores (src/store/: in memory, SQLite, Redis) implement it. States are created
+ * by feedback, never by a predict; the application registry brings a state read back up to the
+ * app's current links (AppRegistry.reconcile), so a store never rewrites states on link changes.
  */
 export interface SelectionStore {
+  /** The state of (app, context), or undefined; a store may read it from disk on first use. */
   get(app: string, context: string): unknown;
+  /**
+   * Store a changed state (the first feedback of a user creates its state). A store keeps a
+   * bounded number of per-user states in memory and persists changed ones lazily (in batches).
+   */
   set(app: string, context: string, state: unknown): void;
-  /** Every context of an application with its state (for link changes and snapshots). */
+  /** Every context of an application with its state (snapshots and tests: may read the whole app from disk). */
   entries(app: string): [context: string, state: unknown][];
   deleteApp(app: string): void;
 }

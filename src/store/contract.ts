@@ -1,4 +1,4 @@
-import type { StoredApp, StoredModelVersion } from './types.js';
+import type { StoredApp, StoredModelVersion, StoredRemoval } from './types.js';
 
 /**
  * The rules both ControlStore implementations share, so they cannot drift apart: argument
@@ -78,4 +78,14 @@ export function byModelVersion(a: StoredModelVersion, b: StoredModelVersion): nu
 /** A record with its keys in name order (so equal maps compare equal however they were built). */
 export function sortedRecord(entries: Iterable<[string, number]>): Record<string, number> {
   return Object.fromEntries([...entries].sort((a, b) => compareNames(a[0], b[0])));
+}
+
+export function checkRemoval(model: string, version: number, state: unknown): void {
+  checkName('model name', model);
+  if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 0) throw new RangeError(`version must be 0 (the whole model) or a positive integer, got ${String(version)}`);
+  if (state !== null && state !== 'unloaded' && state !== 'deleted') throw new TypeError(`removal state must be 'unloaded', 'deleted' or null, got ${String(state)}`);
+}
+
+export function byRemoval(a: StoredRemoval, b: StoredRemoval): number {
+  return compareNames(a.model, b.model) || a.version - b.version;
 }

@@ -1,8 +1,8 @@
 import {
-  byAppName, byModelVersion, checkApp, checkAppName, checkCurrentVersion, checkModelRef, checkModelVersion, checkReplicas, sortedRecord,
+  byAppName, byModelVersion, byRemoval, checkApp, checkAppName, checkCurrentVersion, checkModelRef, checkModelVersion, checkRemoval, checkReplicas, sortedRecord,
 } from './contract.js';
-import { StateCache } from './state-cache.js';
-import { StoreError, type ControlStore, type StoredApp, type StoredModelVersion } from './types.js';
+import { DEFAULT_MAX_USER_STATES, StateCache } from './state-cache.js';
+import { StoreError, type ControlStore, type RemovedState, type StoredApp, type StoredModelVersion, type StoredRemoval } from './types.js';
 
 /**
  * The ControlStore used when no state database is configured: the same contract as the SQLite
@@ -10,13 +10,19 @@ import { StoreError, type ControlStore, type StoredApp, type StoredModelVersion 
  * JSON text so reads return fresh copies exactly as the SQLite store does.
  */
 export class MemoryControlStore implements ControlStore {
-  private readonly states = new StateCache();
+  private readonly states: StateCache;
   private readonly apps = new Map<string, string>();
   /** key: model + '\0' + version */
   private readonly versions = new Map<string, { model: string; version: number; path: string; kind: StoredModelVersion['kind']; config: string; meta?: string }>();
   private readonly current = new Map<string, number>();
   private readonly replicaCounts = new Map<string, number>();
+  private readonly removals = new Map<string, StoredRemoval>();
   private closed = false;
+
+  /** At most `maxUserStates` per-user selection states are kept (least recently used are forgotten). */
+  constructor(maxUserStates = DEFAULT_MAX_USER_STATES) {
+    this.states = new StateCache({ maxUserStates });
+  }
 
   private ensureOpen(): void {
     if (this.closed) throw new StoreError('STORE_CLOSED', 'the in-memory store is closed');
@@ -90,6 +96,19 @@ export class MemoryControlStore implements ControlStore {
     this.ensureOpen();
     checkReplicas(model, replicas);
     this.replicaCounts.set(model, replicas);
+  }
+
+  setRemoved(model: string, version: number, state: RemovedState | null): void {
+    this.ensureOpen();
+    checkRemoval(model, version, state);
+    const k = `${model}\0${version}`;
+    if (state === null) this.removals.delete(k);
+    else this.removals.set(k, { model, version, state });
+  }
+
+  removed(): StoredRemoval[] {
+    this.ensureOpen();
+    return [...this.removals.values()].map((r) => ({ ...r })).sort(byRemoval);
   }
 
   replicas(): Record<string, number> {

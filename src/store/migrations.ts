@@ -68,6 +68,20 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 3,
+    description: 'repository versions the operator unloaded or deleted (they must not come back at start)',
+    up(db) {
+      db.exec(`
+        CREATE TABLE repository_removals (
+          model   TEXT    NOT NULL,
+          version INTEGER NOT NULL CHECK (version >= 0),
+          state   TEXT    NOT NULL CHECK (state IN ('unloaded', 'deleted')),
+          PRIMARY KEY (model, version)
+        ) STRICT;
+      `);
+    },
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

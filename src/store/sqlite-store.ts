@@ -2,11 +2,11 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import {
-  byAppName, byModelVersion, checkApp, checkAppName, checkCurrentVersion, checkModelRef, checkModelVersion, checkReplicas, sortedRecord,
+  byAppName, byModelVersion, byRemoval, checkApp, checkAppName, checkCurrentVersion, checkModelRef, checkModelVersion, checkRemoval, checkReplicas, sortedRecord,
 } from './contract.js';
 import { migrate } from './migrations.js';
-import { StateCache } from './state-cache.js';
-import { StoreError, type ControlStore, type StoredApp, type StoredModelVersion } from './types.js';
+import { DEFAULT_MAX_USER_STATES, StateCache } from './state-cache.js';
+import { StoreError, type ControlStore, type RemovedState, type StoredApp, type StoredModelVersion, type StoredRemoval } from './types.js';
 
 /**
  * The embedded ControlStore: one SQLite file (plus its -wal and -shm files) opened with
@@ -14,8 +14,11 @@ import { StoreError, type ControlStore, type StoredApp, type StoredModelVersion 
  *
  * Durability: WAL journal with `synchronous = FULL`, so every control-plane call is one
  * transaction whose commit fsyncs the WAL before the call returns; a kill -9 or a power loss
- * after the return cannot lose it. Selection states are all loaded into a StateCache at open,
- * served from memory, and reach the file only through `flush()` (timer, explicit call, close).
+ * after the return cannot lose it. Selection states live in a StateCache: the application-wide
+ * ones are loaded at open, a user's state when it is first read (at most `maxUserStates` in
+ * memory, least recently used out first); changed ones reach the file only through `flush()`
+ * (timer, explicit call, close) — a changed state pushed out of memory is written at the next
+ * flush and read back from the pending writes until then.
  *
  * One server process owns a database: another connection may read it, but two servers writing
  * selection states to the same file would overwrite each other's states.
@@ -28,6 +31,8 @@ export interface SqliteStoreOptions {
    * retries them. Default: `process.emitWarning`.
    */
   onFlushError?: (err: unknown) => void;
+  /** Per-user selection states kept in memory (LRU); the others stay in the file until read. */
+  maxUserStates?: number;
 }
 
 const BUSY_TIMEOUT_MS = 5000;
@@ -35,7 +40,9 @@ const BUSY_TIMEOUT_MS = 5000;
 type VersionRow = { model: string; version: number; path: string; kind: StoredModelVersion['kind']; config: string; meta: string | null };
 
 class SqliteControlStore implements ControlStore {
-  private readonly states = new StateCache();
+  private readonly states: StateCache;
+  /** Changed per-user states pushed out of memory, written at the next flush (and read from here until then). */
+  private readonly evicted = new Map<string, [string, string, unknown]>();
   private readonly timer: NodeJS.Timeout;
   private closed = false;
 
@@ -54,6 +61,11 @@ class SqliteControlStore implements ControlStore {
     replicas: Database.Statement<[], [string, number]>;
     putState: Database.Statement<[string, string, string, number]>;
     loadStates: Database.Statement<[], { app: string; context: string; state: string }>;
+    getState: Database.Statement<[string, string], string>;
+    putRemoval: Database.Statement<[string, number, string]>;
+    deleteRemoval: Database.Statement<[string, number]>;
+    listRemovals: Database.Statement<[], StoredRemoval>;
+    appStates: Database.Statement<[string], { context: string; state: string }>;
   };
   private readonly deleteAppTx: (name: string) => void;
   private readonly setCurrentTx: (model: string, version: number | null) => void;
@@ -63,7 +75,18 @@ class SqliteControlStore implements ControlStore {
     private readonly db: Database.Database,
     flushIntervalMs: number,
     onFlushError: (err: unknown) => void,
+    maxUserStates: number,
   ) {
+    this.states = new StateCache({
+      maxUserStates,
+      load: (app, context) => {
+        const pending = this.evicted.get(`${app}\u0000${context}`);
+        if (pending) return pending[2];
+        const row = this.sql.getState.get(app, context);
+        return row === undefined ? undefined : JSON.parse(row);
+      },
+      evict: (app, context, state) => this.evicted.set(`${app}\u0000${context}`, [app, context, state]),
+    });
     this.sql = {
       putApp: db.prepare('INSERT INTO apps (name, definition) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET definition = excluded.definition'),
       deleteApp: db.prepare('DELETE FROM apps WHERE name = ?'),
@@ -84,7 +107,13 @@ class SqliteControlStore implements ControlStore {
         `INSERT INTO selection_state (app, context, state, updated_at) VALUES (?, ?, ?, ?)
          ON CONFLICT (app, context) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`,
       ),
-      loadStates: db.prepare('SELECT app, context, state FROM selection_state'),
+      // At open only the application-wide states; a user's state is read when first needed.
+      loadStates: db.prepare("SELECT app, context, state FROM selection_state WHERE context = ''"),
+      getState: db.prepare<[string, string], string>('SELECT state FROM selection_state WHERE app = ? AND context = ?').pluck(),
+      appStates: db.prepare('SELECT context, state FROM selection_state WHERE app = ?'),
+      putRemoval: db.prepare('INSERT INTO repository_removals (model, version, state) VALUES (?, ?, ?) ON CONFLICT (model, version) DO UPDATE SET state = excluded.state'),
+      deleteRemoval: db.prepare('DELETE FROM repository_removals WHERE model = ? AND version = ?'),
+      listRemovals: db.prepare('SELECT model, version, state FROM repository_removals'),
     };
     this.deleteAppTx = db.transaction((name: string) => {
       this.sql.deleteApp.run(name);
@@ -122,9 +151,14 @@ class SqliteControlStore implements ControlStore {
     this.states.set(app, context, state);
   }
 
+  /** Every state of `app`: the file's, overlaid with pending writes and what memory holds (rare: snapshots, tests). */
   entries(app: string): [string, unknown][] {
     this.ensureOpen();
-    return this.states.entries(app);
+    const all = new Map<string, unknown>();
+    for (const row of this.sql.appStates.iterate(app)) all.set(row.context, JSON.parse(row.state));
+    for (const [a, ctx, state] of this.evicted.values()) if (a === app) all.set(ctx, state);
+    for (const [ctx, state] of this.states.entries(app)) all.set(ctx, state);
+    return [...all.entries()];
   }
 
   putApp(app: StoredApp): void {
@@ -138,6 +172,7 @@ class SqliteControlStore implements ControlStore {
     checkAppName(name);
     this.deleteAppTx(name);
     this.states.deleteApp(name);
+    for (const [k, e] of this.evicted) if (e[0] === name) this.evicted.delete(k);
   }
 
   listApps(): StoredApp[] {
@@ -182,6 +217,18 @@ class SqliteControlStore implements ControlStore {
     this.sql.setReplicas.run(model, replicas);
   }
 
+  setRemoved(model: string, version: number, state: RemovedState | null): void {
+    this.ensureOpen();
+    checkRemoval(model, version, state);
+    if (state === null) this.sql.deleteRemoval.run(model, version);
+    else this.sql.putRemoval.run(model, version, state);
+  }
+
+  removed(): StoredRemoval[] {
+    this.ensureOpen();
+    return this.sql.listRemovals.all().sort(byRemoval);
+  }
+
   replicas(): Record<string, number> {
     this.ensureOpen();
     return sortedRecord(this.sql.replicas.all());
@@ -189,11 +236,13 @@ class SqliteControlStore implements ControlStore {
 
   flush(): void {
     this.ensureOpen();
-    if (this.states.dirtyCount === 0) return;
+    if (this.states.dirtyCount === 0 && this.evicted.size === 0) return;
     const now = Date.now();
     const rows: [string, string, string, number][] = [];
+    for (const [app, ctx, state] of this.evicted.values()) rows.push([app, ctx, JSON.stringify(state), now]);
     for (const [app, ctx, state] of this.states.changed()) rows.push([app, ctx, JSON.stringify(state), now]);
     this.writeStatesTx(rows);
+    this.evicted.clear();
     this.states.markClean();
   }
 
@@ -225,7 +274,7 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): Co
     db.pragma('synchronous = FULL');
     db.pragma('foreign_keys = ON');
     migrate(db);
-    return new SqliteControlStore(db, interval, onFlushError);
+    return new SqliteControlStore(db, interval, onFlushError, opts.maxUserStates ?? DEFAULT_MAX_USER_STATES);
   } catch (err) {
     db.close();
     throw err;

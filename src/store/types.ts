@@ -37,6 +37,15 @@ export interface StoredModelVersion {
   meta?: Record<string, unknown>;
 }
 
+export type RemovedState = 'unloaded' | 'deleted';
+
+export interface StoredRemoval {
+  model: string;
+  /** 0: the whole model. */
+  version: number;
+  state: RemovedState;
+}
+
 export interface ControlStore extends SelectionStore {
   /** Insert or replace the application named `app.name`. Durable on return. */
   putApp(app: StoredApp): void;
@@ -63,6 +72,16 @@ export interface ControlStore extends SelectionStore {
   setReplicas(model: string, replicas: number): void;
   /** The replica count of every model that has one set. */
   replicas(): Record<string, number>;
+
+  /**
+   * Remember that a repository version was taken out by the operator — `version` 0: the whole
+   * model (OIP unload: 'unloaded'), or one version (delete_versioned_model: 'deleted') — so it does
+   * not come back from the repository at the next start; null forgets it (OIP load, add_model).
+   * Durable on return.
+   */
+  setRemoved(model: string, version: number, state: RemovedState | null): void;
+  /** Every removal, ordered by model name, then version. */
+  removed(): StoredRemoval[];
 
   /** Write every selection state changed since the last flush, in one transaction. */
   flush(): void;

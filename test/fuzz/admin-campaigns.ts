@@ -30,7 +30,7 @@ import { DEFAULT_BOUNDS, Tally, fcOptions } from './harness.js';
 import { applyByteOps, applyJsonOps, byteMutations, edgeValue, HOSTILE_KEYS, jsonMutations } from './mutate.js';
 
 const ADMIN_CODES: readonly ErrorCode[] = [
-  'BAD_REQUEST', 'APP_NOT_FOUND', 'MODEL_NOT_FOUND', 'VERSION_NOT_FOUND', 'PATH_NOT_ALLOWED', 'CONFIG_INVALID',
+  'BAD_REQUEST', 'APP_NOT_FOUND', 'MODEL_NOT_FOUND', 'VERSION_NOT_FOUND', 'PATH_NOT_ALLOWED', 'CONFIG_INVALID', 'CODE_UPLOAD_FORBIDDEN',
 ];
 /** Admin replies may list everything known: bound them by the state, not by the request size. */
 const ADMIN_BOUNDS = { ...DEFAULT_BOUNDS, outputSlack: 1 << 20 };
@@ -99,7 +99,7 @@ function adminSurface(): { calls: Record<string, AdminHandler>; repo: string; cl
   const apps = new AppRegistry(store);
   const models = new FakeModels() as unknown as ModelRegistry;
   const opts = { repository: repo, uploadDir: join(repo, '.uploads'), allowCodeUpload: false };
-  const index = repositoryRoutes(models, opts).find((r) => r.pattern === '/v2/repository/index')!;
+  const index = repositoryRoutes(models, store, opts).find((r) => r.pattern === '/v2/repository/index')!;
   const calls = { ...applicationCalls(apps, store), ...modelCalls(models, store, opts), repository_index: index.handler };
   return { calls, repo, cleanup: () => rmSync(repo, { recursive: true, force: true }) };
 }

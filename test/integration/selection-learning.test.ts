@@ -44,8 +44,9 @@ describe('selection policies learn from feedback on held-out digits', () => {
     const r = await client.infer({ app, inputs: input(i) });
     assert.equal(r.error, undefined, r.error?.message);
     const out = new Float64Array(r.outputs.find((t) => t.name === 'output')!.data.slice().buffer)[0];
-    const fb = await client.feedback({ app, inputs: input(i), label: test.y[i]! });
-    void fb;
+    const fb = await client.sendFeedback({ app, inputs: input(i), label: test.y[i]! });
+    assert.equal(fb.error, undefined, `feedback failed: ${fb.error?.code} ${fb.error?.message}`);
+    assert.ok((fb.modelsUsed ?? []).length > 0, 'feedback updated a model');
     return { used: r.modelsUsed ?? [], correct: out === test.y[i] };
   }
 

@@ -73,7 +73,8 @@ export function parseInferRequest(body: Uint8Array, headerLength: number | undef
   const root = expectObject(parseJsonBody(json), 'request body');
   const id = optional(root.id, expectString, 'id');
   const params = optional(root.parameters, expectObject, 'parameters');
-  const timeoutUs = optional(params?.timeout, expectNonNegative, 'parameters.timeout');
+  // Any non-negative number: the query processor bounds it (absurd -> INVALID_DEADLINE, long -> clamped).
+  const timeoutUs = optional(params?.timeout, expectNumber, 'parameters.timeout');
   const priority = optional(params?.priority, expectNonNegative, 'parameters.priority');
   const binaryOutput = optional(params?.binary_data_output, expectBoolean, 'parameters.binary_data_output') ?? false;
   const outputs = root.outputs === undefined ? undefined : readRequestedOutputs(root.outputs, binaryOutput);
@@ -604,6 +605,11 @@ function int64RequestJson(view: BigInt64Array | BigUint64Array): string {
 function jsonInteger(v: number, what: string): string {
   if (!Number.isSafeInteger(v) || v < 0) throw new SkiffError('INVALID_INPUT', `${what} must be a non-negative integer`);
   return String(v);
+}
+
+function expectNumber(v: unknown, what: string): number {
+  if (typeof v !== 'number' || !(v >= 0)) throw new SkiffError('BAD_REQUEST', `${what} must be a non-negative number`);
+  return v;
 }
 
 function expectNonNegative(v: unknown, what: string): number {

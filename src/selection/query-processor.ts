@@ -126,7 +126,7 @@ export class QueryProcessor {
    */
   private deadlineOf(q: ModelQuery, defaultUs: number, now: number): number {
     const t = q.timeoutUs;
-    if (t !== undefined && t !== 0 && !(Number.isFinite(t) && t > 0 && t <= ABSURD_US)) {
+    if (t !== undefined && t !== 0 && !(t > 0 && t <= ABSURD_US)) {
       throw new SkiffError('INVALID_DEADLINE', `timeout ${safeNumber(t)} µs is not a positive number of microseconds up to ${ABSURD_US}`);
     }
     const timeoutMs = Math.min(t ? t / 1000 : defaultUs / 1000, this.maxTimeoutMs);

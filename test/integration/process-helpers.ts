@@ -10,6 +10,8 @@ export interface Proc {
   wsUrl: string;
   adminUrl: string;
   exited: Promise<number | null>;
+  /** What the process wrote on stderr so far (its JSON log lines). */
+  stderr(): string;
 }
 
 /** Run `skiff serve` as a real process on ephemeral ports; resolves once it printed "ready". */
@@ -29,7 +31,7 @@ export async function spawnServer(args: string[]): Promise<Proc> {
   });
   const port = /on https?:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1];
   const adminPort = /admin API on https?:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1];
-  return { child, url: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}/ws`, adminUrl: `http://127.0.0.1:${adminPort}`, exited };
+  return { child, url: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}/ws`, adminUrl: `http://127.0.0.1:${adminPort}`, exited, stderr: () => err };
 }
 
 /** Resident set size of a process in MiB (Linux /proc). */

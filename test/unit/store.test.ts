@@ -216,6 +216,29 @@ describe('both implementations agree', () => {
   });
 });
 
+describe('repository removals and container versions', () => {
+  for (const [name, make] of [['memory', () => new MemoryControlStore()], ['SQLite', () => openSqliteStore(freshPath())]] as const) {
+    it(`${name}: removals are set, listed in order, cleared; container versions keep their meta`, () => {
+      const s: ControlStore = make();
+      s.setRemoved('zeta', 0, 'unloaded');
+      s.setRemoved('alpha', 2, 'deleted');
+      s.setRemoved('alpha', 1, 'deleted');
+      s.setRemoved('alpha', 1, 'unloaded');
+      assert.deepEqual(s.removed(), [
+        { model: 'alpha', version: 1, state: 'unloaded' }, { model: 'alpha', version: 2, state: 'deleted' }, { model: 'zeta', version: 0, state: 'unloaded' },
+      ]);
+      s.setRemoved('alpha', 2, null);
+      assert.deepEqual(s.removed().map((r) => `${r.model}:${r.version}`), ['alpha:1', 'zeta:0']);
+      assert.throws(() => s.setRemoved('alpha', -1, 'deleted'), RangeError);
+      assert.throws(() => s.setRemoved('alpha', 1, 'gone' as never), TypeError);
+      const v: StoredModelVersion = { model: 'ext', version: 3, path: '', kind: 'container', config: {}, meta: { input_type: 'doubles', labels: ['a'], container_name: 'img:1' } };
+      s.putModelVersion(v);
+      assert.deepEqual(s.listModelVersions(), [v]);
+      s.close();
+    });
+  }
+});
+
 describe('SQLite store: durability', () => {
   it('uses WAL and commits every control-plane call before it returns', () => {
     const path = freshPath();
@@ -349,7 +372,7 @@ describe('SQLite store: migrations', () => {
     openSqliteStore(path).close();
     assert.equal(SCHEMA_VERSION, MIGRATIONS.length);
     assert.equal(peek(path, schemaVersion), SCHEMA_VERSION);
-    assert.deepEqual(tables(path), ['apps', 'model_settings', 'model_versions', 'selection_state']);
+    assert.deepEqual(tables(path), ['apps', 'model_settings', 'model_versions', 'repository_removals', 'selection_state']);
   });
 
   it('reopening is idempotent and keeps the data', () => {

@@ -30,6 +30,7 @@ export const ErrorCodes = {
   MODEL_UNAVAILABLE: { status: 503, doc: 'The model version is not ready (loading, draining, failed or shutting down).' },
   SERVER_BUSY: { status: 503, doc: 'The server holds its maximum of request bytes in flight (`--max-inflight-bytes`); retry after the advertised delay (`Retry-After`).' },
   SHUTTING_DOWN: { status: 503, doc: 'The server is draining for shutdown and takes no new queries; retry on another instance.' },
+  NOT_SUPPORTED: { status: 501, doc: 'A protocol feature Skiff does not serve (Triton\'s trace, logging and shared-memory extensions, model files in a load request).' },
   MODEL_ERROR: { status: 500, doc: 'The model failed while running the batch that held this query.' },
   CONFIG_INVALID: { status: 400, doc: 'A configuration file does not satisfy its JSON schema.' },
   MODEL_LOAD_FAILED: { status: 500, doc: 'A model version could not be loaded.' },

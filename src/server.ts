@@ -18,7 +18,7 @@ import { ByteBudget } from './budget.js';
 import { AppRegistry } from './selection/apps.js';
 import { parseApp } from './selection/app.js';
 import { AppProcessor } from './selection/app-processor.js';
-import { applicationCalls, startAdminServer, type AdminServer } from './admin/server.js';
+import { applicationCalls, registerGuardedRoutes, startAdminServer, type AdminServer } from './admin/server.js';
 import { modelCalls, repositoryRoutes } from './admin/models.js';
 import type { ControlStore, StoredModelVersion } from './store/types.js';
 import { containerVersionFile, versionFileIn, type VersionFile } from './models/repository.js';
@@ -32,6 +32,7 @@ import { listenExclusive } from './http/listen.js';
 import { parseJsonBody } from './protocol/safe-json.js';
 import { startObservability } from './metrics/observability.js';
 import { registerMetricsRoutes } from './frontend/metrics.js';
+import { allowedMethods } from './frontend/method-check.js';
 import { registerDashboard } from './admin/dashboard.js';
 import { ContainerServices } from './engine/container/services.js';
 
@@ -218,14 +219,24 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
     connections: () => ws.connections(), toWallMs: (t) => Date.now() - (clock.now() - t),
   }, log);
   registerMetricsRoutes(app, obs);
-  app.any('/*', (res, req) => {
-    const ex = exchange(res);
-    sendError(ex, { code: 'NOT_FOUND', message: `no route for ${req.getMethod().toUpperCase()} ${req.getUrl()}` });
-  });
-
+  // The OIP repository extension on the main port too (clients hold one URL), behind the admin token.
   const uploadDir = opts.uploadDir ?? join(opts.modelRepository ?? '.', '.uploads');
   // The admin token is the default: generated here unless the operator gave one or turned it off.
   const adminToken = opts.adminToken === false ? undefined : opts.adminToken ?? randomBytes(24).toString('base64url');
+  const originsAllowed = new Set((opts.allowOrigins ?? []).map((o) => o.toLowerCase()));
+  const repository = repositoryRoutes(registry, store, { repository: opts.modelRepository, uploadDir, allowCodeUpload: opts.allowCodeUpload === true });
+  registerGuardedRoutes(app, repository, { token: adminToken, hosts: allowedHosts(opts.host, opts.allowHosts), origins: originsAllowed }, opts.maxBodyBytes ?? ADMIN_BODY_BYTES, log);
+  app.any('/*', (res, req) => {
+    const ex = exchange(res);
+    const method = req.getMethod().toUpperCase();
+    const allowed = allowedMethods(req.getUrl());
+    if (allowed && !allowed.split(', ').includes(method)) {
+      sendError(ex, { code: 'METHOD_NOT_ALLOWED', message: `${req.getUrl()} answers ${allowed}, not ${method}` }, false, undefined, { allow: allowed });
+      return;
+    }
+    sendError(ex, { code: 'NOT_FOUND', message: `no route for ${method} ${req.getUrl()}` });
+  });
+
   let token: uWS.us_listen_socket | undefined;
   let admin: AdminServer | undefined;
   let adminTokenFile: string | undefined;
@@ -235,10 +246,10 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
       admin = await startAdminServer(
         {
           host: opts.adminHost, port: opts.adminPort, maxBodyBytes: opts.maxBodyBytes ?? ADMIN_BODY_BYTES, log, tls: opts.adminTls ?? opts.tls,
-          guard: { token: adminToken, hosts: allowedHosts(opts.adminHost, opts.allowHosts), origins: new Set((opts.allowOrigins ?? []).map((o) => o.toLowerCase())) },
+          guard: { token: adminToken, hosts: allowedHosts(opts.adminHost, opts.allowHosts), origins: originsAllowed },
         },
-        { ...applicationCalls(apps, store), ...modelCalls(registry, store, { repository: opts.modelRepository, uploadDir, allowCodeUpload: opts.allowCodeUpload === true }) },
-        repositoryRoutes(registry, store, { repository: opts.modelRepository, uploadDir, allowCodeUpload: opts.allowCodeUpload === true }),
+        { ...applicationCalls(apps, store, registry), ...modelCalls(registry, store, { repository: opts.modelRepository, uploadDir, allowCodeUpload: opts.allowCodeUpload === true }) },
+        repository,
         (adminApp, check) => registerDashboard(adminApp, check, obs),
       );
       if (adminToken !== undefined && opts.adminToken === undefined) adminTokenFile = writeTokenFile(opts.tokenDir ?? defaultTokenDir(), admin.port, adminToken);
@@ -382,14 +393,15 @@ export async function restoreModels(registry: ModelRegistry, store: ControlStore
 
 /** A stored version as the registry loads it (container versions: their description or input type). */
 function storedVersionFile(sv: StoredModelVersion): VersionFile {
-  if (sv.kind !== 'container') return { version: sv.version, path: sv.path, kind: sv.kind };
+  const meta = sv.meta ? { meta: sv.meta } : {};
+  if (sv.kind !== 'container') return { version: sv.version, path: sv.path, kind: sv.kind, ...meta };
   if (sv.path) {
     const f = versionFileIn(sv.model, dirname(sv.path), sv.version);
-    if (f) return f;
+    if (f) return { ...f, ...meta };
   }
   const inputType = parseInputType(String(sv.meta?.input_type ?? 'doubles')) ?? 'doubles';
   const name = typeof sv.meta?.container_name === 'string' ? sv.meta.container_name : undefined;
-  return containerVersionFile(sv.version, { input_type: inputType, ...(name ? { container_name: name } : {}) });
+  return { ...containerVersionFile(sv.version, { input_type: inputType, ...(name ? { container_name: name } : {}) }), ...meta };
 }
 
 /** Where a generated admin token goes: a per-user directory (like Jupyter's runtime files). */

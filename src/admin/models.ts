@@ -1,7 +1,9 @@
 import { existsSync, mkdirSync, realpathSync, statSync, writeFileSync, renameSync } from 'node:fs';
 import { basename, join, sep } from 'node:path';
 import { scrubMessage, SkiffError } from '../errors.js';
-import { expectArray, expectBoolean, expectInteger, expectString, optional, type JsonObject } from '../protocol/safe-json.js';
+import { expectArray, expectBoolean, expectInteger, expectObject, expectString, optional, parseJsonBody, type JsonObject } from '../protocol/safe-json.js';
+import { fromTritonConfig } from '../config/triton-config.js';
+import { MODEL_CONFIG_FIELDS } from '../config/model-config.js';
 import { containerVersionFile, isValidModelName, versionFileIn, type VersionFile } from '../models/repository.js';
 import { parseInputType } from '../engine/container/rpc-codec.js';
 import { configFor, type ModelRegistry, type ModelVersion } from '../models/registry.js';
@@ -60,11 +62,35 @@ function versionFileFrom(model: string, path: string, version: number): VersionF
   throw new SkiffError('BAD_REQUEST', `'${path}' is not an .onnx or .mjs model file`);
 }
 
+/** Clipper's name for the input type of a version: recorded at add_model, or from its first input. */
+function clipperInputType(v: ModelVersion): string {
+  const recorded = v.file.meta?.input_type ?? v.file.container?.input_type;
+  if (typeof recorded === 'string') return recorded;
+  const dt = v.spec?.inputs[0]?.datatype;
+  return dt === 'FP32' ? 'floats' : dt === 'FP64' ? 'doubles' : dt === 'INT32' ? 'ints' : dt === 'UINT8' ? 'bytes' : dt === 'BYTES' ? 'strings' : (dt ?? '').toLowerCase();
+}
+
+/**
+ * A version in Clipper's get_model shape (model_name, model_version as a string, input_type,
+ * labels, container_name, model_data_path, is_current_version), plus what Skiff knows (state,
+ * kind, replicas, inputs, outputs, batch cap, a failed load's reason).
+ */
 export function describeVersion(v: ModelVersion, current: number | undefined, replicas: number): Record<string, unknown> {
+  const meta = v.file.meta ?? {};
   const d: Record<string, unknown> = {
-    model_name: v.model, model_version: v.version, is_current: v.version === current, state: v.state,
-    kind: v.file.kind, path: v.file.path, replicas,
+    model_name: v.model,
+    model_version: String(v.version),
+    is_current_version: v.version === current,
+    input_type: clipperInputType(v),
+    labels: meta.labels ?? [],
+    // Clipper names the image containers run; a model Skiff runs in its own threads has none.
+    container_name: meta.container_name ?? v.file.container?.container_name ?? (v.file.kind === 'container' ? '' : 'NO_CONTAINER'),
+    model_data_path: v.file.kind === 'container' && !v.file.path ? 'DEPRECATED' : scrubMessage(v.file.path),
+    state: v.state,
+    kind: v.file.kind,
+    replicas,
   };
+  if (meta.batch_size !== undefined) d.batch_size = meta.batch_size;
   if (v.reason) d.reason = scrubMessage(v.reason);
   if (v.spec) {
     d.inputs = v.spec.inputs;
@@ -81,10 +107,12 @@ export function modelCalls(registry: ModelRegistry, store: ControlStore, opts: M
     if (!isValidModelName(n)) throw new SkiffError('BAD_REQUEST', `'${n}' is not a valid model name`);
     return n;
   };
+  /** Clipper sends versions as strings: numeric ones are accepted; Skiff's versions are positive integers. */
   const version = (body: JsonObject): number => {
     const raw = body.model_version;
-    const v = typeof raw === 'string' && /^[1-9][0-9]{0,8}$/.test(raw) ? Number(raw) : expectInteger(raw, 'model_version', 1, 999_999_999);
-    return v;
+    if (typeof raw === 'string' && /^[1-9][0-9]{0,8}$/.test(raw)) return Number(raw);
+    if (typeof raw === 'number' && Number.isInteger(raw) && raw >= 1 && raw <= 999_999_999) return raw;
+    throw new SkiffError('BAD_REQUEST', `model_version must be a positive integer (Skiff numbers versions; "1" is accepted as 1), got ${JSON.stringify(raw)?.slice(0, 40)}`);
   };
 
   /** Write uploaded bytes atomically into the upload directory. */
@@ -130,14 +158,16 @@ export function modelCalls(registry: ModelRegistry, store: ControlStore, opts: M
       if (!file) {
         const inputType = parseInputType(typeof meta.input_type === 'string' ? meta.input_type : 'doubles');
         if (!inputType) throw new SkiffError('BAD_REQUEST', 'input_type must be one of ints, floats, doubles, bytes, strings');
-        const f = containerVersionFile(v, { input_type: inputType, container_name: meta.container_name as string | undefined });
+        meta.input_type = inputType;
+        const f = { ...containerVersionFile(v, { input_type: inputType, container_name: meta.container_name as string | undefined }), meta };
         await registry.deploy(model, f, config);
-        store.putModelVersion({ model, version: v, path: '', kind: 'container', config: { ...config }, meta: { ...meta, input_type: inputType } });
+        store.putModelVersion({ model, version: v, path: '', kind: 'container', config: { ...config }, meta });
         store.setCurrentVersion(model, v);
         store.setRemoved(model, v, null);
         store.setRemoved(model, 0, null);
         return { success: true, model_name: model, model_version: v };
       }
+      if (Object.keys(meta).length) file = { ...file, meta };
       await registry.deploy(model, file, config);
       store.putModelVersion({ model, version: v, path: file.path, kind: file.kind, config: { ...config }, ...(Object.keys(meta).length ? { meta } : {}) });
       store.setCurrentVersion(model, v);
@@ -170,14 +200,16 @@ export function modelCalls(registry: ModelRegistry, store: ControlStore, opts: M
       }
       return out;
     },
+    // Clipper answers {} for a model or version it does not know (its client then returns None).
+    // Without a version: the current one, or else the newest (e.g. the only one, which failed).
     get_model: (body) => {
       const model = name(body);
       const m = registry.list().find((x) => x.name === model);
-      if (!m) throw new SkiffError('MODEL_NOT_FOUND', `model '${model}' does not exist`);
-      const want = body.model_version === undefined ? m.current : version(body);
-      const v = m.versions.find((x) => x.version === want);
-      if (!v) throw new SkiffError('VERSION_NOT_FOUND', `model '${model}' has no version ${String(want)}`);
-      return describeVersion(v, m.current, m.replicas);
+      if (!m) return {};
+      const v = body.model_version === undefined
+        ? m.versions.find((x) => x.version === m.current) ?? m.versions[m.versions.length - 1]
+        : m.versions.find((x) => x.version === version(body));
+      return v ? describeVersion(v, m.current, m.replicas) : {};
     },
     // Clipper's get_all_model_replicas: every replica that can take batches now (connected
     // containers, worker threads), as "name:version:replica" or Clipper's container records.
@@ -242,13 +274,23 @@ export function repositoryRoutes(registry: ModelRegistry, store: Pick<ControlSto
     {
       pattern: '/v2/repository/models/:model/load',
       params: 1,
-      handler: async (_body, [model]) => {
+      handler: async (body, [model]) => {
         if (!opts.repository) throw new SkiffError('BAD_REQUEST', 'the server has no model repository');
+        const params = optional(body.parameters, expectObject, 'parameters');
+        if (params && Object.keys(params).some((k) => k.startsWith('file:'))) {
+          throw new SkiffError('NOT_SUPPORTED', 'model files in a load request are not supported: put the model in the repository');
+        }
+        let override: Record<string, unknown> | undefined;
+        if (params?.config !== undefined) {
+          // tritonclient sends the config as a JSON string; an object is accepted too.
+          const raw = typeof params.config === 'string' ? parseJsonText(params.config, 'parameters.config') : params.config;
+          override = fromTritonConfig(model!, raw, MODEL_CONFIG_FIELDS);
+        }
         if (!isValidModelName(model!)) throw new SkiffError('BAD_REQUEST', `'${model}' is not a valid model name`);
         if (!existsSync(join(opts.repository, model!))) throw new SkiffError('MODEL_NOT_FOUND', `model '${model}' is not in the repository`);
         // An explicit load brings the model back as the repository has it: earlier removals are forgotten.
         for (const r of store.removed()) if (r.model === model) store.setRemoved(model!, r.version, null);
-        const report = await registry.reloadFromRepository(opts.repository, model!);
+        const report = await registry.reloadFromRepository(opts.repository, model!, override);
         if (report.failed.length) throw new SkiffError('MODEL_LOAD_FAILED', report.failed.map((f) => f.error.message).join('; '));
         return { success: true, loaded: report.loaded };
       },
@@ -266,3 +308,11 @@ export function repositoryRoutes(registry: ModelRegistry, store: Pick<ControlSto
   ];
 }
 
+
+function parseJsonText(text: string, what: string): unknown {
+  try {
+    return parseJsonBody(new TextEncoder().encode(text));
+  } catch {
+    throw new SkiffError('CONFIG_INVALID', `${what} is not valid JSON`);
+  }
+}

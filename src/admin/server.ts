@@ -1,4 +1,5 @@
 import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp } from 'uWebSockets.js';
+import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { SkiffError, toErrorInfo, type ErrorInfo } from '../errors.js';
 import { expectArray, expectObject, expectString, parseJsonBody, type JsonObject } from '../protocol/safe-json.js';
@@ -55,7 +56,7 @@ export function parseAdminBody(bytes: Uint8Array): JsonObject {
 }
 
 /** Clipper's application calls; each change is made durable in `store` before it is acknowledged. */
-export function applicationCalls(apps: AppRegistry, store: Pick<ControlStore, 'putApp' | 'deleteApp' | 'flush'>): Record<string, AdminHandler> {
+export function applicationCalls(apps: AppRegistry, store: Pick<ControlStore, 'putApp' | 'deleteApp' | 'flush'>, models: { has(name: string): boolean } = { has: () => true }): Record<string, AdminHandler> {
   const persist = (d: AppDefinition): AppDefinition => {
     store.putApp({ ...d } as Record<string, unknown> & { name: string });
     return d;
@@ -79,10 +80,21 @@ export function applicationCalls(apps: AppRegistry, store: Pick<ControlStore, 'p
       store.deleteApp(n);
       return { success: true };
     },
-    add_model_links: (body) => ({ success: true, app: describe(persistLinks(apps.addLinks(expectString(body.app_name, 'app_name'), names(body, 'model_names')))) }),
+    add_model_links: (body) => {
+      const app = expectString(body.app_name, 'app_name');
+      const arms = names(body, 'model_names');
+      // Like Clipper: a link names a model that exists ("name" or "name:version").
+      const missing = arms.filter((a) => !models.has(a.split(':')[0]!));
+      if (missing.length) throw new SkiffError('MODEL_NOT_FOUND', `cannot link ${missing.join(', ')} to '${app}': no such model`);
+      return { success: true, app: describe(persistLinks(apps.addLinks(app, arms))) };
+    },
     delete_model_links: (body) => ({ success: true, app: describe(persistLinks(apps.deleteLinks(expectString(body.app_name, 'app_name'), names(body, 'model_names')))) }),
     get_all_applications: (body) => (body.verbose === true ? apps.list().map(describe) : apps.list().map((d) => d.name)),
-    get_application: (body) => describe(apps.require(expectString(body.name, 'name')).def),
+    // Clipper answers {} for an application it does not know (its client then returns None).
+    get_application: (body) => {
+      const rt = apps.get(expectString(body.name, 'name'));
+      return rt ? describe(rt.def) : {};
+    },
     get_linked_models: (body) => [...apps.require(expectString(body.app_name, 'app_name')).def.models],
     get_selection_state: (body) => {
       const rt = apps.require(expectString(body.app_name, 'app_name'));
@@ -112,6 +124,25 @@ export function runAdminCall(ex: Exchange, req: HttpRequest, maxBodyBytes: numbe
         },
       );
   });
+}
+
+/**
+ * Admin routes served on another listener (the OIP repository extension on the main port, for
+ * clients that hold one URL): the same guard and calls as on the admin listener. Without a
+ * token configured they are refused there (the main port may be exposed; the admin port is the
+ * place for a tokenless loopback).
+ */
+export function registerGuardedRoutes(app: TemplatedApp, routes: AdminRoute[], guardOpts: GuardOptions, maxBodyBytes: number, log: Logger): void {
+  const g: GuardOptions = guardOpts.token !== undefined ? guardOpts : { ...guardOpts, token: randomBytes(32).toString('base64url') };
+  for (const r of routes) {
+    app.post(r.pattern, (res: HttpResponse, req: HttpRequest) => {
+      const ex = exchange(res);
+      const refused = guard(req, g, { json: true });
+      if (refused) return sendError(ex, refused);
+      const params = Array.from({ length: r.params }, (_, i) => req.getParameter(i) ?? '');
+      runAdminCall(ex, req, maxBodyBytes, log, r.pattern, r.handler, params);
+    });
+  }
 }
 
 export async function startAdminServer(opts: AdminOptions, calls: Record<string, AdminHandler>, routes: AdminRoute[] = [], extend?: AdminExtension): Promise<AdminServer> {

@@ -28,7 +28,11 @@ export interface ModelConfig {
 const SCHEMA_PATH = fileURLToPath(new URL('../../../schemas/model-config.schema.json', import.meta.url));
 const Ajv = AjvModule.default ?? AjvModule;
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
-const validate = ajv.compile(JSON.parse(readFileSync(SCHEMA_PATH, 'utf8')) as object);
+const SCHEMA = JSON.parse(readFileSync(SCHEMA_PATH, 'utf8')) as { properties: Record<string, unknown> };
+const validate = ajv.compile(SCHEMA as object);
+
+/** The fields a config.json may hold. */
+export const MODEL_CONFIG_FIELDS: ReadonlySet<string> = new Set(Object.keys(SCHEMA.properties));
 
 function describe(e: ErrorObject): string {
   const field = e.instancePath ? e.instancePath.slice(1).replace(/\//g, '.') : '';

@@ -82,6 +82,8 @@ export interface ClipperPredictBody {
   batch: boolean;
   /** Selection context from `uid` (or `user`); '' for the app-wide state. */
   context: string;
+  /** Clipper's `"version"`: the model version to use (for linked models that follow the current one). */
+  version?: number;
 }
 
 /** A parsed POST /<app>/update body. */
@@ -89,6 +91,15 @@ export interface ClipperUpdateBody {
   input: Uint8Array;
   label: number;
   context: string;
+}
+
+/** Clipper's optional `"version"` of a predict body: a positive integer, or its decimal string. */
+function versionOf(body: Record<string, unknown>): { version?: number } {
+  const v = body.version;
+  if (v === undefined || v === null) return {};
+  if (typeof v === 'string' && /^[1-9][0-9]{0,8}$/.test(v)) return { version: Number(v) };
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 999_999_999) return { version: v };
+  throw new SkiffError('BAD_REQUEST', 'version must be a positive integer (model versions are numbered)');
 }
 
 function contextOf(body: Record<string, unknown>): string {
@@ -105,13 +116,14 @@ function contextOf(body: Record<string, unknown>): string {
 export function parsePredictBody(bytes: Uint8Array, dt: DataType, maxBatch: number): ClipperPredictBody {
   const body = expectObject(parseJsonBody(bytes), 'body');
   const context = contextOf(body);
+  const version = versionOf(body);
   if (body.input_batch !== undefined) {
     if (!Array.isArray(body.input_batch) || body.input_batch.length === 0) throw new SkiffError('BAD_REQUEST', 'input_batch must be a non-empty array of inputs');
     if (body.input_batch.length > maxBatch) throw new SkiffError('BAD_REQUEST', `input_batch holds more than ${maxBatch} inputs`);
-    return { inputs: body.input_batch.map((x, i) => numbersToBytes(x, dt, `input_batch[${i}]`)), batch: true, context };
+    return { inputs: body.input_batch.map((x, i) => numbersToBytes(x, dt, `input_batch[${i}]`)), batch: true, context, ...version };
   }
   if (body.input === undefined) throw new SkiffError('BAD_REQUEST', 'the body needs "input" or "input_batch"');
-  return { inputs: [numbersToBytes(body.input, dt, 'input')], batch: false, context };
+  return { inputs: [numbersToBytes(body.input, dt, 'input')], batch: false, context, ...version };
 }
 
 /** Parse and validate an update (feedback) body for an app whose inputs are `dt`. Pure, as parsePredictBody. */
@@ -168,8 +180,8 @@ export function registerClipperRoutes(app: TemplatedApp, apps: AppRegistry, proc
       });
     };
 
-  app.post('/:app/predict', route((ex, appName, dt, bytes) => {
-    const { inputs, batch, context } = parsePredictBody(bytes, dt, opts.maxBatch);
+  const predict = route((ex, appName, dt, bytes) => {
+    const { inputs, batch, context, version } = parsePredictBody(bytes, dt, opts.maxBatch);
     if (batch) {
       const answers: Record<string, unknown>[] = new Array(inputs.length);
       let pending = inputs.length;
@@ -177,20 +189,25 @@ export function registerClipperRoutes(app: TemplatedApp, apps: AppRegistry, proc
         proc.predict(appName, { data }, context, (err, a) => {
           answers[i] = err ? { error: publicError(err).info.message, code: err.code } : clipperAnswer(a!);
           if (--pending === 0) sendJson(ex, 200, { batch_predictions: answers });
-        }));
+        }, version));
       ex.onAbort = () => {
         for (const h of handles) h.cancel();
       };
       return;
     }
-    const handle = proc.predict(appName, { data: inputs[0]! }, context, (err, a) => (err ? clipperError(ex, err) : sendJson(ex, 200, clipperAnswer(a!))));
+    const handle = proc.predict(appName, { data: inputs[0]! }, context, (err, a) => (err ? clipperError(ex, err) : sendJson(ex, 200, clipperAnswer(a!))), version);
     // A client that hangs up cancels its query (its models' queued work leaves the queues).
     ex.onAbort = () => handle.cancel();
-  }));
+  });
+  app.post('/:app/predict', predict);
+  // Clipper's frontend matches a trailing slash too (clients build URLs both ways).
+  app.post('/:app/predict/', predict);
 
-  app.post('/:app/update', route((ex, appName, dt, bytes) => {
+  const update = route((ex, appName, dt, bytes) => {
     const { input, label, context } = parseUpdateBody(bytes, dt);
     proc.feedback(appName, { data: input }, context, label, (err, r) =>
       err ? clipperError(ex, err) : sendJson(ex, 200, { success: true, models_updated: r!.updated }));
-  }));
+  });
+  app.post('/:app/update', update);
+  app.post('/:app/update/', update);
 }

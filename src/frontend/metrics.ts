@@ -6,15 +6,28 @@ import { exchange, send, sendError, sendJson } from '../http/exchange.js';
 
 /**
  * Observability routes on the main port:
- *   GET /metrics                                    Prometheus text exposition
+ *   GET /metrics                                    Prometheus text exposition for a scrape (Accept
+ *                                                   text/plain;version=0.0.4 or OpenMetrics), else
+ *                                                   Clipper's JSON (what inspect_instance reads)
  *   GET /v2/models/stats                            OIP/Triton statistics of every loaded model version
  *   GET /v2/models/{m}/stats                        ... of every loaded version of model m
  *   GET /v2/models/{m}/versions/{v}/stats           ... of one version
  *   GET /clipper/metrics                            Clipper's JSON metrics report
  */
 export function registerMetricsRoutes(app: TemplatedApp, obs: Observability): void {
-  app.get('/metrics', (res) => {
+  app.get('/metrics', (res, req) => {
     const ex = exchange(res);
+    // Content negotiation: a Prometheus scrape asks for text/plain;version=0.0.4 or OpenMetrics and
+    // gets the exposition format; anything else (`*/*`, JSON, no Accept: Clipper's inspect_instance,
+    // a browser, curl) gets Clipper's JSON report.
+    if (!wantsExposition(req.getHeader('accept'))) {
+      try {
+        sendJson(ex, 200, obs.clipper());
+      } catch (err) {
+        sendError(ex, toErrorInfo(err));
+      }
+      return;
+    }
     obs.prometheus.scrape().then(
       (body) => send(ex, { status: 200, body, contentType: obs.prometheus.contentType }),
       (err: unknown) => sendError(ex, toErrorInfo(err)),
@@ -52,4 +65,18 @@ export function registerMetricsRoutes(app: TemplatedApp, obs: Observability): vo
   app.get('/v2/models/stats', (res) => stats(res));
   app.get('/v2/models/:model/stats', (res, req) => stats(res, req.getParameter(0) ?? ''));
   app.get('/v2/models/:model/versions/:version/stats', (res, req) => stats(res, req.getParameter(0) ?? '', req.getParameter(1) ?? ''));
+}
+
+/** Whether an Accept header asks for the Prometheus exposition (text/plain or OpenMetrics) rather than JSON. */
+export function wantsExposition(accept: string): boolean {
+  let best = { q: -1, expo: false };
+  for (const part of accept.toLowerCase().split(',')) {
+    const [type, ...params] = part.trim().split(';').map((x) => x.trim());
+    if (!type) continue;
+    const q = Number(params.find((p) => p.startsWith('q='))?.slice(2) ?? '1');
+    const expo = type === 'text/plain' || type === 'application/openmetrics-text';
+    const json = type === 'application/json' || type === '*/*' || type === 'application/*';
+    if ((expo || json) && q > best.q) best = { q, expo };
+  }
+  return best.expo;
 }

@@ -7,6 +7,7 @@ import { exchange, readBody, send, sendError, sendJson, type Exchange } from '..
 import type { BodyLimits } from '../http/exchange.js';
 import type { Logger } from 'pino';
 import { logRequest, requestStart } from '../metrics/request-log.js';
+import { toTritonConfig } from '../config/triton-config.js';
 
 /**
  * Open Inference Protocol (KServe v2) REST routes: health, server and model metadata, model
@@ -22,7 +23,17 @@ export interface OipOptions {
   log?: Logger;
 }
 
-export const OIP_EXTENSIONS = ['binary_tensor_data'] as const;
+/** The OIP/Triton extensions Skiff serves (GET /v2 lists exactly these). */
+export const OIP_EXTENSIONS = ['binary_tensor_data', 'model_configuration', 'model_repository', 'statistics', 'parameters'] as const;
+
+/** Triton's extensions Skiff does not serve: their routes answer NOT_SUPPORTED (501), not a bare 404. */
+const UNSUPPORTED: readonly [string, string][] = [
+  ['/v2/trace/setting', 'the trace extension'],
+  ['/v2/models/:model/trace/setting', 'the trace extension'],
+  ['/v2/logging', 'the logging extension'],
+  ['/v2/systemsharedmemory/*', 'the system shared-memory extension'],
+  ['/v2/cudasharedmemory/*', 'the CUDA shared-memory extension'],
+];
 
 function parseVersion(raw: string): number {
   if (!/^[1-9][0-9]{0,8}$/.test(raw)) throw new SkiffError('VERSION_NOT_FOUND', `'${raw}' is not a model version`);
@@ -50,7 +61,7 @@ export function registerOipRoutes(app: TemplatedApp, registry: ModelRegistry, qp
 
   const withModel = (hasVersion: boolean, fn: (ex: Exchange, req: HttpRequest, v: ModelVersion) => void) =>
     (res: HttpResponse, req: HttpRequest): void => {
-      const ex = exchange(res);
+      const ex = exchange(res, req);
       try {
         const name = req.getParameter(0) ?? '';
         const version = hasVersion ? parseVersion(req.getParameter(1) ?? '') : undefined;
@@ -63,6 +74,16 @@ export function registerOipRoutes(app: TemplatedApp, registry: ModelRegistry, qp
   const meta = (ex: Exchange, _req: HttpRequest, v: ModelVersion): void => sendJson(ex, 200, metadataOf(v, registry));
   app.get('/v2/models/:model', withModel(false, meta));
   app.get('/v2/models/:model/versions/:version', withModel(true, meta));
+  // The model configuration extension: the version's configuration in Triton's JSON form.
+  const config = (ex: Exchange, _req: HttpRequest, v: ModelVersion): void => sendJson(ex, 200, toTritonConfig({
+    name: v.model, kind: v.file.kind, inputs: v.spec!.inputs, outputs: v.spec!.outputs, batchable: v.spec!.batchable,
+    config: v.config, replicas: v.executor?.wantedReplicas ?? registry.replicasOf(v.model) ?? v.config.replicas,
+  }));
+  app.get('/v2/models/:model/config', withModel(false, config));
+  app.get('/v2/models/:model/versions/:version/config', withModel(true, config));
+  for (const [pattern, what] of UNSUPPORTED) {
+    app.any(pattern, (res) => sendError(exchange(res), { code: 'NOT_SUPPORTED', message: `Skiff does not serve ${what}` }));
+  }
 
   const readyRoute = (hasVersion: boolean) => (res: HttpResponse, req: HttpRequest): void => {
     const ex = exchange(res);
@@ -81,7 +102,7 @@ export function registerOipRoutes(app: TemplatedApp, registry: ModelRegistry, qp
   app.get('/v2/models/:model/versions/:version/ready', readyRoute(true));
 
   const infer = (hasVersion: boolean) => (res: HttpResponse, req: HttpRequest): void => {
-    const ex = exchange(res);
+    const ex = exchange(res, req);
     // uWS: read every header and parameter synchronously, before any callback.
     const model = req.getParameter(0) ?? '';
     const rawVersion = hasVersion ? req.getParameter(1) ?? '' : '';

@@ -1,3 +1,4 @@
+import zlib from 'node:zlib';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { ErrorCodes, publicError, toErrorInfo, type ErrorInfo } from '../errors.js';
 import type { ByteBudget } from '../budget.js';
@@ -19,12 +20,14 @@ export interface Exchange {
   answered: boolean;
   /** Called once if the client goes away before the answer (cancel the work). */
   onAbort?: () => void;
+  /** A compression the client accepts for large responses (from Accept-Encoding). */
+  encoding?: 'gzip' | 'deflate';
 }
 
 const STATUS_TEXT: Record<number, string> = {
   200: '200 OK', 400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden', 404: '404 Not Found',
   405: '405 Method Not Allowed', 413: '413 Payload Too Large', 415: '415 Unsupported Media Type', 429: '429 Too Many Requests',
-  499: '499 Client Closed Request', 500: '500 Internal Server Error', 503: '503 Service Unavailable',
+  499: '499 Client Closed Request', 500: '500 Internal Server Error', 501: '501 Not Implemented', 503: '503 Service Unavailable',
   504: '504 Gateway Timeout',
 };
 
@@ -32,8 +35,13 @@ export function statusLine(status: number): string {
   return STATUS_TEXT[status] ?? `${status} Unknown`;
 }
 
-export function exchange(res: HttpResponse): Exchange {
+/** An exchange for `res`; with `req`, large answers are compressed when the client accepts it. */
+export function exchange(res: HttpResponse, req?: HttpRequest): Exchange {
   const ex: Exchange = { res, aborted: false, answered: false };
+  if (req) {
+    const enc = acceptedEncoding(req.getHeader('accept-encoding'));
+    if (enc) ex.encoding = enc;
+  }
   res.onAborted(() => {
     ex.aborted = true;
     ex.onAbort?.();
@@ -57,6 +65,11 @@ export interface BodyLimits {
 export function readBody(ex: Exchange, req: HttpRequest, limits: BodyLimits | number, onBody: (body: Uint8Array) => void): void {
   const l: BodyLimits = typeof limits === 'number' ? { maxBytes: limits } : limits;
   const limit = typeof l.maxBytes === 'number' ? l.maxBytes : l.maxBytes();
+  const coding = req.getHeader('content-encoding').trim().toLowerCase();
+  if (coding !== '' && coding !== 'identity' && coding !== 'gzip' && coding !== 'x-gzip' && coding !== 'deflate') {
+    sendError(ex, { code: 'UNSUPPORTED_MEDIA_TYPE', message: `Content-Encoding '${coding.slice(0, 32)}' is not supported (gzip, deflate)` }, true);
+    return;
+  }
   const declared = Number(req.getHeader('content-length') || '0');
   if (!(declared <= limit)) {
     sendError(ex, { code: 'PAYLOAD_TOO_LARGE', message: `body of ${req.getHeader('content-length').slice(0, 20)} bytes exceeds the limit of ${limit}` }, true);
@@ -112,6 +125,28 @@ export function readBody(ex: Exchange, req: HttpRequest, limits: BodyLimits | nu
         off += c.byteLength;
       }
     }
+    if (coding === '' || coding === 'identity') {
+      deliver(body);
+      return;
+    }
+    // Decompressed off the main thread, never past the limit: a zip bomb stops at `limit` bytes.
+    const inflate = coding === 'deflate' ? zlib.inflate : zlib.gunzip;
+    inflate(body, { maxOutputLength: limit }, (err, plain) => {
+      if (ex.aborted || ex.answered) return giveBack();
+      if (err) {
+        giveBack();
+        const tooBig = (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE';
+        sendError(ex, tooBig
+          ? { code: 'PAYLOAD_TOO_LARGE', message: `the ${coding} body decompresses to more than the limit of ${limit} bytes` }
+          : { code: 'BAD_REQUEST', message: `the body is not valid ${coding} data` }, true);
+        return;
+      }
+      if (!take(plain.byteLength)) return giveBack();
+      deliver(new Uint8Array(plain.buffer, plain.byteOffset, plain.byteLength));
+    });
+  });
+
+  function deliver(body: Uint8Array): void {
     try {
       onBody(body);
     } catch (err) {
@@ -119,8 +154,26 @@ export function readBody(ex: Exchange, req: HttpRequest, limits: BodyLimits | nu
     } finally {
       giveBack();
     }
-  });
+  }
 }
+
+/** gzip or deflate when Accept-Encoding allows it (q > 0), gzip preferred. */
+export function acceptedEncoding(header: string): 'gzip' | 'deflate' | undefined {
+  if (!header) return undefined;
+  const ok = new Map<string, number>();
+  for (const part of header.toLowerCase().split(',')) {
+    const [name, ...params] = part.trim().split(';').map((x) => x.trim());
+    if (!name) continue;
+    ok.set(name, Number(params.find((p) => p.startsWith('q='))?.slice(2) ?? '1'));
+  }
+  const q = (n: string): number => ok.get(n) ?? (ok.has('*') ? ok.get('*')! : 0);
+  if (q('gzip') > 0) return 'gzip';
+  if (q('deflate') > 0) return 'deflate';
+  return undefined;
+}
+
+/** Answers smaller than this go out uncompressed (compression costs more than it saves). */
+const COMPRESS_MIN_BYTES = 8192;
 
 export interface Reply {
   status: number;
@@ -135,6 +188,20 @@ export interface Reply {
 export function send(ex: Exchange, r: Reply): void {
   if (ex.aborted || ex.answered) return;
   ex.answered = true;
+  const size = typeof r.body === 'string' ? r.body.length : r.body.byteLength;
+  if (ex.encoding && size >= COMPRESS_MIN_BYTES && !r.close) {
+    const encoding = ex.encoding;
+    (encoding === 'gzip' ? zlib.gzip : zlib.deflate)(r.body, { level: 1 }, (err, packed) => {
+      if (ex.aborted) return;
+      const headers = err ? r.headers : { ...r.headers, 'content-encoding': encoding, vary: 'Accept-Encoding' };
+      write(ex, { ...r, headers, body: err ? r.body : new Uint8Array(packed.buffer, packed.byteOffset, packed.byteLength) });
+    });
+    return;
+  }
+  write(ex, r);
+}
+
+function write(ex: Exchange, r: Reply): void {
   ex.res.cork(() => {
     ex.res.writeStatus(statusLine(r.status));
     ex.res.writeHeader('content-type', r.contentType ?? 'application/json');
@@ -159,13 +226,13 @@ export function sendJson(ex: Exchange, status: number, value: unknown): void {
  * HTTP status and, for OVERLOADED, a Retry-After header in whole seconds. The message is what a
  * client may see (errors.ts publicError); anything hidden goes to the log under a reference.
  */
-export function sendError(ex: Exchange, raw: ErrorInfo, close = false, extra?: Record<string, unknown>): void {
+export function sendError(ex: Exchange, raw: ErrorInfo, close = false, extra?: Record<string, unknown>, extraHeaders?: Record<string, string>): void {
   const { info: err, ref } = publicError(raw);
   if (ref) errorDetail(ref, raw);
   const status = ErrorCodes[err.code].status;
   const body: Record<string, unknown> = { error: err.message, code: err.code, ...extra };
   if (extra && 'cause' in extra) body.cause = err.message;
-  const headers: Record<string, string> = {};
+  const headers: Record<string, string> = { ...extraHeaders };
   if (err.retryAfterMs !== undefined) {
     body.retry_after_ms = err.retryAfterMs;
     headers['retry-after'] = String(Math.max(1, Math.ceil(err.retryAfterMs / 1000)));

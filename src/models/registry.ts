@@ -103,10 +103,16 @@ export class ModelRegistry {
    * OIP repository load: unload what the model serves, then load its selected versions from the
    * repository again — one lifecycle operation.
    */
-  async reloadFromRepository(dir: string, name: string): Promise<LoadReport> {
+  async reloadFromRepository(dir: string, name: string, override?: Record<string, unknown>): Promise<LoadReport> {
     return this.serial(name, async () => {
+      let known: ReturnType<typeof readModel> | undefined;
+      if (override) {
+        // A config override (Triton's load_model(config=...)) replaces the config.json fields it names.
+        const m = readModel(dir, name);
+        known = { ...m, config: parseModelConfig(name, { ...m.config, ...override }) };
+      }
       for (const v of this.models.get(name)?.versions.values() ?? []) if (v.state === 'ready') await this.retire(v);
-      return this.loadModelNow(dir, name, { loaded: [], failed: [] });
+      return this.loadModelNow(dir, name, { loaded: [], failed: [] }, known);
     });
   }
 

@@ -21,6 +21,8 @@ export interface VersionFile {
   kind: 'onnx' | 'js' | 'container';
   /** A container version: its input type, and how to launch it (absent: containers connect on their own). */
   container?: ContainerSpec;
+  /** What add_model recorded (Clipper's labels, container_name, input_type, batch_size), for get_model. */
+  meta?: Readonly<Record<string, unknown>>;
 }
 
 /** A container-backed version: what the containers take, and the processes Skiff launches (if any). */

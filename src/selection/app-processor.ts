@@ -143,8 +143,11 @@ export class AppProcessor {
   }
 
   /** Query one arm (through the model layer and its cache). */
-  private runArm(rt: AppRuntime, arm: Arm, shape: number[], input: AppInput, timeoutUs: number, cb: (err: ErrorInfo | null, a?: ModelAnswer) => void): { cancel(): void } {
-    const { model, version } = parseArm(arm);
+  private runArm(rt: AppRuntime, arm: Arm, shape: number[], input: AppInput, timeoutUs: number, pin: number | undefined, cb: (err: ErrorInfo | null, a?: ModelAnswer) => void): { cancel(): void } {
+    const parsed = parseArm(arm);
+    const model = parsed.model;
+    // A query's version (Clipper's "version") applies to arms that follow the current version.
+    const version = parsed.version ?? pin;
     let spec;
     try {
       spec = this.models.resolve(model, version).spec!.inputs[0]!;
@@ -182,7 +185,7 @@ export class AppProcessor {
   }
 
   /** Answer one query by the app's deadline; the handle cancels it (exactly one answer either way). */
-  predict(appName: string, input: AppInput, context: string, done: (err: ErrorInfo | null, a?: AppAnswer) => void): QueryHandle {
+  predict(appName: string, input: AppInput, context: string, done: (err: ErrorInfo | null, a?: AppAnswer) => void, version?: number): QueryHandle {
     const t0 = this.clock.now();
     const cb = (err: ErrorInfo | null, a?: AppAnswer): void => {
       if (this.apps.get(appName)) {
@@ -205,6 +208,11 @@ export class AppProcessor {
     let shape: number[];
     try {
       rt = this.apps.require(appName);
+      if (rt.def.models.length === 0) {
+        // Nothing linked (yet): Clipper's answer, the default with its explanation.
+        cb(null, { queryId: ++this.queryIds, output: rt.def.default_output, isDefault: true, defaultExplanation: EXPLAIN_NO_MODELS, modelsUsed: [], modelsMissing: [] });
+        return NOOP_QUERY;
+      }
       shape = this.checkInput(rt, input);
     } catch (err) {
       cb(toErrorInfo(err));
@@ -265,7 +273,7 @@ export class AppProcessor {
     const timeoutUs = rt.def.straggler_mitigation ? slo : 0;
     const handles: { cancel(): void }[] = [];
     for (const arm of arms) {
-      handles.push(this.runArm(rt, arm, shape, input, timeoutUs, (err, ans) => {
+      handles.push(this.runArm(rt, arm, shape, input, timeoutUs, version, (err, ans) => {
         if (err) errors.push(err);
         else {
           served.set(arm, `${ans!.model}:${ans!.version}`);
@@ -327,7 +335,7 @@ export class AppProcessor {
     const losses = new Map<Arm, number>();
     let pending = arms.length;
     for (const arm of arms) {
-      this.runArm(rt, arm, shape, input, 0, (err, ans) => {
+      this.runArm(rt, arm, shape, input, 0, undefined, (err, ans) => {
         if (!err) losses.set(arm, lossFor(armOutputOf(ans!.outputs), label));
         if (--pending > 0) return;
         try {

@@ -64,10 +64,10 @@ describe('Clipper REST: applications, predict, batch predict, update, admin', ()
       ['add_app', { name: 'x' }, 400, 'BAD_REQUEST'],
       ['add_app', { name: 'y', default_output: 1, latency_slo_micros: 5, input_type: 'floats' }, 400, 'BAD_REQUEST'],
       ['add_app', { name: 'z', default_output: 1, latency_slo_micros: 5000, policy: 'nope' }, 400, 'BAD_REQUEST'],
-      ['get_application', { name: 'missing' }, 404, 'APP_NOT_FOUND'],
       ['delete_model_links', { app_name: 'mnist', model_names: ['not_linked'] }, 400, 'BAD_REQUEST'],
       ['add_model_links', { app_name: 'mnist', model_names: 'mnist_mlp' }, 400, 'BAD_REQUEST'],
       ['no_such_call', {}, 404, 'NOT_FOUND'],
+      ['add_model_links', { app_name: 'mnist', model_names: ['no_such_model'] }, 404, 'MODEL_NOT_FOUND'],
     ];
     for (const [call, body, status, code] of cases) {
       const r = await admin(call, body);

@@ -82,8 +82,9 @@ describe('model lifecycle under steady load', () => {
     assert.deepEqual(l.stats.errors, []);
     assert.equal(l.stats.wrong, 0, 'each answer equals the output of the version it names');
     assert.ok((l.stats.versions.get(1) ?? 0) > 0 && (l.stats.versions.get(2) ?? 0) > 0, 'both versions served');
-    const all = (await admin('get_all_models', { verbose: true })).json as { model_version: number; state: string; is_current: boolean }[];
-    assert.deepEqual(all.map((m) => [m.model_version, m.state, m.is_current]), [[1, 'ready', true], [2, 'unloaded', false]]);
+    // Clipper's shape: versions as strings, is_current_version.
+    const all = (await admin('get_all_models', { verbose: true })).json as { model_version: string; state: string; is_current_version: boolean }[];
+    assert.deepEqual(all.map((m) => [m.model_version, m.state, m.is_current_version]), [['1', 'ready', true], ['2', 'unloaded', false]]);
   });
 
   it('a version that fails to load leaves the current one serving, with the reason reported', async () => {

@@ -54,8 +54,10 @@ describe('observability: Prometheus /metrics, OIP statistics, Clipper metrics, d
     for (let j = 0; j < 64; j++) x[j] = Math.sin(k * 0.37 + j) * 2;
     return { name: 'input', datatype: 'FP32', shape: [1, 64], data: bytesOf(x) };
   };
+  const PROMETHEUS_ACCEPT = 'application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1';
   const scrape = async (): Promise<Scrape> => {
-    const r = await fetch(`${server.url}/metrics`);
+    // The Accept header Prometheus 2.x sends with a scrape.
+    const r = await fetch(`${server.url}/metrics`, { headers: { accept: PROMETHEUS_ACCEPT } });
     assert.equal(r.status, 200);
     assert.match(r.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
     return new Scrape(parseExposition(await r.text()));

@@ -93,7 +93,7 @@ describe('a real server process: SIGKILL recovery and SIGTERM drain', () => {
       const restored = {
         apps: apps.map((a) => a.name).sort((x, y) => x.localeCompare(y)),
         links: Object.fromEntries(apps.map((a) => [a.name, a.linked_models] as const).sort((x, y) => x[0].localeCompare(y[0]))),
-        current: m.model_version as number,
+        current: Number(m.model_version),
         replicas: m.replicas as number,
       };
       const expect = (a: Acked) => ({

@@ -168,7 +168,13 @@ export function modelCalls(registry: ModelRegistry, store: ControlStore, opts: M
         return { success: true, model_name: model, model_version: v };
       }
       if (Object.keys(meta).length) file = { ...file, meta };
-      await registry.deploy(model, file, config);
+      const known = registry.list().find((m) => m.name === model)?.versions.find((x) => x.version === v);
+      if (known?.state === 'ready' && known.file.path === file.path) {
+        // Already serving that very file (loaded from the repository at start): make it current and
+        // record what add_model says about it (Clipper's register_model of a repository version).
+        registry.annotate(model, v, file.meta ?? {});
+        await registry.setCurrent(model, v);
+      } else await registry.deploy(model, file, config);
       store.putModelVersion({ model, version: v, path: file.path, kind: file.kind, config: { ...config }, ...(Object.keys(meta).length ? { meta } : {}) });
       store.setCurrentVersion(model, v);
       store.setRemoved(model, v, null);

@@ -16,7 +16,7 @@ export type VersionState = 'loading' | 'ready' | 'draining' | 'unloaded' | 'fail
 export interface ModelVersion {
   readonly model: string;
   readonly version: number;
-  readonly file: VersionFile;
+  file: VersionFile;
   config: ModelConfig;
   state: VersionState;
   executor?: Executor;
@@ -227,6 +227,12 @@ export class ModelRegistry {
     if (v.state !== 'ready') throw new SkiffError('MODEL_LOAD_FAILED', `model '${name}' version ${file.version} failed to load: ${v.reason}`);
     await this.setCurrentNow(name, file.version);
     return v;
+  }
+
+  /** Record what add_model said about a version that is already loaded (Clipper's labels, container name...). */
+  annotate(name: string, version: number, meta: Readonly<Record<string, unknown>>): void {
+    const v = this.models.get(name)?.versions.get(version);
+    if (v) v.file = { ...v.file, meta };
   }
 
   /**

@@ -119,6 +119,25 @@ program
   });
 
 program
+  .command('conformance')
+  .description('check an Open Inference Protocol (KServe v2) server against the protocol: prints a pass/fail table, exits 1 on a failure')
+  .argument('<url>', 'the server, e.g. http://127.0.0.1:8000')
+  .option('--model <name>', 'the model to exercise (default: the first one the repository index lists)')
+  .option('--header <header>', 'an extra request header, "Name: value" (repeatable; e.g. Authorization for the repository extension)', collect, [])
+  .action(async (url: string, o: { model?: string; header: string[] }) => {
+    const { runConformance, formatTable } = await import('./conformance/check.js');
+    const headers: Record<string, string> = {};
+    for (const h of o.header) {
+      const i = h.indexOf(':');
+      if (i <= 0) throw new InvalidArgumentError(`--header ${h}: expected "Name: value"`);
+      headers[h.slice(0, i).trim()] = h.slice(i + 1).trim();
+    }
+    const results = await runConformance({ url, model: o.model, headers });
+    console.log(formatTable(results));
+    process.exitCode = results.some((r) => !r.pass) ? 1 : 0;
+  });
+
+program
   .command('bench')
   .description('load generator for Skiff WebSocket and OIP REST JSON (`skiff bench --help` for its options)')
   .helpOption(false)

@@ -116,6 +116,8 @@ export function registerOipRoutes(app: TemplatedApp, registry: ModelRegistry, qp
         headerLength = Number(headerLenRaw);
       }
       const version = hasVersion ? parseVersion(rawVersion) : undefined;
+      // An unknown model is a 404 whatever the body holds (as Triton answers).
+      if (!registry.has(model)) throw new SkiffError('MODEL_NOT_FOUND', `model '${model}' is not loaded`);
       const parsed = parseInferRequest(body, headerLength, { maxElements: opts.maxElements });
       // Requested outputs carry their resolved binary flag; otherwise binary_data_output decides.
       const binaryOf = new Map((parsed.outputs ?? []).map((o) => [o.name, o.binary]));

@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { homedir, tmpdir } from 'node:os';
 import { allowedHosts } from './http/guard.js';
-import uWS from 'uWebSockets.js';
+import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
+import uWS, { assertNativeUws } from './http/uws.js';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
 import { setPrivatePaths, toErrorInfo } from './errors.js';
@@ -31,6 +32,7 @@ import { dirname, join, resolve } from 'node:path';
 import { listenExclusive } from './http/listen.js';
 import { parseJsonBody } from './protocol/safe-json.js';
 import { startObservability } from './metrics/observability.js';
+import { registerSiteRoutes } from './frontend/site.js';
 import { registerMetricsRoutes } from './frontend/metrics.js';
 import { allowedMethods } from './frontend/method-check.js';
 import { registerDashboard } from './admin/dashboard.js';
@@ -151,12 +153,7 @@ export interface SkiffServer {
 const PKG = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-export function assertNativeUws(): void {
-  if (!/\[native code\]/.test(String(uWS.App))) {
-    throw new Error('uWebSockets.js native binary did not load (unsupported Node version or platform); refusing to run on its slow fallback');
-  }
-  if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw new Error('Skiff requires a little-endian machine');
-}
+export { assertNativeUws } from './http/uws.js';
 
 export interface TlsFiles {
   key: string;
@@ -164,7 +161,7 @@ export interface TlsFiles {
 }
 
 /** A uWS app, plain or TLS; the key and certificate are checked before uWS sees them. */
-export function createUwsApp(tls?: TlsFiles): uWS.TemplatedApp {
+export function createUwsApp(tls?: TlsFiles): TemplatedApp {
   if (!tls) return uWS.App();
   for (const f of [tls.key, tls.cert]) {
     if (!existsSync(f)) throw new Error(`TLS file ${f} does not exist`);
@@ -219,6 +216,7 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
     connections: () => ws.connections(), toWallMs: (t) => Date.now() - (clock.now() - t),
   }, log);
   registerMetricsRoutes(app, obs);
+  registerSiteRoutes(app, registry, apps, { name: 'skiff', version: PKG.version });
   // The OIP repository extension on the main port too (clients hold one URL), behind the admin token.
   const uploadDir = opts.uploadDir ?? join(opts.modelRepository ?? '.', '.uploads');
   // The admin token is the default: generated here unless the operator gave one or turned it off.
@@ -237,7 +235,7 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
     sendError(ex, { code: 'NOT_FOUND', message: `no route for ${method} ${req.getUrl()}` });
   });
 
-  let token: uWS.us_listen_socket | undefined;
+  let token: us_listen_socket | undefined;
   let admin: AdminServer | undefined;
   let adminTokenFile: string | undefined;
   try {

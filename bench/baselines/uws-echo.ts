@@ -3,7 +3,7 @@
  * message unchanged, fed the same frames as Skiff. Runs as a child process (lib/child.ts).
  * Same uWS settings as Skiff's WebSocket route: no compression, large frames allowed.
  */
-import uWS from 'uWebSockets.js';
+import uWS from '../../src/http/uws.js';
 import { serveParent } from '../lib/child.js';
 
 const app = uWS.App();

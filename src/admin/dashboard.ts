@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket } from 'uWebSockets.js';
+import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket } from 'uWebSockets.js';
+import uWS from '../http/uws.js';
 import { ErrorCodes, type ErrorInfo } from '../errors.js';
 import type { Observability } from '../metrics/observability.js';
 import { exchange, send, sendError, statusLine } from '../http/exchange.js';

@@ -1,4 +1,5 @@
-import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp } from 'uWebSockets.js';
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import uWS from '../http/uws.js';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { SkiffError, toErrorInfo, type ErrorInfo } from '../errors.js';
@@ -101,10 +102,7 @@ export function applicationCalls(apps: AppRegistry, store: Pick<ControlStore, 'p
       const raw = body.uid;
       if (raw !== undefined && typeof raw !== 'string' && typeof raw !== 'number') throw new SkiffError('BAD_REQUEST', 'uid must be a number or a string');
       const uid = raw === undefined || raw === 0 ? '' : String(raw);
-      // A read: a context with no state yet shows the initial weights without storing a state for it.
-      const stored = apps.store.get(rt.def.name, uid);
-      const state = stored === undefined ? rt.policy.init(rt.def.models, rt.def.policy_params) : apps.reconcile(rt, stored);
-      return { app_name: rt.def.name, uid, policy: rt.def.policy, weights: rt.policy.weights(state) };
+      return { app_name: rt.def.name, uid, policy: rt.def.policy, weights: apps.weights(rt, uid) };
     },
   };
 }

@@ -1,4 +1,5 @@
-import uWS, { type TemplatedApp, type WebSocket } from 'uWebSockets.js';
+import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
+import uWS from '../http/uws.js';
 import type { Logger } from 'pino';
 import { publicError, safeName, toErrorInfo, type ErrorInfo } from '../errors.js';
 import { decodeFrame, encodeFrame, ResponseEncoder, type WireFeedback, type WireRequest, type WireResponse } from '../protocol/wire.js';

@@ -1,5 +1,6 @@
 import { createServer } from 'node:net';
-import uWS, { type TemplatedApp } from 'uWebSockets.js';
+import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
+import uWS from './uws.js';
 
 /**
  * Listen on (host, port) exclusively. uWebSockets.js sets SO_REUSEPORT by default, so a second
@@ -10,10 +11,10 @@ import uWS, { type TemplatedApp } from 'uWebSockets.js';
  */
 const LIBUS_LISTEN_EXCLUSIVE_PORT = 1;
 
-export async function listenExclusive(app: TemplatedApp, host: string, port: number, option: string): Promise<uWS.us_listen_socket> {
-  const token = await new Promise<uWS.us_listen_socket | false>((resolve) => {
+export async function listenExclusive(app: TemplatedApp, host: string, port: number, option: string): Promise<us_listen_socket> {
+  const token = await new Promise<us_listen_socket | false>((resolve) => {
     // The native listen takes (host, port, options, cb); the bundled types only declare (port, options, cb).
-    (app as unknown as { listen(h: string, p: number, o: number, cb: (t: uWS.us_listen_socket | false) => void): void })
+    (app as unknown as { listen(h: string, p: number, o: number, cb: (t: us_listen_socket | false) => void): void })
       .listen(host, port, LIBUS_LISTEN_EXCLUSIVE_PORT, (t) => resolve(t));
   });
   if (token) return token;

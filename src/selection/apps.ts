@@ -92,6 +92,16 @@ export class AppRegistry {
     return this.reconcile(rt, s);
   }
 
+  /**
+   * The policy's weights for (app, context), as a read: a context with no state yet shows the
+   * initial weights without storing a state for it.
+   */
+  weights(rt: AppRuntime, context: string): Record<string, number> {
+    const stored = this.store.get(rt.def.name, context);
+    const state = stored === undefined ? rt.policy.init(rt.def.models, rt.def.policy_params) : this.reconcile(rt, stored);
+    return rt.policy.weights(state);
+  }
+
   /** A stored state brought up to the app's current links (they may have changed since it was written). */
   reconcile(rt: AppRuntime, s: unknown): unknown {
     const arms = (s as { arms?: readonly string[] }).arms;

@@ -36,7 +36,7 @@ const ADMIN_CODES: readonly ErrorCode[] = [
 const ADMIN_BOUNDS = { ...DEFAULT_BOUNDS, outputSlack: 1 << 20 };
 const utf8 = new TextEncoder();
 
-type RegistryUse = Pick<ModelRegistry, 'deploy' | 'setCurrent' | 'pinnedVersion' | 'deleteVersion' | 'list' | 'setReplicas' | 'configOf'>;
+type RegistryUse = Pick<ModelRegistry, 'deploy' | 'annotate' | 'setCurrent' | 'pinnedVersion' | 'deleteVersion' | 'list' | 'setReplicas' | 'configOf'>;
 
 /** The model registry calls the admin handlers make, in memory, with the real registry's error codes. */
 class FakeModels implements RegistryUse {
@@ -52,6 +52,11 @@ class FakeModels implements RegistryUse {
     rec.versions.set(file.version, v);
     rec.pinned = file.version;
     return v;
+  }
+
+  annotate(name: string, version: number, meta: Readonly<Record<string, unknown>>): void {
+    const v = this.models.get(name)?.versions.get(version);
+    if (v) v.file = { ...v.file, meta };
   }
 
   async setCurrent(name: string, version: number): Promise<void> {

@@ -1,6 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import uWS from 'uWebSockets.js';
+import type { WebSocket, us_listen_socket } from 'uWebSockets.js';
+import uWS from '../../src/http/uws.js';
 import { SkiffClient, type InferRequest } from '../../src/client/ws-client.js';
 import {
   ResponseEncoder, decodeFrame, encodeFrame, type WireFeedback, type WireRequest, type WireResponse,
@@ -23,9 +24,9 @@ const stats = {
   cancels: [] as bigint[],
   feedback: [] as WireFeedback[],
 };
-let listenToken: uWS.us_listen_socket | undefined;
+let listenToken: us_listen_socket | undefined;
 let url = '';
-const conns = new Set<uWS.WebSocket<Conn>>();
+const conns = new Set<WebSocket<Conn>>();
 const encoder = new ResponseEncoder();
 
 function f32(values: number[]): Uint8Array {
@@ -52,11 +53,11 @@ function answer(req: WireRequest): WireResponse | undefined {
   }
 }
 
-function send(ws: uWS.WebSocket<Conn>, bytes: Uint8Array): void {
+function send(ws: WebSocket<Conn>, bytes: Uint8Array): void {
   if (!ws.getUserData().closed) ws.send(bytes, true, false);
 }
 
-function sendReordered(ws: uWS.WebSocket<Conn>, responses: WireResponse[]): void {
+function sendReordered(ws: WebSocket<Conn>, responses: WireResponse[]): void {
   responses.reverse();
   let delay = 0;
   for (let i = 0; i < responses.length; i += 3) {
@@ -68,7 +69,7 @@ function sendReordered(ws: uWS.WebSocket<Conn>, responses: WireResponse[]): void
   }
 }
 
-function onMessage(ws: uWS.WebSocket<Conn>, message: ArrayBuffer): void {
+function onMessage(ws: WebSocket<Conn>, message: ArrayBuffer): void {
   stats.frames++;
   let frame;
   try {

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
-import { Command, InvalidArgumentError } from 'commander';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { startServer, DEFAULT_SERVER_OPTIONS } from './server.js';
-import { createLogger } from './log.js';
+import { createLogger, LOG_LEVELS, type LogFormat } from './log.js';
+import { uwsChoice } from './http/uws.js';
 import { isLoopback } from './http/guard.js';
 import { DEMO_APPS, DEMO_REPOSITORY } from './paths.js';
 
@@ -19,8 +21,11 @@ function int(name: string, min: number, max: number) {
   };
 }
 
+const PKG = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { name: string; version: string };
+
 const program = new Command();
-program.name('skiff').description('Low-latency online prediction server: adaptive batching, ONNX Runtime workers, WebSocket/FlatBuffers and OIP REST.');
+program.name('skiff').description('Low-latency online prediction server: adaptive batching, ONNX Runtime workers, WebSocket/FlatBuffers and OIP REST.')
+  .version(`${PKG.name} ${PKG.version} (Node ${process.version}, uWebSockets.js ${uwsChoice.npm ?? 'not loadable here'})`, '-V, --version');
 
 program
   .command('serve', { isDefault: true })
@@ -52,9 +57,10 @@ program
   .option('--ws-max-pending-bytes <n>', 'unsent replies allowed per WebSocket before it is closed as a slow reader', int('ws-max-pending-bytes', 65536, 2 ** 31 - 1), DEFAULT_SERVER_OPTIONS.wsMaxPendingBytes)
   .option('--rpc-port <port>', 'container RPC port (Clipper\'s protocol; 0 = a free port); off unless given (a repository that launches containers gets a free loopback port)', int('rpc-port', 0, 65535))
   .option('--rpc-host <host>', 'address of the container RPC port: whatever connects to it serves answers, so keep it on loopback or a private network', '127.0.0.1')
-  .option('--log-level <level>', 'trace|debug|info|warn|error|silent', process.env.SKIFF_LOG_LEVEL ?? 'info')
+  .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(process.env.SKIFF_LOG_LEVEL ?? 'info'))
+  .addOption(new Option('--log-format <format>', 'logs on stderr: pretty lines, or JSON lines for a collector (default: pretty on a terminal, else json)').choices(['pretty', 'json']))
   .action(async (o: {
-    modelRepository: string; host: string; port: number; maxBodyBytes?: number; maxInflightBytes: number; maxTimeoutMs: number; maxFrameBytes: number; logLevel: string;
+    modelRepository: string; host: string; port: number; maxBodyBytes?: number; maxInflightBytes: number; maxTimeoutMs: number; maxFrameBytes: number; logLevel: string; logFormat?: LogFormat;
     apps?: string; adminHost: string; adminPort: number; adminToken?: string | false; allowOrigin: string[]; allowHost: string[]; allowCodeUpload: boolean;
     stateDb?: string; flushIntervalMs: number; maxUserStates: number; uploadDir?: string; drainTimeoutMs: number;
     tlsKey?: string; tlsCert?: string; adminTlsKey?: string; adminTlsCert?: string; wsMaxPendingBytes: number;
@@ -67,7 +73,11 @@ program
     };
     const tls = pair(o.tlsKey, o.tlsCert);
     const adminTls = pair(o.adminTlsKey, o.adminTlsCert, 'admin') ?? tls;
-    const logger = createLogger(o.logLevel);
+    if (!existsSync(o.modelRepository)) throw new Error(`--model-repository ${o.modelRepository}: no such directory`);
+    if (!statSync(o.modelRepository).isDirectory()) throw new Error(`--model-repository ${o.modelRepository}: not a directory`);
+    if (o.apps !== undefined && !existsSync(o.apps)) throw new Error(`--apps ${o.apps}: no such file`);
+    if (o.stateDb !== undefined && existsSync(o.stateDb) && statSync(o.stateDb).isDirectory()) throw new Error(`--state-db ${o.stateDb}: is a directory, expected a file`);
+    const logger = createLogger(o.logLevel, o.logFormat);
     if (o.adminToken === '') o.adminToken = undefined; // an empty SKIFF_ADMIN_TOKEN: generate one
     if (!isLoopback(o.adminHost) && o.adminToken === false) {
       throw new Error('--no-admin-token is for a trusted loopback only: the admin listener (--admin-host) is not on loopback');
@@ -82,16 +92,31 @@ program
       tls, adminTls, wsMaxPendingBytes: o.wsMaxPendingBytes, rpcPort: o.rpcPort, rpcHost: o.rpcHost,
     });
     const [h, w] = tls ? ['https', 'wss'] : ['http', 'ws'];
-    console.log(`skiff serving ${server.loadReport.loaded.join(', ') || 'no models'} on ${h}://${server.host}:${server.port} (WebSocket ${w}://${server.host}:${server.port}/ws)`);
-    if (server.apps.list().length) console.log(`applications: ${server.apps.list().map((a) => `${a.name} (${a.policy}: ${a.models.join(', ')})`).join('; ')}`);
+    const main = `${h}://${server.host}:${server.port}`;
+    const pad = (k: string) => `  ${k.padEnd(12)}`;
+    console.log(`skiff ${PKG.version} serving ${server.loadReport.loaded.join(', ') || 'no models'}`);
+    console.log(`${pad('demo page')}${main}/   (draw a digit; every model and application answers live)`);
+    console.log(`${pad('WebSocket')}${w}://${server.host}:${server.port}/ws   (browser client: ${main}/client/skiff.js)`);
+    console.log(`${pad('OIP REST')}${main}/v2/models/<model>/infer   (KServe v2 / Triton; Clipper: ${main}/<app>/predict)`);
+    if (server.apps.list().length) console.log(`${pad('apps')}${server.apps.list().map((a) => `${a.name} (${a.policy}: ${a.models.join(', ')})`).join('; ')}`);
     if (server.adminPort !== undefined) {
-      console.log(`admin API on ${adminTls ? 'https' : 'http'}://${o.adminHost}:${server.adminPort}/admin/...`);
-      if (server.adminTokenFile) console.log(`admin token (send it as Authorization: Bearer <token>) is in ${server.adminTokenFile}`);
-      else if (server.adminToken === undefined) console.log('admin API without a token (--no-admin-token): anything on this machine can manage the server');
+      const admin = `${adminTls ? 'https' : 'http'}://${o.adminHost}:${server.adminPort}`;
+      console.log(`${pad('admin API')}${admin}/admin/<call>   (Clipper's management calls; ${admin}/admin/ping)`);
+      if (server.adminTokenFile) {
+        console.log(`${pad('admin token')}${server.adminTokenFile}   (send it as Authorization: Bearer <token>)`);
+        // A link with the token only on an interactive terminal, never into a captured log.
+        const link = process.stdout.isTTY && server.adminToken ? `?token=${encodeURIComponent(server.adminToken)}` : '?token=<token>';
+        console.log(`${pad('dashboard')}${admin}/dashboard${link}`);
+      } else {
+        console.log(`${pad('dashboard')}${admin}/dashboard${server.adminToken === undefined ? '' : '?token=<your --admin-token>'}`);
+        if (server.adminToken === undefined) console.log(`${pad('')}admin API without a token (--no-admin-token): anything on this machine can manage the server`);
+      }
     }
     const rpc = server.containers.rpc;
-    if (rpc) console.log(`container RPC on tcp://${rpc.host}:${rpc.port} (Clipper's protocol: model containers connect here)`);
-    for (const f of server.loadReport.failed) console.log(`  not loaded: ${f.model}${f.version ? `:${f.version}` : ''}: ${f.error.code}: ${f.error.message}`);
+    if (rpc) console.log(`${pad('containers')}tcp://${rpc.host}:${rpc.port}   (Clipper's RPC: model containers connect here)`);
+    for (const f of server.loadReport.failed) console.log(`${pad('not loaded')}${f.model}${f.version ? `:${f.version}` : ''}: ${f.error.code}: ${f.error.message}`);
+    const sampleModel = server.loadReport.loaded.map((m) => m.replace(/:\d+$/, '')).find((m) => m === 'mnist_mlp');
+    if (sampleModel) console.log(`${pad('try')}npx skiff sample | curl -s -H 'content-type: application/json' -d @- ${main}/v2/models/${sampleModel}/infer`);
     let stopping = false;
     const stop = (signal: string): void => {
       if (stopping) return;
@@ -110,12 +135,25 @@ program
 program
   .command('demo')
   .description('stream held-out MNIST digits over WebSocket to the demo models; print accuracy, throughput and latency')
-  .option('--url <url>', 'WebSocket URL of a running server (default: start one in-process)')
-  .option('--count <n>', 'digits per model', int('count', 1, 1_000_000), 2000)
+  .option('--url <url>', 'WebSocket URL of the server (default: the one `npm start` runs)', 'ws://127.0.0.1:8000/ws')
+  .option('--standalone', 'start a server of the demo models in this process instead', false)
+  .option('--count <n>', 'held-out digits per model (at most the 1,996 there are)', int('count', 1, 1_000_000), 1996)
   .option('--window <n>', 'queries in flight', int('window', 1, 100_000), 64)
-  .action(async (o: { url?: string; count: number; window: number }) => {
+  .action(async (o: { url?: string; count: number; window: number; standalone: boolean }) => {
     const { runDemo } = await import('./demo.js');
     await runDemo(o);
+  });
+
+program
+  .command('sample')
+  .description('print a request body holding one held-out MNIST digit (784 floats in [0, 1], a 28x28 image row by row), for curl')
+  .addOption(new Option('--format <format>', 'oip: a KServe v2 / Triton infer body; clipper: a Clipper predict body').choices(['oip', 'clipper']).default('oip'))
+  .option('--index <n>', 'which held-out digit', int('index', 0, 1995), 0)
+  .action(async (o: { format: 'oip' | 'clipper'; index: number }) => {
+    const { sampleBody } = await import('./sample.js');
+    const { body, label } = sampleBody(o.format, o.index);
+    console.error(`held-out digit #${o.index}: a ${label}`);
+    console.log(body);
   });
 
 program

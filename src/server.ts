@@ -360,7 +360,8 @@ function readAppsFile(file: string): unknown[] {
   try {
     raw = parseJsonBody(readFileSync(file));
   } catch (err) {
-    throw new Error(`--apps ${file}: ${toErrorInfo(err).message}`);
+    const why = toErrorInfo(err).message.replace(/^body is not valid JSON/, 'not valid JSON');
+    throw new Error(`--apps ${file}: ${why}`);
   }
   const list = Array.isArray(raw) ? raw : (raw as { apps?: unknown }).apps;
   if (!Array.isArray(list)) throw new Error(`--apps ${file}: expected an array of applications or {"apps": [...]}`);

@@ -1,5 +1,5 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
-import { SkiffError, toErrorInfo } from '../errors.js';
+import { SkiffError, scrubMessage, toErrorInfo } from '../errors.js';
 import { encodeInferResponse, parseInferRequest } from '../protocol/oip.js';
 import type { ModelRegistry, ModelVersion } from '../models/registry.js';
 import type { QueryProcessor } from '../selection/query-processor.js';
@@ -54,8 +54,11 @@ function metadataOf(v: ModelVersion, registry: ModelRegistry): unknown {
 export function registerOipRoutes(app: TemplatedApp, registry: ModelRegistry, qp: QueryProcessor, opts: OipOptions): void {
   app.get('/v2/health/live', (res) => sendJson(exchange(res), 200, { live: true }));
   app.get('/v2/health/ready', (res) => {
-    const ready = registry.isReady();
-    sendJson(exchange(res), ready ? 200 : 503, { ready });
+    // Not ready: which models hold it back, each version's state and the reason it failed.
+    const waiting = registry.notReady();
+    if (waiting.length === 0) return sendJson(exchange(res), 200, { ready: true });
+    const notReady = waiting.map((m) => ({ ...m, versions: m.versions.map((v) => (v.reason ? { ...v, reason: scrubMessage(v.reason) } : v)) }));
+    sendJson(exchange(res), 503, { ready: false, not_ready: notReady });
   });
   app.get('/v2', (res) => sendJson(exchange(res), 200, { name: opts.serverName, version: opts.serverVersion, extensions: OIP_EXTENSIONS }));
 

@@ -64,7 +64,8 @@ export class ModelRegistry {
     v.state = to;
     if (to === 'ready' || to === 'loading') delete v.reason;
     if (reason !== undefined) v.reason = reason;
-    this.log.info({ model: v.model, version: v.version, state: to, reason }, 'model version state');
+    if (to === 'failed') this.log.error({ model: v.model, version: v.version, state: to, reason }, `model ${v.model} version ${v.version} failed: ${reason ?? 'no reason given'}`);
+    else this.log.info({ model: v.model, version: v.version, state: to, reason }, 'model version state');
   }
 
   private record(name: string, config: ModelConfig): ModelRecord {
@@ -380,7 +381,10 @@ export class ModelRegistry {
       return v;
     }
     const cur = this.current(rec);
-    if (!cur) throw new SkiffError('MODEL_UNAVAILABLE', `model '${name}' has no ready version`);
+    if (!cur) {
+      const why = [...rec.versions.values()].map((v) => `version ${v.version} is ${v.state}${v.reason ? `: ${v.reason}` : ''}`).join('; ');
+      throw new SkiffError('MODEL_UNAVAILABLE', `model '${name}' has no ready version${why ? ` (${why})` : ''}`);
+    }
     return cur;
   }
 
@@ -416,11 +420,19 @@ export class ModelRegistry {
 
   /** Ready when every model has a ready current version (unloaded models are not counted). */
   isReady(): boolean {
+    return this.notReady().length === 0;
+  }
+
+  /** The models that keep the server from being ready: wanted, with no ready version, and why. */
+  notReady(): { model: string; versions: { version: number; state: VersionState; reason?: string }[] }[] {
+    const out: { model: string; versions: { version: number; state: VersionState; reason?: string }[] }[] = [];
     for (const rec of this.models.values()) {
-      const anyWanted = [...rec.versions.values()].some((v) => v.state !== 'unloaded');
-      if (anyWanted && !this.current(rec)) return false;
+      const wanted = [...rec.versions.values()].filter((v) => v.state !== 'unloaded');
+      if (wanted.length && !this.current(rec)) {
+        out.push({ model: rec.name, versions: wanted.map((v) => ({ version: v.version, state: v.state, ...(v.reason ? { reason: v.reason } : {}) })) });
+      }
     }
-    return true;
+    return out;
   }
 
   /** Wait until every ready version's queue is empty and nothing runs (graceful shutdown). */

@@ -17,6 +17,13 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export const SCHEMA_PATH = 'schemas/skiff.fbs';
 export const GENERATED_DIR = 'src/protocol/generated';
+
+/** The committed generated code: TypeScript for the server and clients, Python for python/skiff/client.py. */
+export type Target = 'ts' | 'python';
+const TARGETS: Readonly<Record<Target, { dir: string; args: string[]; sub: string; ext: string }>> = {
+  ts: { dir: GENERATED_DIR, args: ['--ts', '--ts-flat-files'], sub: '', ext: '.ts' },
+  python: { dir: 'python/skiff/wire', args: ['--python'], sub: 'skiff/wire', ext: '.py' },
+};
 /** The flatc release the committed files were generated with (Debian flatbuffers-compiler). */
 export const EXPECTED_FLATC_VERSION = '2.0.8';
 
@@ -56,16 +63,21 @@ export function postProcess(text: string): string {
   return text.replace(/\r\n/g, '\n').replace(/\n*$/, '\n');
 }
 
-/** Runs flatc on the schema into `outDir` and post-processes every file it wrote. */
-export function generateInto(root: string, outDir: string): string[] {
-  const r = spawnSync('flatc', ['--ts', '--ts-flat-files', '-o', outDir, join(root, SCHEMA_PATH)], {
+/**
+ * Runs flatc on the schema into `outDir` and post-processes every file it wrote; returns the
+ * directory holding them (Python's land in the schema's namespace path) and their names.
+ */
+export function generateInto(root: string, outDir: string, target: Target = 'ts'): string[] {
+  const t = TARGETS[target];
+  const r = spawnSync('flatc', [...t.args, '-o', outDir, join(root, SCHEMA_PATH)], {
     encoding: 'utf8',
   });
   if (r.error) throw r.error;
   if (r.status !== 0) throw new Error(`flatc failed (exit ${r.status}): ${r.stderr.trim()}`);
-  const files = readdirSync(outDir).filter((f) => f.endsWith('.ts')).sort();
+  const dir = join(outDir, t.sub);
+  const files = readdirSync(dir).filter((f) => f.endsWith(t.ext)).sort();
   for (const f of files) {
-    const p = join(outDir, f);
+    const p = join(dir, f);
     writeFileSync(p, postProcess(readFileSync(p, 'utf8')));
   }
   return files;
@@ -104,18 +116,21 @@ export function findRepoRoot(start = dirname(fileURLToPath(import.meta.url))): s
  * Regenerates into a temp dir and compares with the committed files ("expected" = freshly
  * generated, "actual" = committed). With `write`, replaces the committed files instead.
  */
-export function checkGenerated(opts: { root?: string; write?: boolean } = {}): CheckResult {
+export function checkGenerated(opts: { root?: string; write?: boolean; target?: Target } = {}): CheckResult {
+  const target = TARGETS[opts.target ?? 'ts'];
+  const GENERATED_DIR = target.dir;
   const version = flatcVersion();
   if (version === undefined) {
     return { status: 'skipped', diffs: [], message: 'flatc not found on PATH; generated-code check skipped' };
   }
   const root = opts.root ?? findRepoRoot();
   const committedDir = join(root, GENERATED_DIR);
-  const tmp = mkdtempSync(join(tmpdir(), 'skiff-flatc-'));
+  const base = mkdtempSync(join(tmpdir(), 'skiff-flatc-'));
   try {
-    const generated = generateInto(root, tmp);
+    const generated = generateInto(root, base, opts.target ?? 'ts');
+    const tmp = join(base, target.sub);
     const committed = existsSync(committedDir)
-      ? readdirSync(committedDir).filter((f) => f.endsWith('.ts')).sort()
+      ? readdirSync(committedDir).filter((f) => f.endsWith(target.ext)).sort()
       : [];
     const diffs: FileDiff[] = [];
     for (const f of generated) {
@@ -145,7 +160,7 @@ export function checkGenerated(opts: { root?: string; write?: boolean } = {}): C
       message: `${GENERATED_DIR} is out of date with ${SCHEMA_PATH}${note}; run with --write to regenerate`,
     };
   } finally {
-    rmSync(tmp, { recursive: true, force: true });
+    rmSync(base, { recursive: true, force: true });
   }
 }
 
@@ -164,9 +179,13 @@ export function formatResult(r: CheckResult): string {
 }
 
 function main(argv: string[]): number {
-  const r = checkGenerated({ write: argv.includes('--write') });
-  (r.status === 'mismatch' ? console.error : console.log)(formatResult(r));
-  return r.status === 'mismatch' ? 1 : 0;
+  let failed = false;
+  for (const target of Object.keys(TARGETS) as Target[]) {
+    const r = checkGenerated({ write: argv.includes('--write'), target });
+    (r.status === 'mismatch' ? console.error : console.log)(formatResult(r));
+    failed ||= r.status === 'mismatch';
+  }
+  return failed ? 1 : 0;
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {

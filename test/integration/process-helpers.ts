@@ -29,8 +29,8 @@ export async function spawnServer(args: string[]): Promise<Proc> {
     });
     void exited.then((code) => reject(new Error(`server exited (${code}) before ready:\n${out}\n${err}`)));
   });
-  const port = /on https?:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1];
-  const adminPort = /admin API on https?:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1];
+  const port = /demo page +https?:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1];
+  const adminPort = /admin API +https?:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1];
   return { child, url: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}/ws`, adminUrl: `http://127.0.0.1:${adminPort}`, exited, stderr: () => err };
 }
 

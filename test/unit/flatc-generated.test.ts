@@ -22,6 +22,8 @@ test('committed generated code matches the schema', (t) => {
   }
   const r = checkGenerated();
   assert.equal(r.status, 'ok', formatResult(r));
+  const py = checkGenerated({ target: 'python' });
+  assert.equal(py.status, 'ok', formatResult(py));
 });
 
 test('the check reports drift and --write repairs it', (t) => {

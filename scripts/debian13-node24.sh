@@ -27,6 +27,8 @@ for m in proc sys dev dev/pts dev/shm; do
   if ! mountpoint -q "$root/$m"; then mount --bind "/$m" "$root/$m"; mounted+=("$root/$m"); fi
 done
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# The host's trusted certificates (a proxy's CA among them, where there is one) for npm inside.
+cp /etc/ssl/certs/ca-certificates.crt "$root/etc/host-ca-certificates.crt"
 
 # The same Debian packages .ci/run installs, plus a compiler for better-sqlite3 (no prebuilt
 # binary download here: node-gyp builds it against Node 24's own headers).
@@ -58,5 +60,6 @@ git -C "$here" archive HEAD | tar x -C "$root/skiff"
 
 chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin TERM=dumb CI=1 \
   npm_config_nodedir=/opt/node npm_config_update_notifier=false SKIFF_REQUIRE_NODE24= \
+  NODE_EXTRA_CA_CERTS=/etc/host-ca-certificates.crt npm_config_cafile=/etc/host-ca-certificates.crt \
   bash -c 'cd /skiff && node -v && node -p "\"glibc \" + process.report.getReport().header.glibcVersionRuntime" &&
            npm ci --no-audit --no-fund && npm test'

@@ -16,14 +16,26 @@ export interface ModelPoint {
   qps: number;
   errorsPerS: number;
   p50Ms: number;
+  p95Ms: number;
   p99Ms: number;
+  /** Time in the queue before a batch took the query, and the model's own run time, ms. */
+  queueP50Ms: number;
+  queueP99Ms: number;
+  computeP50Ms: number;
+  computeP99Ms: number;
   objectiveMs: number;
   cap: number;
   maxBatch: number;
   /** Mean rows per batch over the interval (0 when no batch ran). */
   meanBatch: number;
+  /** Batches run over the interval by size: counts per BATCH_EDGES bucket. */
+  batchSizes: number[];
   queue: number;
+  /** Batches in flight on the replicas. */
   inflight: number;
+  replicas: number;
+  /** Error answers per second by code (refusals before the executor included). */
+  codesPerS: Record<string, number>;
   /** Share of cache lookups served without running the model (hits + coalesced); null = no lookups. */
   cacheHitRate: number | null;
 }
@@ -50,11 +62,26 @@ export interface VersionHealth {
   errors: number;
 }
 
+export interface ProcessPoint {
+  /** Resident set size and V8 heap in use, MiB. */
+  rssMb: number;
+  heapMb: number;
+  /** CPU time of the whole process (all threads: main, model workers) over the interval, in % of one core. */
+  cpuPct: number;
+}
+
+/** Batch-size buckets of ModelPoint.batchSizes: [1], [2,3], [4,7], ..., [256, inf). */
+export const BATCH_EDGES: readonly number[] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+
 export interface FeedFrame {
   /** Wall-clock ms at the end of the interval. */
   t: number;
   /** Seconds covered by the frame. */
   dt: number;
+  process: ProcessPoint;
+  /** Server-wide, per second: queries refused (OVERLOADED, SERVER_BUSY, SHUTTING_DOWN) and deadline misses. */
+  refusedPerS: number;
+  deadlineMissesPerS: number;
   models: ModelPoint[];
   apps: AppPoint[];
   health: VersionHealth[];
@@ -75,9 +102,14 @@ interface Prev {
   defaults: number;
   latency: IntervalReader;
   rows: IntervalReader;
+  queueWait: IntervalReader;
+  compute: IntervalReader;
+  codes: Record<string, number>;
 }
 
 const PCTS = [50, 99] as const;
+const PCTS3 = [50, 95, 99] as const;
+const REFUSALS = ['OVERLOADED', 'SERVER_BUSY', 'SHUTTING_DOWN'];
 
 function errorsOf(codes: Record<string, number>): number {
   let n = 0;
@@ -91,6 +123,7 @@ export class DashboardFeed {
   private readonly listeners = new Set<(f: FeedFrame) => void>();
   private timer: NodeJS.Timeout | null = null;
   private lastAt = 0;
+  private lastCpu = process.cpuUsage();
 
   /** `onError` receives what a timer-driven frame threw (the feed keeps running). */
   constructor(
@@ -132,7 +165,7 @@ export class DashboardFeed {
   private state(key: string): Prev {
     let p = this.prev.get(key);
     if (!p) {
-      p = { queries: 0, errors: 0, served: 0, lookups: 0, defaults: 0, latency: new IntervalReader(), rows: new IntervalReader() };
+      p = { queries: 0, errors: 0, served: 0, lookups: 0, defaults: 0, latency: new IntervalReader(), rows: new IntervalReader(), queueWait: new IntervalReader(), compute: new IntervalReader(), codes: {} };
       this.prev.set(key, p);
     }
     return p;
@@ -147,6 +180,8 @@ export class DashboardFeed {
     // A counter that went backwards belongs to a reloaded version: count from zero.
     const delta = (cur: number, before: number): number => (cur >= before ? cur - before : cur);
     const seen = new Set<string>();
+    let refused = 0;
+    let missed = 0;
     const models: ModelPoint[] = [];
     const health: VersionHealth[] = [];
     for (const v of s.versions) {
@@ -159,8 +194,19 @@ export class DashboardFeed {
       const key = `m|${id}`;
       seen.add(key);
       const p = this.state(key);
-      const lat = p.latency.read(l.latency.endToEndUs, PCTS);
-      const rows = p.rows.read(l.latency.batchRows, []);
+      const lat = p.latency.read(l.latency.endToEndUs, PCTS3);
+      const rows = p.rows.read(l.latency.batchRows, [], BATCH_EDGES);
+      const wait = p.queueWait.read(l.latency.queueWaitUs, PCTS);
+      const compute = p.compute.read(l.latency.computeUs, PCTS);
+      const codesPerS: Record<string, number> = {};
+      for (const [code, n] of Object.entries(l.codes)) {
+        if (code === 'OK') continue;
+        const d = delta(n, p.codes[code] ?? 0);
+        if (d > 0) codesPerS[code] = per(d);
+        if (REFUSALS.includes(code)) refused += d;
+        else if (code === 'DEADLINE_EXCEEDED') missed += d;
+      }
+      p.codes = { ...l.codes };
       const errors = errorsOf(l.codes);
       const served = l.cache ? l.cache.hits + l.cache.coalesced : 0;
       const lookups = l.cache ? served + l.cache.misses : 0;
@@ -170,13 +216,21 @@ export class DashboardFeed {
         qps: per(delta(l.queries, p.queries)),
         errorsPerS: per(delta(errors, p.errors)),
         p50Ms: lat.percentiles[0]! / 1000,
-        p99Ms: lat.percentiles[1]! / 1000,
+        p95Ms: lat.percentiles[1]! / 1000,
+        p99Ms: lat.percentiles[2]! / 1000,
+        queueP50Ms: wait.percentiles[0]! / 1000,
+        queueP99Ms: wait.percentiles[1]! / 1000,
+        computeP50Ms: compute.percentiles[0]! / 1000,
+        computeP99Ms: compute.percentiles[1]! / 1000,
         objectiveMs: v.objectiveUs / 1000,
         cap: l.batchCap,
         maxBatch: v.maxBatch,
         meanBatch: rows.mean,
+        batchSizes: rows.buckets!,
         queue: l.queueDepth,
         inflight: l.inflight,
+        replicas: l.replicas,
+        codesPerS,
         cacheHitRate: l.cache && dLookups > 0 ? delta(served, p.served) / dLookups : null,
       });
       Object.assign(p, { queries: l.queries, errors, served, lookups });
@@ -201,7 +255,15 @@ export class DashboardFeed {
       return point;
     });
     for (const key of this.prev.keys()) if (!seen.has(key)) this.prev.delete(key);
-    return { t: s.at, dt, models, apps, health, lag: s.loopLag, connections: s.connections };
+    const cpu = process.cpuUsage(this.lastCpu);
+    this.lastCpu = process.cpuUsage();
+    const mem = process.memoryUsage();
+    const proc: ProcessPoint = {
+      rssMb: mem.rss / 2 ** 20,
+      heapMb: mem.heapUsed / 2 ** 20,
+      cpuPct: dt > 0 ? ((cpu.user + cpu.system) / 1e6 / dt) * 100 : 0,
+    };
+    return { t: s.at, dt, process: proc, refusedPerS: per(refused), deadlineMissesPerS: per(missed), models, apps, health, lag: s.loopLag, connections: s.connections };
   }
 
   /** Stop the timer and drop the listeners (shutdown). */

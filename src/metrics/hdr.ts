@@ -77,6 +77,8 @@ export interface IntervalSummary {
   mean: number;
   /** Requested percentiles, in the same order (0 when empty). */
   percentiles: number[];
+  /** With `edges` [e0, e1, ...]: counts of values in [e0, e1), [e1, e2), ..., [e_last, inf). */
+  buckets?: number[];
 }
 
 /**
@@ -89,7 +91,7 @@ export class IntervalReader {
   private prevTotal = 0;
   private diff: Float64Array = new Float64Array(0);
 
-  read(h: Histogram, percentiles: readonly number[]): IntervalSummary {
+  read(h: Histogram, percentiles: readonly number[], edges?: readonly number[]): IntervalSummary {
     const jh = js(h);
     const n = recordedSlots(jh);
     if (jh.totalCount < this.prevTotal) this.prev.fill(0);
@@ -101,6 +103,7 @@ export class IntervalReader {
     }
     let total = 0;
     let sum = 0;
+    const buckets = edges ? edges.map(() => 0) : undefined;
     walkSlots(jh, n, (i, lowest, width) => {
       const cur = jh.getCountAtIndex(i);
       let d = cur - this.prev[i]!;
@@ -110,11 +113,16 @@ export class IntervalReader {
       if (d > 0) {
         total += d;
         sum += (lowest + Math.floor(width / 2)) * d;
+        if (buckets) {
+          let b = buckets.length - 1;
+          while (b > 0 && lowest < edges![b]!) b--;
+          buckets[b]! += d;
+        }
       }
     });
     this.prevTotal = jh.totalCount;
     const out = percentiles.map(() => 0);
-    if (total === 0) return { count: 0, mean: 0, percentiles: out };
+    if (total === 0) return { count: 0, mean: 0, percentiles: out, ...(buckets ? { buckets } : {}) };
     const order = percentiles.map((p, j) => [Math.max(1, Math.ceil((p / 100) * total)), j] as const).sort((a, b) => a[0] - b[0]);
     let acc = 0;
     let k = 0;
@@ -126,6 +134,6 @@ export class IntervalReader {
         k++;
       }
     });
-    return { count: total, mean: sum / total, percentiles: out };
+    return { count: total, mean: sum / total, percentiles: out, ...(buckets ? { buckets } : {}) };
   }
 }

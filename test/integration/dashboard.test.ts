@@ -19,7 +19,7 @@ import { bytesOf, serve, tempDir } from './helpers.js';
 const CHROMIUM = '/usr/bin/chromium';
 
 const TOKEN = 'dash-secret';
-const CHARTS = ['c-qps', 'c-lat', 'c-cap', 'c-queue', 'c-cache', 'c-lag'];
+const CHARTS = ['c-qps', 'c-lat', 'c-split', 'c-cap', 'c-queue', 'c-cache', 'c-replicas', 'c-codes', 'c-refusals', 'c-lag', 'c-proc'];
 const APPS = ['digits', 'digits_ensemble'];
 const MODELS = ['mnist_logreg', 'mnist_mlp', 'mnist_weak'];
 
@@ -47,7 +47,8 @@ describe('live dashboard in headless chromium with demo traffic', { skip: exists
         // Every third query repeats one of 20 digits (cache hits); the rest are fresh.
         const data = i % 3 === 0 ? digit(i % 20, 0) : digit(i, 1 + (i % 997) / 1000);
         const input: Tensor = { name: 'input', datatype: 'FP32', shape: [1, 784], data };
-        await client.infer({ model: MODELS[i % 3]!, inputs: [input] });
+        // One query in 25 with a 1 µs deadline: misses, counted by code and as deadline misses.
+        await client.infer({ model: MODELS[i % 3]!, inputs: [input], ...(i % 25 === 7 ? { timeoutUs: 1 } : {}) });
         sent++;
       }
     };
@@ -160,6 +161,20 @@ describe('live dashboard in headless chromium with demo traffic', { skip: exists
     assert.deepEqual(rows.map((r) => r[0]).sort(), [...server.loadReport.loaded].sort());
     for (const m of MODELS) assert.ok(server.loadReport.loaded.includes(`${m}:1`), `${m} is served`);
     assert.ok(rows.every((r) => r[1] === 'ready' && r[3] === '1' && r[4] === '0'), 'ready, one replica, no restarts');
+    // The batch-size distribution, the per-version table (p50/p95/p99, queue wait, compute,
+    // replicas, batches in flight), process CPU and memory, and one distinct colour per model.
+    const dist = await page.$$eval('#batch-dist .dist-row', (els) => els.map((e) => (e as unknown as { dataset: { model: string } }).dataset.model));
+    for (const m of MODELS) assert.ok(dist.includes(`${m}:1`), `batch sizes of ${m}: ${dist}`);
+    const now = await page.$$eval('#now tbody tr', (trs) => trs.map((tr) => Array.from(tr.querySelectorAll('td'), (td: { textContent: string | null }) => td.textContent ?? '')));
+    for (const m of MODELS) {
+      const row = now.find((r) => r[0] === `${m}:1`);
+      assert.ok(row && row.slice(1, 7).every((v) => /^\d/.test(v)), `numbers for ${m}: ${JSON.stringify(row)}`);
+      assert.ok(Number(row[4]) >= Number(row[2]), 'p99 >= p50');
+    }
+    assert.ok(Number(await page.textContent('#t-mem')) > 10, 'resident memory shown');
+    assert.match(await page.textContent('#t-cpu') ?? '', /^\d/);
+    const colours = await page.$$eval('#batch-dist .dist-name', (els) => els.map((e) => (e as unknown as { style: { color: string } }).style.color));
+    assert.equal(new Set(colours).size, colours.length, `one colour per model: ${colours}`);
     const qps = Number(await page.textContent('#t-qps'));
     assert.ok(qps > 0, `throughput tile shows traffic (${qps})`);
     assert.ok(sent > 0);

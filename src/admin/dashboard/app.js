@@ -6,7 +6,10 @@
 (function () {
   'use strict';
 
-  var PALETTE = ['#58a6ff', '#3fb950', '#d29922', '#f778ba', '#a371f7', '#ff7b72', '#79c0ff', '#56d364', '#e3b341', '#db61a2'];
+  // Ten hues far apart (Tableau 10): no two series of different models look alike.
+  var PALETTE = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#b07aa1', '#edc948', '#76b7b2', '#ff9da7', '#9c755f', '#bab0ac'];
+  var CODE_COLORS = { OVERLOADED: '#f28e2b', DEADLINE_EXCEEDED: '#e15759', SERVER_BUSY: '#edc948', MODEL_ERROR: '#b07aa1', CANCELLED: '#bab0ac', MODEL_UNAVAILABLE: '#9c755f', INVALID_INPUT: '#76b7b2', SHUTTING_DOWN: '#ff9da7' };
+  var BATCH_LABELS = ['1', '2-3', '4-7', '8-15', '16-31', '32-63', '64-127', '128-255', '256+'];
   var MAX_FRAMES = 600;
   var HEIGHT = 190;
   var frames = [];
@@ -16,7 +19,9 @@
   var probe = { frames: 0, charts: {}, connected: false };
   window.__skiff = probe;
 
+  /** One colour per model, whatever its version ("m:2" and the arm "m" share it). */
   function color(key) {
+    key = String(key).replace(/:\d+$/, '');
     if (!colorOf.has(key)) colorOf.set(key, PALETTE[colorOf.size % PALETTE.length]);
     return colorOf.get(key);
   }
@@ -115,32 +120,117 @@
     });
   }
 
+  function zeroFloor(pad) {
+    return { range: function (u, min, max) { return [0, Math.max(pad, max * 1.1)]; } };
+  }
+
   function renderModels(xs) {
     var ids = modelIds();
     var solid = ids.map(function (id) { return { label: id, color: color(id) }; });
-    [['c-qps', 'qps', { range: function (u, min, max) { return [0, Math.max(1, max * 1.1)]; } }],
-      ['c-lat', 'p99Ms', { range: function (u, min, max) { return [0, Math.max(1, max * 1.1)]; } }],
-      ['c-queue', 'queue', { range: function (u, min, max) { return [0, Math.max(4, max * 1.1)]; } }],
-      ['c-cache', 'cacheHitRate', { range: [0, 1] }]].forEach(function (spec) {
+    [['c-qps', 'qps', zeroFloor(1)], ['c-queue', 'queue', zeroFloor(4)], ['c-cache', 'cacheHitRate', { range: [0, 1] }]].forEach(function (spec) {
       var c = ensureChart(spec[0], document.getElementById(spec[0]), solid, spec[2]);
       setData(c, xs, ids.map(function (id) { return modelColumn(id, spec[1]); }));
     });
-    var capDefs = [];
-    var capCols = [];
-    ids.forEach(function (id) {
-      capDefs.push({ label: id + ' cap', color: color(id), width: 2 });
-      capCols.push(modelColumn(id, 'cap'));
-      capDefs.push({ label: id + ' mean', color: color(id), dash: [4, 4], width: 1 });
-      capCols.push(modelColumn(id, 'meanBatch').map(function (v) { return v ? v : null; }));
+    // Several series per model: one colour, told apart by dash.
+    function perModel(id, fields) {
+      var defs = [], cols = [];
+      ids.forEach(function (m) {
+        fields.forEach(function (f) {
+          defs.push({ label: m + ' ' + f[1], color: color(m), dash: f[2], width: f[3] || 1.6 });
+          cols.push(modelColumn(m, f[0]).map(function (v) { return f[4] && !v ? null : v; }));
+        });
+      });
+      var c = ensureChart(id, document.getElementById(id), defs, zeroFloor(1));
+      setData(c, xs, cols);
+    }
+    perModel('c-lat', [['p99Ms', 'p99', undefined, 2], ['p95Ms', 'p95', [6, 3]], ['p50Ms', 'p50', [2, 3]]]);
+    perModel('c-split', [['computeP99Ms', 'compute p99', undefined, 2], ['queueP99Ms', 'queue p99', [6, 3]]]);
+    perModel('c-cap', [['cap', 'cap', undefined, 2], ['meanBatch', 'mean', [4, 4], 1, true]]);
+    perModel('c-replicas', [['replicas', 'replicas', undefined, 2], ['inflight', 'batches in flight', [6, 3]]]);
+    // Errors by code, summed over models.
+    var codes = [];
+    frames.forEach(function (f) {
+      f.models.forEach(function (m) { Object.keys(m.codesPerS || {}).forEach(function (c) { if (codes.indexOf(c) < 0) codes.push(c); }); });
     });
-    var cap = ensureChart('c-cap', document.getElementById('c-cap'), capDefs, { range: function (u, min, max) { return [0, Math.max(2, max * 1.1)]; } });
-    setData(cap, xs, capCols);
+    codes.sort();
+    var cc = ensureChart('c-codes', document.getElementById('c-codes'), codes.map(function (c, i) { return { label: c, color: CODE_COLORS[c] || PALETTE[(i + 3) % PALETTE.length] }; }), zeroFloor(1));
+    setData(cc, xs, codes.map(function (c) {
+      return frames.map(function (f) { var n = 0; f.models.forEach(function (m) { n += (m.codesPerS || {})[c] || 0; }); return n; });
+    }));
+    var rf = ensureChart('c-refusals', document.getElementById('c-refusals'), [
+      { label: 'refused', color: '#f28e2b', width: 2 }, { label: 'deadline misses', color: '#e15759', dash: [6, 3] },
+    ], zeroFloor(1));
+    setData(rf, xs, [frames.map(function (f) { return f.refusedPerS == null ? null : f.refusedPerS; }), frames.map(function (f) { return f.deadlineMissesPerS == null ? null : f.deadlineMissesPerS; })]);
+    var proc = ensureChart('c-proc', document.getElementById('c-proc'), [
+      { label: 'CPU %', color: '#4e79a7', width: 2 }, { label: 'RSS MiB / 10', color: '#59a14f', dash: [6, 3] },
+    ], zeroFloor(10));
+    setData(proc, xs, [frames.map(function (f) { return f.process ? f.process.cpuPct : null; }), frames.map(function (f) { return f.process ? f.process.rssMb / 10 : null; })]);
     var lag = ensureChart('c-lag', document.getElementById('c-lag'), [
-      { label: 'p50', color: '#3fb950' }, { label: 'p99', color: '#d29922' }, { label: 'max', color: '#f85149', dash: [4, 4] },
-    ], { range: function (u, min, max) { return [0, Math.max(1, max * 1.1)]; } });
+      { label: 'p50', color: '#59a14f' }, { label: 'p99', color: '#edc948' }, { label: 'max', color: '#e15759', dash: [4, 4] },
+    ], zeroFloor(1));
     setData(lag, xs, ['p50Ms', 'p99Ms', 'maxMs'].map(function (k) {
       return frames.map(function (f) { return f.lag.samples > 0 ? f.lag[k] : null; });
     }));
+    renderBatchSizes(ids);
+  }
+
+  /** Batch-size distribution per model over the last minute of frames, as stacked bars. */
+  function renderBatchSizes(ids) {
+    var root = document.getElementById('batch-dist');
+    var recent = frames.slice(-60);
+    root.innerHTML = '';
+    var shown = 0;
+    ids.forEach(function (id) {
+      var counts = BATCH_LABELS.map(function () { return 0; });
+      recent.forEach(function (f) {
+        var m = modelIndex(f)[id];
+        if (m && m.batchSizes) m.batchSizes.forEach(function (n, i) { counts[i] += n; });
+      });
+      var total = counts.reduce(function (a, b) { return a + b; }, 0);
+      if (!total) return;
+      shown++;
+      var row = document.createElement('div');
+      row.className = 'dist-row';
+      row.dataset.model = id;
+      var name = document.createElement('span');
+      name.className = 'dist-name';
+      name.textContent = id;
+      name.style.color = color(id);
+      row.appendChild(name);
+      var bar = document.createElement('div');
+      bar.className = 'dist-bar';
+      counts.forEach(function (n, i) {
+        if (!n) return;
+        var seg = document.createElement('span');
+        seg.style.width = (100 * n / total).toFixed(2) + '%';
+        seg.style.background = PALETTE[(i + 2) % PALETTE.length];
+        seg.title = BATCH_LABELS[i] + ' rows: ' + (100 * n / total).toFixed(1) + '% of ' + total + ' batches';
+        seg.textContent = n / total >= 0.08 ? BATCH_LABELS[i] : '';
+        bar.appendChild(seg);
+      });
+      row.appendChild(bar);
+      root.appendChild(row);
+    });
+    root.dataset.points = String(shown);
+    probe.charts['batch-dist'] = shown;
+    if (!shown) root.innerHTML = '<p class="empty">no batches yet</p>';
+  }
+
+  function renderNow() {
+    var f = frames[frames.length - 1];
+    if (!f) return;
+    var body = document.querySelector('#now tbody');
+    body.innerHTML = '';
+    f.models.forEach(function (m) {
+      var tr = document.createElement('tr');
+      [m.id, fmt(m.qps), fmt(m.p50Ms), fmt(m.p95Ms), fmt(m.p99Ms), fmt(m.queueP99Ms), fmt(m.computeP99Ms), String(m.replicas), String(m.inflight), fmt(m.meanBatch)].forEach(function (t, i) {
+        var td = document.createElement('td');
+        td.textContent = t;
+        if (i === 0) td.style.color = color(m.id);
+        tr.appendChild(td);
+      });
+      body.appendChild(tr);
+    });
   }
 
   function appCard(name) {
@@ -220,6 +310,8 @@
     document.getElementById('t-lag').textContent = fmt(f.lag.p99Ms);
     document.getElementById('t-ready').textContent = ready + ' / ' + f.health.length;
     document.getElementById('t-conn').textContent = String(f.connections);
+    document.getElementById('t-cpu').textContent = f.process ? fmt(f.process.cpuPct) : '–';
+    document.getElementById('t-mem').textContent = f.process ? fmt(f.process.rssMb) : '–';
   }
 
   function renderHealth() {
@@ -251,6 +343,7 @@
     renderModels(xs);
     renderApps(xs);
     renderHealth();
+    renderNow();
     probe.frames = frames.length;
   }
 

@@ -112,6 +112,8 @@ export type InferBatch = Promise<WireResponse[]> & { readonly ids: readonly bigi
 
 const OPEN = 1;
 const CONNECTING = 0;
+/** The longest delay setTimeout accepts (2^31 - 1 ms). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 interface Call {
   readonly id: bigint;
@@ -411,7 +413,10 @@ export class SkiffClient {
       call.unlisten = () => signal.removeEventListener('abort', onAbort);
     }
     if (deadline !== undefined) {
-      call.timer = setTimeout(() => this.expire(call), Math.max(0, deadline - now()) + this.graceMs);
+      // Beyond a timer's range (about 24.8 days) no local timer is armed: the server refuses or
+      // clamps such a deadline and answers with its own code.
+      const wait = Math.max(0, deadline - now()) + this.graceMs;
+      if (wait <= MAX_TIMER_MS) call.timer = setTimeout(() => this.expire(call), wait);
     }
     this.waiting.push(call);
     return out;

@@ -64,7 +64,8 @@ export function applicationCalls(apps: AppRegistry, store: Pick<ControlStore, 'p
   };
   /** States follow link changes when read (AppRegistry.reconcile): only the definition changes. */
   const persistLinks = persist;
-  const describe = (d: AppDefinition): Record<string, unknown> => ({ ...d, linked_models: d.models });
+  // Clipper's shape: linked_models, and the input type by the name Clipper answers ("integers").
+  const describe = (d: AppDefinition): Record<string, unknown> => ({ ...d, input_type: d.input_type === 'ints' ? 'integers' : d.input_type, linked_models: d.models });
   const names = (body: JsonObject, field: string): string[] => expectArray(body[field], field).map((x, i) => expectString(x, `${field}[${i}]`));
   return {
     add_app: (body) => {

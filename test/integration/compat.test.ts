@@ -57,6 +57,20 @@ describe('Clipper\'s admin client and query frontend', () => {
     assert.deepEqual(r.json, []);
   });
 
+  it('register_application with Clipper\'s input type names ("integers", "int", "double"), answered as Clipper names them', T, async () => {
+    for (const [given, answered] of [['integers', 'integers'], ['int', 'integers'], ['double', 'doubles'], ['strings', 'strings']] as const) {
+      const name = `typed-${given}`;
+      let r = await clipper(s.adminUrl, 'add_app', { name, input_type: given, default_output: 'none', latency_slo_micros: 100000 });
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      r = await clipper(s.adminUrl, 'get_application', { name });
+      assert.equal(r.json.input_type, answered, given);
+      assert.equal((await clipper(s.adminUrl, 'delete_app', { name })).status, 200);
+    }
+    const r = await clipper(s.adminUrl, 'add_app', { name: 'typed-bad', input_type: 'tensors', default_output: 'none', latency_slo_micros: 100000 });
+    assert.equal(r.status, 400);
+    assert.equal(r.json.code, 'BAD_REQUEST');
+  });
+
   it('an app with nothing linked answers its default with Clipper\'s explanation; predict/ with a trailing slash', T, async () => {
     const r = await fetch(`${s.url}/app1/predict/`, { method: 'POST', headers: { 'Content-type': 'application/json' }, body: JSON.stringify({ input: [1, 2, 3, 4] }) });
     assert.equal(r.status, 200);

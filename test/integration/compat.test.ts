@@ -162,11 +162,22 @@ describe('Clipper\'s admin client and query frontend', () => {
     assert.match(await p.text(), /^# HELP /m);
   });
 
-  it('a known route with the wrong method answers 405 with Allow', T, async () => {
-    const r = await fetch(`${s.url}/v2/models/clf/infer`);
-    assert.equal(r.status, 405);
-    assert.equal(r.headers.get('allow'), 'POST');
-    assert.equal((await r.json() as { code: string }).code, 'METHOD_NOT_ALLOWED');
+  it('a known route with the wrong method answers 405 with Allow, on the main port and the admin listener', T, async () => {
+    for (const [url, method, allow] of [
+      [`${s.url}/v2/models/clf/infer`, 'GET', 'POST'], [`${s.url}/v2/models/clf/config`, 'POST', 'GET'], [`${s.url}/app1/predict`, 'GET', 'POST'],
+      [`${s.url}/metrics`, 'DELETE', 'GET'], [`${s.adminUrl}/admin/get_model`, 'GET', 'POST'], [`${s.adminUrl}/admin/ping`, 'POST', 'GET'],
+      [`${s.adminUrl}/v2/repository/models/clf/load`, 'GET', 'POST'],
+    ] as const) {
+      const r = await fetch(url, { method, headers: { 'Content-type': 'application/json' } });
+      assert.equal(r.status, 405, `${method} ${url}`);
+      assert.equal(r.headers.get('allow'), allow);
+      assert.equal((await r.json() as { code: string }).code, 'METHOD_NOT_ALLOWED');
+    }
+    for (const url of [`${s.url}/v2/nothing`, `${s.adminUrl}/admin/no_such_call`]) {
+      const r = await fetch(url);
+      assert.equal(r.status, 404, url);
+      assert.equal((await r.json() as { code: string }).code, 'NOT_FOUND');
+    }
   });
 });
 

@@ -32,7 +32,7 @@ export const ErrorCodes = {
   SHUTTING_DOWN: { status: 503, doc: 'The server is draining for shutdown and takes no new queries; retry on another instance.' },
   NOT_SUPPORTED: { status: 501, doc: 'A protocol feature Skiff does not serve (Triton\'s trace, logging and shared-memory extensions, model files in a load request).' },
   MODEL_ERROR: { status: 500, doc: 'The model failed while running the batch that held this query.' },
-  CONFIG_INVALID: { status: 400, doc: 'A configuration file does not satisfy its JSON schema.' },
+  CONFIG_INVALID: { status: 400, doc: 'A configuration (a `config.json`, or a config override in a repository load request) does not satisfy the model configuration schema, or names a field Skiff cannot honour.' },
   MODEL_LOAD_FAILED: { status: 500, doc: 'A model version could not be loaded.' },
   INTERNAL: { status: 500, doc: 'An unexpected internal error; the server keeps running.' },
 } as const satisfies Record<string, { status: number; doc: string }>;

@@ -373,7 +373,18 @@ export async function restoreModels(registry: ModelRegistry, store: ControlStore
   const listed = new Map(registry.list().map((m) => [m.name, m]));
   for (const sv of store.listModelVersions()) {
     const known = listed.get(sv.model)?.versions.find((v) => v.version === sv.version);
-    if (known && known.file.path === sv.path && known.state !== 'unloaded') continue;
+    if (known && known.file.path === sv.path && known.state !== 'unloaded') {
+      // Loaded from the repository already: what add_model said about it (Clipper's labels,
+      // container_name, input_type, batch_size) comes back from the store.
+      if (sv.meta) registry.annotate(sv.model, sv.version, sv.meta);
+      // The repository's config.json decides the rest; Clipper's batch_size, acknowledged, stays.
+      const batch = sv.meta?.batch_size;
+      if (typeof batch === 'number' && batch > 0 && known.config.max_batch_size !== batch) {
+        await registry.reconfigure(sv.model, sv.version, parseModelConfig(sv.model, { ...known.config, max_batch_size: batch }))
+          .catch((err: unknown) => log.error({ model: sv.model, version: sv.version, err: toErrorInfo(err) }, 'cannot restore batch_size'));
+      }
+      continue;
+    }
     try {
       const v = await registry.loadVersion(sv.model, storedVersionFile(sv), parseModelConfig(sv.model, sv.config));
       if (v.state === 'ready') report.loaded.push(`${sv.model}:${sv.version}`);

@@ -2,10 +2,10 @@ import { existsSync, mkdirSync, realpathSync, statSync, writeFileSync, renameSyn
 import { basename, join, sep } from 'node:path';
 import { scrubMessage, SkiffError } from '../errors.js';
 import { expectArray, expectBoolean, expectInteger, expectObject, expectString, optional, parseJsonBody, type JsonObject } from '../protocol/safe-json.js';
-import { fromTritonConfig } from '../config/triton-config.js';
+import { checkTritonTensors, fromTritonConfig } from '../config/triton-config.js';
 import { MODEL_CONFIG_FIELDS } from '../config/model-config.js';
 import { containerVersionFile, isValidModelName, versionFileIn, type VersionFile } from '../models/repository.js';
-import { parseInputType } from '../engine/container/rpc-codec.js';
+import { parseInputType, type InputType } from '../engine/container/rpc-codec.js';
 import { configFor, type ModelRegistry, type ModelVersion } from '../models/registry.js';
 import type { ControlStore } from '../store/types.js';
 import type { AdminHandler, AdminRoute } from './server.js';
@@ -62,12 +62,20 @@ function versionFileFrom(model: string, path: string, version: number): VersionF
   throw new SkiffError('BAD_REQUEST', `'${path}' is not an .onnx or .mjs model file`);
 }
 
+/** The name Clipper's management frontend stores and answers for an input type ("integers", not "ints"). */
+export function clipperTypeName(t: InputType): string {
+  return t === 'ints' ? 'integers' : t;
+}
+
 /** Clipper's name for the input type of a version: recorded at add_model, or from its first input. */
 function clipperInputType(v: ModelVersion): string {
   const recorded = v.file.meta?.input_type ?? v.file.container?.input_type;
-  if (typeof recorded === 'string') return recorded;
+  if (typeof recorded === 'string') {
+    const t = parseInputType(recorded);
+    return t ? clipperTypeName(t) : recorded;
+  }
   const dt = v.spec?.inputs[0]?.datatype;
-  return dt === 'FP32' ? 'floats' : dt === 'FP64' ? 'doubles' : dt === 'INT32' ? 'ints' : dt === 'UINT8' ? 'bytes' : dt === 'BYTES' ? 'strings' : (dt ?? '').toLowerCase();
+  return dt === 'FP32' ? 'floats' : dt === 'FP64' ? 'doubles' : dt === 'INT32' ? 'integers' : dt === 'UINT8' ? 'bytes' : dt === 'BYTES' ? 'strings' : (dt ?? '').toLowerCase();
 }
 
 /**
@@ -147,18 +155,27 @@ export function modelCalls(registry: ModelRegistry, store: ControlStore, opts: M
         const dir = opts.repository ? join(opts.repository, model, String(v)) : undefined;
         if (dir && existsSync(dir)) file = versionFileIn(model, dir, v);
       }
+      // What Clipper's register_model sends about the version, validated as Clipper's management
+      // frontend does, recorded (durably, in the stored version's meta) for get_model.
       const meta: Record<string, unknown> = {};
-      for (const k of ['container_name', 'input_type'] as const) if (body[k] !== undefined) meta[k] = expectString(body[k], k);
+      if (body.container_name !== undefined) meta.container_name = expectString(body.container_name, 'container_name');
+      let inputType: InputType | undefined;
+      if (body.input_type !== undefined) {
+        inputType = parseInputType(expectString(body.input_type, 'input_type'));
+        if (!inputType) throw new SkiffError('BAD_REQUEST', 'input_type must be one of integers (ints), floats, doubles, bytes, strings');
+        meta.input_type = clipperTypeName(inputType);
+      }
       if (body.labels !== undefined) meta.labels = expectArray(body.labels, 'labels').map((x, i) => expectString(x, `labels[${i}]`));
       const raw = body.config !== undefined ? body.config : undefined;
       let config = configFor(registry, model, raw);
+      // Clipper's batch_size: a positive cap on the batch, or -1 for adaptive batching.
       const batch = optional(body.batch_size, (x, w) => expectInteger(x, w, -1, 65536), 'batch_size');
+      if (batch === 0) throw new SkiffError('BAD_REQUEST', 'batch_size must be positive, or -1 for adaptive batching');
       if (batch !== undefined) meta.batch_size = batch;
       if (batch !== undefined && batch > 0) config = configFor(registry, model, { ...(config as object), max_batch_size: batch });
       if (!file) {
-        const inputType = parseInputType(typeof meta.input_type === 'string' ? meta.input_type : 'doubles');
-        if (!inputType) throw new SkiffError('BAD_REQUEST', 'input_type must be one of ints, floats, doubles, bytes, strings');
-        meta.input_type = inputType;
+        inputType ??= 'doubles';
+        meta.input_type = clipperTypeName(inputType);
         const f = { ...containerVersionFile(v, { input_type: inputType, container_name: meta.container_name as string | undefined }), meta };
         await registry.deploy(model, f, config);
         store.putModelVersion({ model, version: v, path: '', kind: 'container', config: { ...config }, meta });
@@ -171,7 +188,9 @@ export function modelCalls(registry: ModelRegistry, store: ControlStore, opts: M
       const known = registry.list().find((m) => m.name === model)?.versions.find((x) => x.version === v);
       if (known?.state === 'ready' && known.file.path === file.path) {
         // Already serving that very file (loaded from the repository at start): make it current and
-        // record what add_model says about it (Clipper's register_model of a repository version).
+        // record what add_model says about it (Clipper's register_model of a repository version),
+        // running it with the config add_model asks for (Clipper's batch_size) when that differs.
+        if (JSON.stringify(known.config) !== JSON.stringify(config)) await registry.reconfigure(model, v, config);
         registry.annotate(model, v, file.meta ?? {});
         await registry.setCurrent(model, v);
       } else await registry.deploy(model, file, config);
@@ -291,6 +310,9 @@ export function repositoryRoutes(registry: ModelRegistry, store: Pick<ControlSto
           // tritonclient sends the config as a JSON string; an object is accepted too.
           const raw = typeof params.config === 'string' ? parseJsonText(params.config, 'parameters.config') : params.config;
           override = fromTritonConfig(model!, raw, MODEL_CONFIG_FIELDS);
+          // Tensors the config lists must be the ones the model serves (known once any version loaded).
+          const served = registry.list().find((m) => m.name === model)?.versions.findLast((x) => x.spec)?.spec;
+          if (served) checkTritonTensors(model!, raw as Record<string, unknown>, served);
         }
         if (!isValidModelName(model!)) throw new SkiffError('BAD_REQUEST', `'${model}' is not a valid model name`);
         if (!existsSync(join(opts.repository, model!))) throw new SkiffError('MODEL_NOT_FOUND', `model '${model}' is not in the repository`);

@@ -64,7 +64,8 @@ export function applicationCalls(apps: AppRegistry, store: Pick<ControlStore, 'p
   };
   /** States follow link changes when read (AppRegistry.reconcile): only the definition changes. */
   const persistLinks = persist;
-  const describe = (d: AppDefinition): Record<string, unknown> => ({ ...d, linked_models: d.models });
+  // Clipper's shape: linked_models, and the input type by the name Clipper answers ("integers").
+  const describe = (d: AppDefinition): Record<string, unknown> => ({ ...d, input_type: d.input_type === 'ints' ? 'integers' : d.input_type, linked_models: d.models });
   const names = (body: JsonObject, field: string): string[] => expectArray(body[field], field).map((x, i) => expectString(x, `${field}[${i}]`));
   return {
     add_app: (body) => {
@@ -151,6 +152,21 @@ export async function startAdminServer(opts: AdminOptions, calls: Record<string,
     if (refused) sendError(ex, refused);
     return refused === null;
   };
+  // A known admin path asked with another method gets 405 with Allow, as on the main port.
+  const routeRes = routes.map((r) => new RegExp(`^${r.pattern.replace(/:[a-z]+/g, '[^/]+')}$`));
+  const allowed = (url: string): string | undefined => {
+    if (url === '/admin/ping') return 'GET';
+    const m = /^\/admin\/([^/]+)$/.exec(url);
+    if (m && Object.hasOwn(calls, m[1]!)) return 'POST';
+    return routeRes.some((re) => re.test(url)) ? 'POST' : undefined;
+  };
+  const wrongMethod = (ex: Exchange, req: HttpRequest): boolean => {
+    const method = req.getMethod().toUpperCase();
+    const allow = allowed(req.getUrl());
+    if (!allow || allow === method) return false;
+    sendError(ex, { code: 'METHOD_NOT_ALLOWED', message: `${req.getUrl()} answers ${allow}, not ${method}` }, false, undefined, { allow });
+    return true;
+  };
   app.get('/admin/ping', (res, req) => {
     const ex = exchange(res);
     if (pass(ex, req, false)) send(ex, { status: 200, body: 'PONG', contentType: 'text/plain' });
@@ -161,7 +177,7 @@ export async function startAdminServer(opts: AdminOptions, calls: Record<string,
     const call = req.getParameter(0) ?? '';
     const handler = Object.hasOwn(calls, call) ? calls[call] : undefined;
     if (!handler) {
-      sendError(ex, { code: 'NOT_FOUND', message: `unknown admin call '${call}'` });
+      if (!wrongMethod(ex, req)) sendError(ex, { code: 'NOT_FOUND', message: `unknown admin call '${call}'` });
       return;
     }
     runAdminCall(ex, req, opts.maxBodyBytes, opts.log, call, handler, []);
@@ -177,7 +193,8 @@ export async function startAdminServer(opts: AdminOptions, calls: Record<string,
   extend?.(app, (req) => guard(req, opts.guard, { tokenInQuery: true }));
   app.any('/*', (res, req) => {
     const ex = exchange(res);
-    if (pass(ex, req, false)) sendError(ex, { code: 'NOT_FOUND', message: `no admin route ${req.getMethod().toUpperCase()} ${req.getUrl()}` });
+    if (!pass(ex, req, false) || wrongMethod(ex, req)) return;
+    sendError(ex, { code: 'NOT_FOUND', message: `no admin route ${req.getMethod().toUpperCase()} ${req.getUrl()}` });
   });
   const token = await listenExclusive(app, opts.host, opts.port, '--admin-port');
   return {

@@ -1,8 +1,10 @@
 /**
  * `skiff conformance URL`: checks any Open Inference Protocol (KServe v2) server against the
  * protocol — health, server and model metadata, model readiness, JSON and binary inference, the
- * error shapes of bad requests, and every extension the server claims in `GET /v2` that Skiff
- * knows how to check (statistics, model_configuration, model_repository, binary_tensor_data).
+ * error shapes of bad requests, and every extension the server claims in `GET /v2`: the ones with
+ * a read-only call are checked through it (binary_tensor_data, statistics, model_configuration,
+ * model_repository, trace, logging, system/CUDA shared memory), any other claim is listed as
+ * skipped. Nothing on the server is changed (no load, unload or registration).
  * Each check is one row of a pass/fail table. Talks HTTP only (fetch); loaded by the CLI on demand.
  */
 export interface ConformanceOptions {
@@ -219,6 +221,32 @@ export async function runConformance(opts: ConformanceOptions): Promise<CheckRes
     expect(Array.isArray(j) && j.every((e: { name?: unknown }) => typeof e.name === 'string'), 'a list of {name}');
     return `${j.length} entr${j.length === 1 ? 'y' : 'ies'}`;
   }, claims('model_repository') ? undefined : 'not claimed');
+  // The other extensions a server may claim: the ones with a read-only call are checked through
+  // it (nothing is changed on the server); any other claim is listed, so the table shows every one.
+  const readOnly: Record<string, [string, 'object' | 'list']> = {
+    trace: ['/v2/trace/setting', 'object'],
+    logging: ['/v2/logging', 'object'],
+    system_shared_memory: ['/v2/systemsharedmemory/status', 'list'],
+    cuda_shared_memory: ['/v2/cudasharedmemory/status', 'list'],
+  };
+  for (const [ext, [path, shape]] of Object.entries(readOnly)) {
+    await check(`${ext}: GET ${path} answers a JSON ${shape}`, async () => {
+      const r = await http('GET', path);
+      expect(r.status === 200, `status ${r.status}`);
+      let j: unknown;
+      try {
+        j = r.json();
+      } catch {
+        throw new Failure('the body is not JSON');
+      }
+      expect(shape === 'list' ? Array.isArray(j) : j !== null && typeof j === 'object' && !Array.isArray(j), `not a JSON ${shape}`);
+      return '200';
+    }, claims(ext) ? undefined : 'not claimed');
+  }
+  const checked = new Set(['binary_tensor_data', 'statistics', 'model_configuration', 'model_repository', ...Object.keys(readOnly)]);
+  for (const ext of extensions.filter((e) => !checked.has(e))) {
+    await check(`${ext.slice(0, 40)}: claimed`, async () => '', 'claimed; skiff conformance has no check for it');
+  }
   return results;
 }
 

@@ -1,4 +1,4 @@
-import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { SkiffError, toErrorInfo } from '../errors.js';
 import type { Observability } from '../metrics/observability.js';
 import { modelStatistics } from '../metrics/oip-stats.js';
@@ -15,8 +15,9 @@ import { exchange, send, sendError, sendJson } from '../http/exchange.js';
  *   GET /clipper/metrics                            Clipper's JSON metrics report
  */
 export function registerMetricsRoutes(app: TemplatedApp, obs: Observability): void {
+  // Large reports go out compressed when the client accepts it (Prometheus scrapes send Accept-Encoding: gzip).
   app.get('/metrics', (res, req) => {
-    const ex = exchange(res);
+    const ex = exchange(res, req);
     // Content negotiation: a Prometheus scrape asks for text/plain;version=0.0.4 or OpenMetrics and
     // gets the exposition format; anything else (`*/*`, JSON, no Accept: Clipper's inspect_instance,
     // a browser, curl) gets Clipper's JSON report.
@@ -34,8 +35,8 @@ export function registerMetricsRoutes(app: TemplatedApp, obs: Observability): vo
     );
   });
 
-  app.get('/clipper/metrics', (res) => {
-    const ex = exchange(res);
+  app.get('/clipper/metrics', (res, req) => {
+    const ex = exchange(res, req);
     try {
       sendJson(ex, 200, obs.clipper());
     } catch (err) {
@@ -43,8 +44,8 @@ export function registerMetricsRoutes(app: TemplatedApp, obs: Observability): vo
     }
   });
 
-  const stats = (res: HttpResponse, model?: string, rawVersion?: string): void => {
-    const ex = exchange(res);
+  const stats = (res: HttpResponse, req: HttpRequest, model?: string, rawVersion?: string): void => {
+    const ex = exchange(res, req);
     try {
       let versions = obs.stats().versions;
       if (model !== undefined) {
@@ -62,21 +63,25 @@ export function registerMetricsRoutes(app: TemplatedApp, obs: Observability): vo
       sendError(ex, toErrorInfo(err));
     }
   };
-  app.get('/v2/models/stats', (res) => stats(res));
-  app.get('/v2/models/:model/stats', (res, req) => stats(res, req.getParameter(0) ?? ''));
-  app.get('/v2/models/:model/versions/:version/stats', (res, req) => stats(res, req.getParameter(0) ?? '', req.getParameter(1) ?? ''));
+  app.get('/v2/models/stats', (res, req) => stats(res, req));
+  app.get('/v2/models/:model/stats', (res, req) => stats(res, req, req.getParameter(0) ?? ''));
+  app.get('/v2/models/:model/versions/:version/stats', (res, req) => stats(res, req, req.getParameter(0) ?? '', req.getParameter(1) ?? ''));
 }
 
 /** Whether an Accept header asks for the Prometheus exposition (text/plain or OpenMetrics) rather than JSON. */
 export function wantsExposition(accept: string): boolean {
-  let best = { q: -1, expo: false };
+  let best = { q: 0, expo: false, wildcard: true };
   for (const part of accept.toLowerCase().split(',')) {
     const [type, ...params] = part.trim().split(';').map((x) => x.trim());
     if (!type) continue;
     const q = Number(params.find((p) => p.startsWith('q='))?.slice(2) ?? '1');
-    const expo = type === 'text/plain' || type === 'application/openmetrics-text';
-    const json = type === 'application/json' || type === '*/*' || type === 'application/*';
-    if ((expo || json) && q > best.q) best = { q, expo };
+    if (!(q > 0)) continue;
+    // text/* can only be served by the text exposition; */* and application/* get the JSON.
+    const expo = type === 'text/plain' || type === 'application/openmetrics-text' || type === 'text/*';
+    const wildcard = type === '*/*' || type === 'application/*' || type === 'text/*';
+    if (!expo && !wildcard && type !== 'application/json') continue;
+    // The highest q wins; at equal q a named type beats a wildcard ("text/plain, */*" is a scrape).
+    if (q > best.q || (q === best.q && best.wildcard && !wildcard)) best = { q, expo, wildcard };
   }
   return best.expo;
 }

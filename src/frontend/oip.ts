@@ -23,8 +23,12 @@ export interface OipOptions {
   log?: Logger;
 }
 
-/** The OIP/Triton extensions Skiff serves (GET /v2 lists exactly these). */
-export const OIP_EXTENSIONS = ['binary_tensor_data', 'model_configuration', 'model_repository', 'statistics', 'parameters'] as const;
+/**
+ * The OIP/Triton extensions Skiff serves (GET /v2 lists exactly these). Not `parameters`: a
+ * request's `timeout`, `priority` and `binary_data_output` are honoured and other parameters are
+ * accepted, but nothing hands custom parameters to a model, which is what that extension promises.
+ */
+export const OIP_EXTENSIONS = ['binary_tensor_data', 'model_configuration', 'model_repository', 'statistics'] as const;
 
 /** Triton's extensions Skiff does not serve: their routes answer NOT_SUPPORTED (501), not a bare 404. */
 const UNSUPPORTED: readonly [string, string][] = [

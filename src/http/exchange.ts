@@ -129,22 +129,58 @@ export function readBody(ex: Exchange, req: HttpRequest, limits: BodyLimits | nu
       deliver(body);
       return;
     }
-    // Decompressed off the main thread, never past the limit: a zip bomb stops at `limit` bytes.
-    const inflate = coding === 'deflate' ? zlib.inflate : zlib.gunzip;
-    inflate(body, { maxOutputLength: limit }, (err, plain) => {
-      if (ex.aborted || ex.answered) return giveBack();
-      if (err) {
-        giveBack();
-        const tooBig = (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE';
-        sendError(ex, tooBig
-          ? { code: 'PAYLOAD_TOO_LARGE', message: `the ${coding} body decompresses to more than the limit of ${limit} bytes` }
-          : { code: 'BAD_REQUEST', message: `the body is not valid ${coding} data` }, true);
-        return;
-      }
-      if (!take(plain.byteLength)) return giveBack();
-      deliver(new Uint8Array(plain.buffer, plain.byteOffset, plain.byteLength));
-    });
+    inflateBounded(body);
   });
+
+  /**
+   * A compressed body, decompressed as a stream (zlib works off the main thread): every chunk
+   * that comes out counts against the limit and takes its bytes from the bytes-in-flight budget
+   * before it is kept, so a zip bomb stops at `limit` bytes (413) and concurrent compressed
+   * bodies together never hold more than the budget (503) — nothing is inflated first and
+   * measured after.
+   */
+  function inflateBounded(packed: Uint8Array): void {
+    const z = coding === 'deflate'
+      // "deflate" means zlib-wrapped data (RFC 9110; tritonclient sends zlib.compress); some
+      // clients send the raw stream: a body without a zlib header is read as raw deflate.
+      ? (isZlibHeader(packed) ? zlib.createInflate({ chunkSize: INFLATE_CHUNK }) : zlib.createInflateRaw({ chunkSize: INFLATE_CHUNK }))
+      : zlib.createGunzip({ chunkSize: INFLATE_CHUNK });
+    const parts: Buffer[] = [];
+    let out = 0;
+    let done = false;
+    const stop = (err?: ErrorInfo): void => {
+      if (done) return;
+      done = true;
+      z.destroy();
+      if (err && !ex.aborted && !ex.answered) sendError(ex, err, true);
+      giveBack();
+    };
+    z.on('data', (c: Buffer) => {
+      if (done) return;
+      if (ex.aborted || ex.answered) return stop();
+      out += c.byteLength;
+      if (out > limit) return stop({ code: 'PAYLOAD_TOO_LARGE', message: `the ${coding} body decompresses to more than the limit of ${limit} bytes` });
+      // take() answers the refusal itself (SERVER_BUSY).
+      if (!take(c.byteLength)) return stop();
+      parts.push(c);
+    });
+    z.on('error', () => stop({ code: 'BAD_REQUEST', message: `the body is not valid ${coding} data` }));
+    z.on('end', () => {
+      if (done) return;
+      done = true;
+      if (ex.aborted || ex.answered) return giveBack();
+      // One buffer of its own at offset 0, as an uncompressed body is (binary tensors are viewed in place).
+      const plain = new Uint8Array(out);
+      let off = 0;
+      for (const c of parts) {
+        plain.set(c, off);
+        off += c.byteLength;
+      }
+      parts.length = 0;
+      deliver(plain);
+    });
+    z.end(packed);
+  }
 
   function deliver(body: Uint8Array): void {
     try {
@@ -155,6 +191,14 @@ export function readBody(ex: Exchange, req: HttpRequest, limits: BodyLimits | nu
       giveBack();
     }
   }
+}
+
+/** Output chunk of the request decompressors. */
+const INFLATE_CHUNK = 64 * 1024;
+
+/** Whether `b` starts with a zlib header (RFC 1950: method 8, header checksum a multiple of 31). */
+export function isZlibHeader(b: Uint8Array): boolean {
+  return b.byteLength >= 2 && (b[0]! & 0x0f) === 8 && (b[0]! >> 4) <= 7 && ((b[0]! << 8) | b[1]!) % 31 === 0;
 }
 
 /** gzip or deflate when Accept-Encoding allows it (q > 0), gzip preferred. */

@@ -361,6 +361,32 @@ export class ModelRegistry {
     }
   }
 
+  /**
+   * Serve a ready version with another config (e.g. Clipper's add_model batch_size for a version
+   * already loaded from the repository): a pool with the new config is started and swapped in,
+   * then the old one drains and stops, as a resize does — no query is dropped. A version that is
+   * not running just takes the config for its next load.
+   */
+  async reconfigure(name: string, version: number, config: ModelConfig): Promise<void> {
+    return this.serial(name, async () => {
+      const v = this.models.get(name)?.versions.get(version);
+      if (!v) throw new SkiffError('VERSION_NOT_FOUND', `model '${name}' has no version ${version}`);
+      const old = v.executor;
+      if (v.state !== 'ready' || !old) {
+        v.config = config;
+        return;
+      }
+      const next = await this.startExecutor(name, version, v.file, config, old.wantedReplicas);
+      // The cache, histograms and learned cap carry over unless the cache's budget changed.
+      if (config.cache_bytes === v.config.cache_bytes) next.adopt(old);
+      v.executor = next;
+      v.config = config;
+      await old.drain();
+      await old.close();
+      this.log.info({ model: name, version, config }, 'model version reconfigured');
+    });
+  }
+
   replicasOf(name: string): number | undefined {
     const rec = this.models.get(name);
     return rec ? rec.replicas ?? rec.config.replicas : undefined;

@@ -162,6 +162,28 @@ export class AppProcessor {
     return this.queries.inferModel({ model, version, inputs: [tensor], timeoutUs }, cb);
   }
 
+  /**
+   * A query's version (Clipper's "version") must be a version of a linked model that follows the
+   * current version, as Clipper requires: otherwise the query is refused (VERSION_NOT_FOUND), not
+   * answered with the default.
+   */
+  private checkVersion(rt: AppRuntime, version: number): void {
+    let found = false;
+    for (const arm of rt.def.models) {
+      const p = parseArm(arm);
+      if (p.version !== undefined) continue;
+      try {
+        this.models.resolve(p.model, version);
+        found = true;
+      } catch (err) {
+        // Known but not ready (loading, failed): the query is run and answers what it gets.
+        if (toErrorInfo(err).code !== 'VERSION_NOT_FOUND' && toErrorInfo(err).code !== 'MODEL_NOT_FOUND') found = true;
+      }
+      if (found) return;
+    }
+    throw new SkiffError('VERSION_NOT_FOUND', `no model linked to application '${rt.def.name}' has version ${version}`);
+  }
+
   /** No selected model has a replica to run on (model containers not connected yet). */
   private noneConnected(arms: readonly Arm[]): boolean {
     return arms.every((arm) => {
@@ -214,6 +236,7 @@ export class AppProcessor {
         return NOOP_QUERY;
       }
       shape = this.checkInput(rt, input);
+      if (version !== undefined) this.checkVersion(rt, version);
     } catch (err) {
       cb(toErrorInfo(err));
       return NOOP_QUERY;

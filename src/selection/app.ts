@@ -4,6 +4,7 @@ import AjvModule, { type ErrorObject } from 'ajv';
 import { SkiffError } from '../errors.js';
 import type { DataType } from '../tensor/datatype.js';
 import { policyByName, type PolicyName, type PolicyParams } from './policies/index.js';
+import { parseInputType } from '../engine/container/rpc-codec.js';
 
 /**
  * An application: the unit of the model selection layer. Validated once against
@@ -44,6 +45,9 @@ export function parseApp(raw: unknown): AppDefinition {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new SkiffError('BAD_REQUEST', 'an application must be a JSON object');
   const app = structuredClone(raw) as Record<string, unknown>;
   const appName = app.name;
+  // Clipper's names and aliases for input types ("integers", "int", "double", ...), as its
+  // register_application sends them, stand for Skiff's five.
+  if (typeof app.input_type === 'string') app.input_type = parseInputType(app.input_type) ?? app.input_type;
   if (!validate(app)) {
     const name = typeof appName === 'string' ? `application '${appName}': ` : '';
     throw new SkiffError('BAD_REQUEST', `${name}${(validate.errors ?? []).map(describe).join('; ')}`);

@@ -36,7 +36,7 @@ const ADMIN_CODES: readonly ErrorCode[] = [
 const ADMIN_BOUNDS = { ...DEFAULT_BOUNDS, outputSlack: 1 << 20 };
 const utf8 = new TextEncoder();
 
-type RegistryUse = Pick<ModelRegistry, 'deploy' | 'annotate' | 'setCurrent' | 'pinnedVersion' | 'deleteVersion' | 'list' | 'setReplicas' | 'configOf'>;
+type RegistryUse = Pick<ModelRegistry, 'deploy' | 'setCurrent' | 'pinnedVersion' | 'deleteVersion' | 'list' | 'setReplicas' | 'configOf' | 'annotate' | 'reconfigure'>;
 
 /** The model registry calls the admin handlers make, in memory, with the real registry's error codes. */
 class FakeModels implements RegistryUse {
@@ -92,6 +92,12 @@ class FakeModels implements RegistryUse {
 
   configOf(name: string): ModelConfig | undefined {
     return this.models.get(name)?.config;
+  }
+
+  async reconfigure(name: string, version: number, config: ModelConfig): Promise<void> {
+    const v = this.models.get(name)?.versions.get(version);
+    if (!v) throw new SkiffError('VERSION_NOT_FOUND', `model '${name}' has no version ${version}`);
+    v.config = config;
   }
 }
 

@@ -57,6 +57,20 @@ describe('Clipper\'s admin client and query frontend', () => {
     assert.deepEqual(r.json, []);
   });
 
+  it('register_application with Clipper\'s input type names ("integers", "int", "double"), answered as Clipper names them', T, async () => {
+    for (const [given, answered] of [['integers', 'integers'], ['int', 'integers'], ['double', 'doubles'], ['strings', 'strings']] as const) {
+      const name = `typed-${given}`;
+      let r = await clipper(s.adminUrl, 'add_app', { name, input_type: given, default_output: 'none', latency_slo_micros: 100000 });
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      r = await clipper(s.adminUrl, 'get_application', { name });
+      assert.equal(r.json.input_type, answered, given);
+      assert.equal((await clipper(s.adminUrl, 'delete_app', { name })).status, 200);
+    }
+    const r = await clipper(s.adminUrl, 'add_app', { name: 'typed-bad', input_type: 'tensors', default_output: 'none', latency_slo_micros: 100000 });
+    assert.equal(r.status, 400);
+    assert.equal(r.json.code, 'BAD_REQUEST');
+  });
+
   it('an app with nothing linked answers its default with Clipper\'s explanation; predict/ with a trailing slash', T, async () => {
     const r = await fetch(`${s.url}/app1/predict/`, { method: 'POST', headers: { 'Content-type': 'application/json' }, body: JSON.stringify({ input: [1, 2, 3, 4] }) });
     assert.equal(r.status, 200);
@@ -148,11 +162,22 @@ describe('Clipper\'s admin client and query frontend', () => {
     assert.match(await p.text(), /^# HELP /m);
   });
 
-  it('a known route with the wrong method answers 405 with Allow', T, async () => {
-    const r = await fetch(`${s.url}/v2/models/clf/infer`);
-    assert.equal(r.status, 405);
-    assert.equal(r.headers.get('allow'), 'POST');
-    assert.equal((await r.json() as { code: string }).code, 'METHOD_NOT_ALLOWED');
+  it('a known route with the wrong method answers 405 with Allow, on the main port and the admin listener', T, async () => {
+    for (const [url, method, allow] of [
+      [`${s.url}/v2/models/clf/infer`, 'GET', 'POST'], [`${s.url}/v2/models/clf/config`, 'POST', 'GET'], [`${s.url}/app1/predict`, 'GET', 'POST'],
+      [`${s.url}/metrics`, 'DELETE', 'GET'], [`${s.adminUrl}/admin/get_model`, 'GET', 'POST'], [`${s.adminUrl}/admin/ping`, 'POST', 'GET'],
+      [`${s.adminUrl}/v2/repository/models/clf/load`, 'GET', 'POST'],
+    ] as const) {
+      const r = await fetch(url, { method, headers: { 'Content-type': 'application/json' } });
+      assert.equal(r.status, 405, `${method} ${url}`);
+      assert.equal(r.headers.get('allow'), allow);
+      assert.equal((await r.json() as { code: string }).code, 'METHOD_NOT_ALLOWED');
+    }
+    for (const url of [`${s.url}/v2/nothing`, `${s.adminUrl}/admin/no_such_call`]) {
+      const r = await fetch(url);
+      assert.equal(r.status, 404, url);
+      assert.equal((await r.json() as { code: string }).code, 'NOT_FOUND');
+    }
   });
 });
 
@@ -278,6 +303,225 @@ describe('Triton\'s HTTP client', () => {
       const r = await fetch(`${s.url}${path}`, { method, ...(method === 'POST' ? { body: '{}' } : {}) });
       assert.equal(r.status, 501, `${method} ${path}`);
       assert.equal((await r.json() as { code: string }).code, 'NOT_SUPPORTED');
+    }
+  });
+});
+
+/** A raw HTTP exchange through node:http (fetch would decompress, and always sends an Accept). */
+async function rawHttp(port: number, method: string, path: string, headers: Record<string, string | number>, body?: Uint8Array | string): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; bytes: Buffer }> {
+  const { request } = await import('node:http');
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, method, path, headers }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (d: Buffer) => parts.push(d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, bytes: Buffer.concat(parts) }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+describe('Clipper\'s add_model metadata survives a restart; add_model validates it as Clipper does', () => {
+  it('labels, container_name, input_type, batch_size and the current version come back from --state-db', T, async () => {
+    const tmp = tempDir();
+    writeClassifier(tmp.dir, 'clf', { seed: 1, inputDim: 4, classes: 3 });
+    const stateDb = join(tmp.dir, 'state.db');
+    let s = await serve(tmp.dir, { stateDb, rpcPort: 0 });
+    try {
+      // register_model of the repository's version 1, as the client sends it (batch_size a cap here).
+      let r = await clipper(s.adminUrl, 'add_model', { model_name: 'clf', model_version: '1', labels: ['prod', 'v1'], input_type: 'floats', container_name: 'registry.example/clf:1', model_data_path: 'DEPRECATED', batch_size: 16 });
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      // deploy_model of a version only containers serve; Clipper's "integer" is recorded as "integers".
+      r = await clipper(s.adminUrl, 'add_model', { model_name: 'pyclf', model_version: '2', labels: [], input_type: 'integer', container_name: 'example/py:2', model_data_path: 'DEPRECATED', batch_size: -1 });
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      // Refused as Clipper's management frontend refuses them, and nothing is recorded.
+      for (const bad of [{ input_type: 'tensors' }, { batch_size: 0 }, { batch_size: -2 }, { input_type: 7 }]) {
+        r = await clipper(s.adminUrl, 'add_model', { model_name: 'other', model_version: '1', labels: [], input_type: 'floats', container_name: 'x', model_data_path: 'DEPRECATED', batch_size: -1, ...bad });
+        assert.equal(r.status, 400, JSON.stringify(bad));
+        assert.equal(r.json.code, 'BAD_REQUEST', JSON.stringify(bad));
+      }
+      assert.deepEqual((await clipper(s.adminUrl, 'get_model', { model_name: 'other', model_version: '1' })).json, {});
+      await s.close();
+
+      s = await serve(tmp.dir, { stateDb, rpcPort: 0 });
+      r = await clipper(s.adminUrl, 'get_model', { model_name: 'clf', model_version: '1' });
+      assert.equal(r.json.model_version, '1');
+      assert.equal(r.json.is_current_version, true);
+      assert.deepEqual(r.json.labels, ['prod', 'v1']);
+      assert.equal(r.json.container_name, 'registry.example/clf:1');
+      assert.equal(r.json.input_type, 'floats');
+      assert.equal(r.json.batch_size, 16);
+      assert.equal(r.json.state, 'ready');
+      // batch_size 16 caps the version's batches (Triton's view of the same config).
+      const c = await (await fetch(`${s.url}/v2/models/clf/config`)).json() as { max_batch_size: number };
+      assert.equal(c.max_batch_size, 16);
+      r = await clipper(s.adminUrl, 'get_model', { model_name: 'pyclf', model_version: '2' });
+      assert.equal(r.json.kind, 'container');
+      assert.equal(r.json.input_type, 'integers');
+      assert.equal(r.json.container_name, 'example/py:2');
+      assert.equal(r.json.batch_size, -1);
+      // get_current_model_version reads it from get_all_models(verbose).
+      r = await clipper(s.adminUrl, 'get_all_models', { verbose: true });
+      const current = (r.json as { model_name: string; model_version: string; is_current_version: boolean }[]).filter((m) => m.is_current_version).map((m) => `${m.model_name}:${m.model_version}`).sort();
+      assert.deepEqual(current, ['clf:1', 'pyclf:2']);
+    } finally {
+      await s.close();
+      tmp.cleanup();
+    }
+  });
+});
+
+describe('Clipper\'s "version" naming a version the model does not have', () => {
+  it('is refused with a coded error, as Clipper refuses it, not answered with the default', T, async () => {
+    const tmp = tempDir();
+    writeClassifier(tmp.dir, 'clf', { seed: 1, inputDim: 4, classes: 3 });
+    const s = await serve(tmp.dir);
+    try {
+      assert.equal((await clipper(s.adminUrl, 'add_app', { name: 'a', input_type: 'floats', default_output: '-1', latency_slo_micros: 1_000_000 })).status, 200);
+      assert.equal((await clipper(s.adminUrl, 'add_model_links', { app_name: 'a', model_names: ['clf'] })).status, 200);
+      const p = await fetch(`${s.url}/a/predict`, { method: 'POST', headers: { 'Content-type': 'application/json' }, body: JSON.stringify({ input: [1, 2, 3, 4], version: '9' }) });
+      const j = await p.json() as { code?: string; default?: boolean };
+      assert.equal(p.status, 404, JSON.stringify(j));
+      assert.equal(j.code, 'VERSION_NOT_FOUND');
+      const bad = await fetch(`${s.url}/a/predict`, { method: 'POST', headers: { 'Content-type': 'application/json' }, body: JSON.stringify({ input: [1, 2, 3, 4], version: 'v1' }) });
+      assert.equal(bad.status, 400);
+      assert.equal((await bad.json() as { code: string }).code, 'BAD_REQUEST');
+    } finally {
+      await s.close();
+      tmp.cleanup();
+    }
+  });
+});
+
+describe('Triton\'s HTTP client: compression, config overrides, metrics negotiation', () => {
+  const tmp = tempDir();
+  let s: Awaited<ReturnType<typeof serve>>;
+  const TOKEN = 'triton-token-2';
+  const auth = { Authorization: `Bearer ${TOKEN}` };
+  before(async () => {
+    writeClassifier(tmp.dir, 'clf', { seed: 1, inputDim: 4, classes: 3 });
+    writeModelConfig(tmp.dir, 'clf', { max_batch_size: 512 });
+    s = await serve(tmp.dir, { adminToken: TOKEN });
+  });
+  after(async () => {
+    await s.close();
+    tmp.cleanup();
+  });
+  const inferBody = JSON.stringify({ inputs: [{ name: 'input', shape: [2, 4], datatype: 'FP32', data: [1, 2, 3, 4, 5, 6, 7, 8] }] });
+
+  it('raw deflate is read too; a body that is not what its Content-Encoding says is a coded 400, and the server serves on', T, async () => {
+    const plain = await (await fetch(`${s.url}/v2/models/clf/infer`, { method: 'POST', body: inferBody })).json();
+    const { deflateRawSync } = await import('node:zlib');
+    let r = await fetch(`${s.url}/v2/models/clf/infer`, { method: 'POST', headers: { 'Content-Encoding': 'deflate' }, body: deflateRawSync(Buffer.from(inferBody)) });
+    assert.equal(r.status, 200);
+    assert.deepEqual(await r.json(), plain);
+    for (const [enc, body] of [['gzip', Buffer.from(inferBody)], ['deflate', Buffer.from('\x78\x9cnot deflate')], ['gzip', gzipSync(Buffer.from(inferBody)).subarray(0, 20)]] as const) {
+      r = await fetch(`${s.url}/v2/models/clf/infer`, { method: 'POST', headers: { 'Content-Encoding': enc }, body });
+      assert.equal(r.status, 400, enc);
+      assert.equal((await r.json() as { code: string }).code, 'BAD_REQUEST');
+    }
+    r = await fetch(`${s.url}/v2/models/clf/infer`, { method: 'POST', headers: { 'Content-Encoding': 'gzip' }, body: gzipSync(Buffer.from(inferBody)) });
+    assert.deepEqual(await r.json(), plain);
+  });
+
+  it('binary outputs in a compressed answer: Inference-Header-Content-Length counts the decompressed header (as tritonclient reads it)', T, async () => {
+    const rows = 512;
+    const body = JSON.stringify({ inputs: [{ name: 'input', shape: [rows, 4], datatype: 'FP32', data: Array.from({ length: rows * 4 }, (_, i) => (i % 5) / 5) }], parameters: { binary_data_output: true } });
+    const r = await rawHttp(s.port, 'POST', '/v2/models/clf/infer', { 'Accept-Encoding': 'gzip', 'content-length': Buffer.byteLength(body) }, body);
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['content-encoding'], 'gzip');
+    const plain = gunzipSync(r.bytes);
+    const hl = Number(r.headers['inference-header-content-length']);
+    const header = JSON.parse(plain.subarray(0, hl).toString()) as { outputs: { name: string; shape: number[]; parameters: { binary_data_size: number } }[] };
+    const sizes = Object.fromEntries(header.outputs.map((o) => [o.name, o.parameters.binary_data_size]));
+    assert.deepEqual(sizes, { probabilities: rows * 3 * 4, label: rows * 8 });
+    assert.equal(hl + rows * 3 * 4 + rows * 8, plain.byteLength);
+    // The probabilities of each row sum to 1: the bytes are the tensors, in order.
+    const probs = new Float32Array(plain.buffer.slice(plain.byteOffset + hl, plain.byteOffset + hl + rows * 12));
+    for (let i = 0; i < rows; i++) assert.ok(Math.abs(probs[i * 3]! + probs[i * 3 + 1]! + probs[i * 3 + 2]! - 1) < 1e-5);
+  });
+
+  it('load_model(config=...) with what get_model_config answered (edited) applies it; tensors that are not the model\'s are refused and change nothing', T, async () => {
+    const config = await (await fetch(`${s.url}/v2/models/clf/config`)).json() as Record<string, any>;
+    config.max_batch_size = 64;
+    config.dynamic_batching = { max_queue_delay_microseconds: 300 };
+    let r = await fetch(`${s.url}/v2/repository/models/clf/load`, { method: 'POST', headers: auth, body: JSON.stringify({ parameters: { config: JSON.stringify(config) } }) });
+    assert.equal(r.status, 200, await r.clone().text());
+    let now = await (await fetch(`${s.url}/v2/models/clf/config`)).json() as Record<string, any>;
+    assert.equal(now.max_batch_size, 64);
+    assert.equal(now.dynamic_batching.max_queue_delay_microseconds, 300);
+    for (const bad of [
+      { ...config, input: [{ name: 'input', data_type: 'TYPE_FP32', dims: [8] }] },
+      { ...config, output: [{ name: 'label', data_type: 'TYPE_FP32', dims: [] }] },
+      { ...config, max_batch_size: 128, dynamic_batching: { max_queue_delay_microseconds: 10, preferred_batch_size: [8, 16] } },
+      { ...config, instance_group: [{ kind: 'KIND_GPU', count: 1, gpus: [0] }] },
+      { ...config, max_batch_size: 128, parameters: { EXECUTION_ENV_PATH: { string_value: '$$TRITON_MODEL_DIRECTORY/env.tar.gz' } } },
+      { ...config, max_batch_size: 128, version_policy: { latest: { num_versions: 0 } } },
+    ]) {
+      r = await fetch(`${s.url}/v2/repository/models/clf/load`, { method: 'POST', headers: auth, body: JSON.stringify({ parameters: { config: JSON.stringify(bad) } }) });
+      assert.equal(r.status, 400, JSON.stringify(bad));
+      assert.equal((await r.json() as { code: string }).code, 'CONFIG_INVALID', JSON.stringify(bad));
+    }
+    now = await (await fetch(`${s.url}/v2/models/clf/config`)).json() as Record<string, any>;
+    assert.equal(now.max_batch_size, 64, 'a refused override changes nothing');
+    r = await fetch(`${s.url}/v2/models/clf/infer`, { method: 'POST', body: inferBody });
+    assert.equal(r.status, 200);
+    // A config string that is not JSON.
+    r = await fetch(`${s.url}/v2/repository/models/clf/load`, { method: 'POST', headers: auth, body: JSON.stringify({ parameters: { config: '{"max_batch_size": ' } }) });
+    assert.equal((await r.json() as { code: string }).code, 'CONFIG_INVALID');
+  });
+
+  it('GET /metrics: Prometheus 3\'s scrape gets the exposition (gzip when large), curl and no Accept get Clipper\'s JSON', T, async () => {
+    // Something to measure first.
+    await fetch(`${s.url}/v2/models/clf/infer`, { method: 'POST', body: inferBody });
+    const prometheus = {
+      Accept: 'application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2',
+      'User-Agent': 'Prometheus/3.1.0', 'X-Prometheus-Scrape-Timeout-Seconds': '10',
+    };
+    const identity = await rawHttp(s.port, 'GET', '/metrics', { ...prometheus, 'Accept-Encoding': 'identity' });
+    assert.match(String(identity.headers['content-type']), /^text\/plain/);
+    assert.match(identity.bytes.toString(), /^# HELP /m);
+    const gz = await rawHttp(s.port, 'GET', '/metrics', { ...prometheus, 'Accept-Encoding': 'gzip' });
+    assert.match(String(gz.headers['content-type']), /^text\/plain/);
+    assert.equal(gz.headers['content-encoding'] === 'gzip', identity.bytes.byteLength >= 8192, `${identity.bytes.byteLength} bytes; content-encoding ${gz.headers['content-encoding']}`);
+    const text = gz.headers['content-encoding'] === 'gzip' ? gunzipSync(gz.bytes).toString() : gz.bytes.toString();
+    assert.match(text, /^# TYPE /m);
+    for (const headers of [{ Accept: '*/*', 'User-Agent': 'curl/7.88.1' }, {}] as Record<string, string>[]) {
+      const j = await rawHttp(s.port, 'GET', '/metrics', headers);
+      assert.match(String(j.headers['content-type']), /json/, JSON.stringify(headers));
+      const report = JSON.parse(j.bytes.toString()) as Record<string, unknown>;
+      assert.ok(Array.isArray(report.histograms) || typeof report.histograms === 'object', JSON.stringify(headers));
+    }
+  });
+});
+
+describe('request compression against the bytes-in-flight budget', () => {
+  it('decompressed bytes count against --max-inflight-bytes: a body that inflates past it is SERVER_BUSY, and the budget is whole again after', T, async () => {
+    const tmp = tempDir();
+    writeClassifier(tmp.dir, 'clf', { seed: 1, inputDim: 4, classes: 3 });
+    const s = await serve(tmp.dir, { maxInflightBytes: 1024 * 1024, maxBodyBytes: 64 * 1024 * 1024 });
+    try {
+      const request = (pad: Buffer): Buffer => Buffer.concat([Buffer.from('{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]'), pad, Buffer.from('}')]);
+      // 8 MiB of random JSON whitespace around a valid request (about 2 MiB compressed): within the
+      // body limit, far over the 1 MiB budget once inflated.
+      const ws = Buffer.from(' \n\t\r');
+      const pad = Buffer.alloc(8 * 1024 * 1024);
+      for (let i = 0; i < pad.length; i++) pad[i] = ws[(Math.random() * 4) | 0]!;
+      const big = gzipSync(request(pad));
+      assert.ok(big.byteLength > 1024 * 1024);
+      let r = await fetch(`${s.url}/v2/models/clf/infer`, { method: 'POST', headers: { 'Content-Encoding': 'gzip' }, body: big });
+      assert.equal(r.status, 503);
+      assert.equal((await r.json() as { code: string }).code, 'SERVER_BUSY');
+      assert.ok(r.headers.get('retry-after'));
+      // The refused body gave every byte back: a body that needs almost the whole budget passes, again and again.
+      const nearly = gzipSync(request(Buffer.alloc(1000 * 1024, 0x20)));
+      for (let i = 0; i < 3; i++) {
+        r = await fetch(`${s.url}/v2/models/clf/infer`, { method: 'POST', headers: { 'Content-Encoding': 'gzip' }, body: nearly });
+        assert.equal(r.status, 200, await r.clone().text());
+      }
+    } finally {
+      await s.close();
+      tmp.cleanup();
     }
   });
 });

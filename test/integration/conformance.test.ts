@@ -30,7 +30,7 @@ describe('skiff conformance', () => {
       req.resume();
       req.on('end', () => {
         if (req.url === '/v2/health/live' || req.url === '/v2/health/ready') return json(200, {});
-        if (req.url === '/v2') return json(200, { name: 'broken', version: '0', extensions: ['statistics'] });
+        if (req.url === '/v2') return json(200, { name: 'broken', version: '0', extensions: ['statistics', 'system_shared_memory', 'sequence'] });
         if (req.url === '/v2/models/m') return json(200, { name: 'm', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 2] }], outputs: [{ name: 'y', datatype: 'FP32', shape: [1] }] });
         if (req.url === '/v2/models/m/ready') return json(200, {});
         if (req.url?.endsWith('/infer')) return json(200, { model_name: 'm', outputs: [{ name: 'y', datatype: 'FP32', shape: [1, 3], data: [1] }] });
@@ -57,6 +57,8 @@ describe('skiff conformance', () => {
     assert.match(out, /^PASS\s+model_repository/m);
     assert.match(out, /^PASS\s+POST \/v2\/models\/\{m\}\/infer with binary tensors/m);
     assert.match(out, /\d+ passed, 0 failed/);
+    // Skiff claims none of these: listed, not run.
+    for (const ext of ['trace', 'logging', 'system_shared_memory', 'cuda_shared_memory']) assert.match(out, new RegExp(`^SKIP\\s+${ext}:`, 'm'));
   });
 
   it('fails the checks a broken server gets wrong, and only those', T, async () => {
@@ -68,5 +70,9 @@ describe('skiff conformance', () => {
     assert.ok(failed.some((n) => n.startsWith('statistics')), 'claims statistics, serves none');
     assert.ok(results.find((r) => r.name === 'GET /v2/health/live answers 200')!.pass);
     assert.ok(results.find((r) => r.name.startsWith('model_repository'))!.skipped, 'not claimed: skipped');
+    // Every claimed extension has a row: checked when it has a read-only call, else listed.
+    assert.ok(failed.some((n) => n.startsWith('system_shared_memory')), 'the status is not a JSON list');
+    assert.ok(results.find((r) => r.name.startsWith('sequence'))!.skipped, 'claimed, no check: listed as skipped');
+    assert.ok(results.find((r) => r.name.startsWith('trace'))!.skipped, 'not claimed: skipped');
   });
 });

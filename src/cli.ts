@@ -2,7 +2,6 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { startServer, DEFAULT_SERVER_OPTIONS } from './server.js';
 import { createLogger } from './log.js';
-import { isLoopback } from './http/guard.js';
 import { DEMO_APPS, DEMO_REPOSITORY } from './paths.js';
 
 /** The `skiff` command line: serve, demo (and bench, in bench/). */
@@ -37,8 +36,8 @@ program
   .option('--admin-port <port>', 'admin API port (0 = ephemeral, -1 = off)', int('admin-port', -1, 65535), DEFAULT_SERVER_OPTIONS.adminPort)
   .option('--admin-token <token>', 'bearer token of the admin API (or SKIFF_ADMIN_TOKEN); default: a random one, written to a file only you can read', process.env.SKIFF_ADMIN_TOKEN)
   .option('--no-admin-token', 'no admin token at all: only for a trusted loopback (e.g. Clipper\'s admin client, which sends none)')
-  .option('--allow-origin <origin>', 'a browser origin allowed to call the admin API and open /ws (repeatable; e.g. https://ops.example.com)', collect, [])
-  .option('--allow-host <name>', 'a Host name the admin listener answers to besides its bound address (repeatable)', collect, [])
+  .option('--allow-origin <origin>', 'a browser origin allowed to call either listener and open /ws (repeatable or a comma list; e.g. https://ops.example.com; * allows every origin)', collect, [])
+  .option('--allow-host <name>', 'a Host name the listeners answer to besides their bound address, e.g. behind a proxy (repeatable)', collect, [])
   .option('--allow-code-upload', 'accept executable model code (JS modules) through the admin API; off: only ONNX uploads', false)
   .option('--state-db <file>', 'SQLite file for apps, models, versions, links and selection state (survives restarts)')
   .option('--flush-interval-ms <ms>', 'how often selection state is flushed to the state db', int('flush-interval-ms', 10, 3_600_000), DEFAULT_SERVER_OPTIONS.flushIntervalMs)
@@ -69,9 +68,6 @@ program
     const adminTls = pair(o.adminTlsKey, o.adminTlsCert, 'admin') ?? tls;
     const logger = createLogger(o.logLevel);
     if (o.adminToken === '') o.adminToken = undefined; // an empty SKIFF_ADMIN_TOKEN: generate one
-    if (!isLoopback(o.adminHost) && o.adminToken === false) {
-      throw new Error('--no-admin-token is for a trusted loopback only: the admin listener (--admin-host) is not on loopback');
-    }
     const appsFile = o.apps ?? (o.modelRepository === DEMO_REPOSITORY ? DEMO_APPS : undefined);
     const server = await startServer({
       modelRepository: o.modelRepository, host: o.host, port: o.port,
@@ -85,9 +81,16 @@ program
     console.log(`skiff serving ${server.loadReport.loaded.join(', ') || 'no models'} on ${h}://${server.host}:${server.port} (WebSocket ${w}://${server.host}:${server.port}/ws)`);
     if (server.apps.list().length) console.log(`applications: ${server.apps.list().map((a) => `${a.name} (${a.policy}: ${a.models.join(', ')})`).join('; ')}`);
     if (server.adminPort !== undefined) {
-      console.log(`admin API on ${adminTls ? 'https' : 'http'}://${o.adminHost}:${server.adminPort}/admin/...`);
-      if (server.adminTokenFile) console.log(`admin token (send it as Authorization: Bearer <token>) is in ${server.adminTokenFile}`);
-      else if (server.adminToken === undefined) console.log('admin API without a token (--no-admin-token): anything on this machine can manage the server');
+      const adminUrl = `${adminTls ? 'https' : 'http'}://${o.adminHost.includes(':') ? `[${o.adminHost}]` : o.adminHost}:${server.adminPort}`;
+      console.log(`admin API on ${adminUrl}/admin/...`);
+      // Where the token is, never the token itself (stdout often ends up in shared logs).
+      if (server.adminTokenFile) {
+        console.log(`admin token (send it as Authorization: Bearer <token>) is in ${server.adminTokenFile}`);
+        console.log(`dashboard: ${adminUrl}/dashboard?token=<the token in that file>`);
+      } else if (server.adminToken === undefined) {
+        console.log('admin API without a token (--no-admin-token): anything on this machine can manage the server');
+        console.log(`dashboard: ${adminUrl}/dashboard`);
+      } else console.log(`dashboard: ${adminUrl}/dashboard?token=<your admin token>`);
     }
     const rpc = server.containers.rpc;
     if (rpc) console.log(`container RPC on tcp://${rpc.host}:${rpc.port} (Clipper's protocol: model containers connect here)`);

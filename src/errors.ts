@@ -104,7 +104,8 @@ export function publicError(err: ErrorInfo): { info: ErrorInfo; ref?: string } {
   if (message === original) return { info: err };
   const ref = Math.floor(Math.random() * 0xffffffff).toString(16).padStart(8, '0');
   message = `${message} (details in the server log, ref ${ref})`;
-  // The log gets the original, escaped by the logger and capped (a client's name may be long).
+  // The log gets the original, escaped by the logger and capped (a client's name may be long;
+  // 2 KiB keeps the head of a stack trace).
   errorDetail(ref, original.length > MAX_DETAIL ? { ...err, message: `${original.slice(0, MAX_DETAIL)}…` } : err);
   return { info: { ...err, message }, ref };
 }
@@ -122,7 +123,7 @@ export function setErrorDetailSink(sink: (ref: string, err: ErrorInfo) => void):
 }
 
 const MAX_MESSAGE = 512;
-const MAX_DETAIL = 8192;
+const MAX_DETAIL = 2048;
 const STACK_LINE = /\n\s+at [^\n]*/g;
 /** Directories whose paths are the server's business (set by the composition root), longest first. */
 let privateRoots: string[] = [];

@@ -1,7 +1,7 @@
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
 import uWS from '../http/uws.js';
 import type { Logger } from 'pino';
-import { ErrorCodes, publicError, safeName, toErrorInfo, type ErrorInfo } from '../errors.js';
+import { ErrorCodes, publicError, toErrorInfo, type ErrorInfo } from '../errors.js';
 import { decodeFrame, encodeFrame, ResponseEncoder, type WireFeedback, type WireRequest, type WireResponse } from '../protocol/wire.js';
 import type { QueryHandle } from '../engine/executor.js';
 import type { QueryProcessor } from '../selection/query-processor.js';
@@ -182,7 +182,7 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
   /** Logs: `conn` + `req` identify a request (the client's id is unique per connection in flight). */
   function errorReply(c: Conn, id: bigint, raw: ErrorInfo, model = '', t0 = 0): void {
     const { info: err, ref } = publicError(raw);
-    logRequest(log, { conn: c.id, req: String(id), target: safeName(model), ...(ref ? { ref } : {}) }, err, t0);
+    logRequest(log, { conn: c.id, req: String(id), target: model, ...(ref ? { ref } : {}) }, err, t0);
     reply(c, { id, model, version: 0, outputs: [], error: err });
   }
 

@@ -12,6 +12,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chownSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { postJson, serve, tempDir } from './helpers.js';
 import { CLI } from './process-helpers.js';
 import { writeClassifier, writeDelayModel, writeFaultyModel, writeIdentity, writeModelConfig } from '../../src/modelgen/fixtures.js';
@@ -565,6 +567,44 @@ describe('the bytes-in-flight budget covers the WebSocket too', () => {
       }
     } finally {
       await c.close();
+      await s.close();
+      t.cleanup();
+    }
+  });
+});
+
+describe('what clients send reaches the log escaped and bounded', () => {
+  it('a long model name and a control-laden request id are cut and escaped; a hidden detail is logged under the ref the client saw', async () => {
+    const t = tempDir();
+    writeFaultyModel(t.dir, 'leaky', "throw new Error('cannot open /opt/acme-secret/weights.bin');");
+    writeModelConfig(t.dir, 'leaky', { cache_bytes: 0, max_consecutive_failures: 0 });
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, new Writable({ write(chunk: Buffer, _enc, cb) { lines.push(...chunk.toString().split('\n').filter(Boolean)); cb(); } }));
+    const s = await serve(t.dir, { logger });
+    try {
+      const name = `m${'x'.repeat(5000)}`;
+      const id = `id\r\n${'y'.repeat(100_000)}`;
+      const r = await postJson(`${s.url}/v2/models/${encodeURIComponent(name)}/infer`, { inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [0, 0, 0, 0] }] });
+      assert.equal(r.status, 404);
+      const bad = await postJson(`${s.url}/v2/models/leaky/infer`, { id, inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 3], data: [0, 0, 0] }] });
+      assert.equal(bad.status, 400);
+      const leaked = await postJson(`${s.url}/v2/models/leaky/infer`, { inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [666, 0, 0, 0] }] });
+      const ref = /ref ([0-9a-f]{8})/.exec(leaked.json.error)![1]!;
+      await new Promise((res) => setTimeout(res, 100));
+      const records = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+      for (const l of lines) assert.ok(l.length < 4096, `a log line of ${l.length} characters: ${l.slice(0, 300)}`);
+      assert.ok(!lines.some((l) => l.includes('\u001b')), 'no raw control character');
+      const notFound = records.find((x) => x.code === 'MODEL_NOT_FOUND');
+      assert.ok(notFound, lines.join('\n'));
+      assert.ok(String(notFound.target).length <= 129, `target: ${String(notFound.target).length} characters`);
+      // The id came in the JSON body with its CR LF (the name came percent-encoded in the URL).
+      const invalid = records.find((x) => x.code === 'INVALID_INPUT');
+      assert.ok(invalid, lines.join('\n'));
+      assert.ok(String(invalid.req).startsWith('id\\u000d\\u000a'), String(invalid.req));
+      assert.ok(String(invalid.req).length <= 129, `req: ${String(invalid.req).length} characters`);
+      const detail = records.find((x) => x.ref === ref && typeof x.detail === 'string');
+      assert.ok(detail && String(detail.detail).includes('/opt/acme-secret/weights.bin'), 'the operator finds the full text under the ref');
+    } finally {
       await s.close();
       t.cleanup();
     }

@@ -173,6 +173,7 @@ export function createUwsApp(tls?: TlsFiles): TemplatedApp {
 export async function startServer(partial: Partial<ServerOptions> = {}): Promise<SkiffServer> {
   assertNativeUws();
   const opts: ServerOptions = { ...DEFAULT_SERVER_OPTIONS, ...partial };
+  if (opts.adminToken === '') throw new SkiffError('CONFIG_INVALID', 'the admin token is empty: give one, leave it out to have one generated, or turn it off (--no-admin-token)');
   if (opts.adminToken === false && opts.adminPort >= 0 && !isLoopback(opts.adminHost)) {
     throw new SkiffError('CONFIG_INVALID', `no admin token (--no-admin-token) is for a trusted loopback only, and the admin listener is on ${opts.adminHost} (--admin-host)`);
   }

@@ -104,6 +104,8 @@ export function browserRefusal(req: HttpRequest, { hosts, origins }: BrowserPoli
   return null;
 }
 
+const BEARER = /^bearer +(\S+) *$/i;
+
 function tokenMatches(got: string, token: string): boolean {
   const a = Buffer.from(got);
   const b = Buffer.from(token);
@@ -124,8 +126,9 @@ export function guard(req: HttpRequest, opts: GuardOptions, check: GuardCheck = 
   if (browser) return browser;
   let byHeader = false;
   if (opts.token !== undefined) {
-    const auth = req.getHeader('authorization');
-    const bearer = auth.startsWith('Bearer ') ? auth.slice(7) : '';
+    // The scheme is case-insensitive (RFC 9110); clients write "Bearer", some "bearer".
+    const m = BEARER.exec(req.getHeader('authorization'));
+    const bearer = m ? m[1]! : '';
     byHeader = bearer !== '' && tokenMatches(bearer, opts.token);
     const ok = byHeader || (check.tokenInQuery === true && tokenMatches(req.getQuery('token') ?? '', opts.token));
     if (!ok) return { code: 'UNAUTHORIZED', message: 'the admin API needs Authorization: Bearer <token> (see the token file the server printed at start)' };

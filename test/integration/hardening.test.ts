@@ -366,11 +366,12 @@ describe('browsers on the main port and the names the listeners answer to', () =
 });
 
 describe('start-up refusals', () => {
-  it('no admin token is refused when the admin listener is not on loopback', async () => {
+  it('no admin token is refused when the admin listener is not on loopback, and so is an empty one', async () => {
     const t = tempDir();
     try {
       await assert.rejects(startServer({ port: 0, adminPort: 0, adminHost: '0.0.0.0', adminToken: false, logger: silentLogger }),
         (e: { code?: string }) => e.code === 'CONFIG_INVALID');
+      await assert.rejects(startServer({ port: 0, adminPort: 0, adminToken: '', logger: silentLogger }), (e: { code?: string }) => e.code === 'CONFIG_INVALID');
       const r = spawnSync(process.execPath, [CLI, 'serve', '--model-repository', t.dir, '--port', '0', '--admin-port', '0', '--admin-host', '0.0.0.0', '--no-admin-token'], { encoding: 'utf8', timeout: 30_000 });
       assert.notEqual(r.status, 0);
       assert.match(r.stderr, /--no-admin-token/);

@@ -63,6 +63,9 @@ it('the admin guard: Host, Origin, token, then the JSON content type of POSTs wi
   assert.equal(code({ host, 'content-type': 'application/json', authorization: 'Bearer sesamf' }), 'UNAUTHORIZED');
   assert.equal(code({ host, 'content-type': 'application/json', authorization: 'Bearer sesame' }), null);
   assert.equal(code({ host, 'content-type': 'application/json; charset=utf-8', authorization: 'Bearer sesame' }), null);
+  assert.equal(code({ host, authorization: 'bearer sesame' }), null, 'the scheme is case-insensitive');
+  assert.equal(code({ host, authorization: 'Basic sesame' }), 'UNAUTHORIZED');
+  assert.equal(code({ host, authorization: 'Bearer sesame extra' }), 'UNAUTHORIZED');
   assert.equal(code({ host }, { token: 'sesame' }, false, true), null, 'a page or WebSocket handshake may carry it as ?token=');
   assert.equal(code({ host }, { token: 'sesame' }, false, false), 'UNAUTHORIZED', '?token= only where allowed');
   const open = { ...opts, token: undefined };

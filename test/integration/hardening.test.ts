@@ -611,3 +611,32 @@ describe('what clients send reaches the log escaped and bounded', () => {
     }
   });
 });
+
+describe('the default server (generated token, no opt-ins) against a web page\'s attack', () => {
+  it('a cross-site or rebinding post of a JS model to add_model runs nothing, and neither does a tokenless or even a token-bearing one', async () => {
+    const t = tempDir();
+    const s = await startServer({ modelRepository: t.dir, port: 0, adminPort: 0, logger: silentLogger, tokenDir: join(t.dir, 'run') });
+    try {
+      const host = `127.0.0.1:${s.adminPort}`;
+      const add = JSON.stringify({ model_name: 'evil', model_version: 1, model_kind: 'js', model_data_base64: JS_MODEL });
+      const post = (headers: Record<string, string>) => raw(s.adminPort!, 'POST', '/admin/add_model', headers, add);
+      const page = await post({ host, origin: 'http://evil.example', 'content-type': 'text/plain' });
+      assert.equal(page.status, 403);
+      assert.equal(code(page.body), 'ORIGIN_NOT_ALLOWED');
+      const rebind = await post({ host: `evil.example:${s.adminPort}`, origin: `http://evil.example:${s.adminPort}`, 'content-type': 'text/plain' });
+      assert.equal(rebind.status, 403);
+      assert.equal(code(rebind.body), 'HOST_NOT_ALLOWED');
+      const tokenless = await post({ host, 'content-type': 'application/json' });
+      assert.equal(tokenless.status, 401);
+      assert.equal(code(tokenless.body), 'UNAUTHORIZED');
+      const withToken = await post({ host, 'content-type': 'application/json', authorization: `Bearer ${s.adminToken}` });
+      assert.equal(withToken.status, 403);
+      assert.equal(code(withToken.body), 'CODE_UPLOAD_FORBIDDEN');
+      assert.equal(s.registry.has('evil'), false);
+      assert.equal(existsSync(join(t.dir, '.uploads', 'evil')), false, 'nothing was written either');
+    } finally {
+      await s.close();
+      t.cleanup();
+    }
+  });
+});

@@ -5,6 +5,7 @@ import { startServer, DEFAULT_SERVER_OPTIONS } from './server.js';
 import { createLogger, LOG_LEVELS, type LogFormat } from './log.js';
 import { uwsChoice } from './http/uws.js';
 import { isLoopback } from './http/guard.js';
+import { isErrorCode } from './errors.js';
 import { DEMO_APPS, DEMO_REPOSITORY } from './paths.js';
 
 /** The `skiff` command line: serve, demo (and bench, in bench/). */
@@ -42,8 +43,8 @@ program
   .option('--admin-port <port>', 'admin API port (0 = ephemeral, -1 = off)', int('admin-port', -1, 65535), DEFAULT_SERVER_OPTIONS.adminPort)
   .option('--admin-token <token>', 'bearer token of the admin API (or SKIFF_ADMIN_TOKEN); default: a random one, written to a file only you can read', process.env.SKIFF_ADMIN_TOKEN)
   .option('--no-admin-token', 'no admin token at all: only for a trusted loopback (e.g. Clipper\'s admin client, which sends none)')
-  .option('--allow-origin <origin>', 'a browser origin allowed to call the admin API and open /ws (repeatable; e.g. https://ops.example.com)', collect, [])
-  .option('--allow-host <name>', 'a Host name the admin listener answers to besides its bound address (repeatable)', collect, [])
+  .option('--allow-origin <origin>', 'a browser origin allowed to call either listener and open /ws (repeatable or a comma list; e.g. https://ops.example.com; * allows every origin)', collect, [])
+  .option('--allow-host <name>', 'a Host name the listeners answer to besides their bound address, e.g. behind a proxy (repeatable)', collect, [])
   .option('--allow-code-upload', 'accept executable model code (JS modules) through the admin API; off: only ONNX uploads', false)
   .option('--state-db <file>', 'SQLite file for apps, models, versions, links and selection state (survives restarts)')
   .option('--flush-interval-ms <ms>', 'how often selection state is flushed to the state db', int('flush-interval-ms', 10, 3_600_000), DEFAULT_SERVER_OPTIONS.flushIntervalMs)
@@ -79,9 +80,6 @@ program
     if (o.stateDb !== undefined && existsSync(o.stateDb) && statSync(o.stateDb).isDirectory()) throw new Error(`--state-db ${o.stateDb}: is a directory, expected a file`);
     const logger = createLogger(o.logLevel, o.logFormat);
     if (o.adminToken === '') o.adminToken = undefined; // an empty SKIFF_ADMIN_TOKEN: generate one
-    if (!isLoopback(o.adminHost) && o.adminToken === false) {
-      throw new Error('--no-admin-token is for a trusted loopback only: the admin listener (--admin-host) is not on loopback');
-    }
     const appsFile = o.apps ?? (o.modelRepository === DEMO_REPOSITORY ? DEMO_APPS : undefined);
     const server = await startServer({
       modelRepository: o.modelRepository, host: o.host, port: o.port,
@@ -100,7 +98,7 @@ program
     console.log(`${pad('OIP REST')}${main}/v2/models/<model>/infer   (KServe v2 / Triton; Clipper: ${main}/<app>/predict)`);
     if (server.apps.list().length) console.log(`${pad('apps')}${server.apps.list().map((a) => `${a.name} (${a.policy}: ${a.models.join(', ')})`).join('; ')}`);
     if (server.adminPort !== undefined) {
-      const admin = `${adminTls ? 'https' : 'http'}://${o.adminHost}:${server.adminPort}`;
+      const admin = `${adminTls ? 'https' : 'http'}://${o.adminHost.includes(':') ? `[${o.adminHost}]` : o.adminHost}:${server.adminPort}`;
       console.log(`${pad('admin API')}${admin}/admin/<call>   (Clipper's management calls; ${admin}/admin/ping)`);
       if (server.adminTokenFile) {
         console.log(`${pad('admin token')}${server.adminTokenFile}   (send it as Authorization: Bearer <token>)`);
@@ -187,7 +185,9 @@ program
     process.exitCode = await runBenchCli(args);
   });
 
+// A failed start is one line, without a stack: the code (e.g. PORT_IN_USE) and what to do.
 program.parseAsync(process.argv).catch((err: unknown) => {
-  console.error(err instanceof Error ? err.message : err);
+  const code = (err as { code?: unknown } | null)?.code;
+  console.error(err instanceof Error ? (isErrorCode(code) ? `${code}: ${err.message}` : err.message) : err);
   process.exit(1);
 });

@@ -32,7 +32,8 @@ export const ErrorCodes = {
   SHUTTING_DOWN: { status: 503, doc: 'The server is draining for shutdown and takes no new queries; retry on another instance.' },
   NOT_SUPPORTED: { status: 501, doc: 'A protocol feature Skiff does not serve (Triton\'s trace, logging and shared-memory extensions, model files in a load request).' },
   MODEL_ERROR: { status: 500, doc: 'The model failed while running the batch that held this query.' },
-  CONFIG_INVALID: { status: 400, doc: 'A configuration (a `config.json`, or a config override in a repository load request) does not satisfy the model configuration schema, or names a field Skiff cannot honour.' },
+  CONFIG_INVALID: { status: 400, doc: 'A configuration (a `config.json`, a config override in a repository load request) does not satisfy its schema or names a field Skiff cannot honour, or a start-up option is refused (e.g. `--no-admin-token` with an admin listener off loopback, an empty token, an address the server cannot bind).' },
+  PORT_IN_USE: { status: 500, doc: 'Start-up only: the port (`--port`, `--admin-port`) is held by another server; Skiff listens exclusively, so a second server never shares a port.' },
   MODEL_LOAD_FAILED: { status: 500, doc: 'A model version could not be loaded.' },
   INTERNAL: { status: 500, doc: 'An unexpected internal error; the server keeps running.' },
 } as const satisfies Record<string, { status: number; doc: string }>;
@@ -86,23 +87,43 @@ export function httpStatusOf(code: ErrorCode): number {
 }
 
 /**
- * What a client may see of an error. Messages are for people, but some come from inside the server
- * (exceptions, model runtimes, the filesystem): those never reach a client as they are. INTERNAL
- * gets a generic text; every message loses stack-trace lines, has paths under the server's own
- * directories (setPrivatePaths: the install, the repository, home, temp...) replaced by `<path>`,
- * control characters escaped and its length capped. When anything was hidden, `ref` is
- * set: the caller logs the original under it and the client's message names it.
+ * What a client may see of an error: the one place where an ErrorInfo becomes an answer (every
+ * frontend, the admin API and the WebSocket call it). Messages are for people, but some come from
+ * inside the server (exceptions, model runtimes, the filesystem): those never reach a client as
+ * they are. INTERNAL gets a generic text; every message loses stack-trace lines, has paths under
+ * the server's own directories (setPrivatePaths: the install, the repository, home, temp...)
+ * replaced by `<path>` — and, for the codes whose messages come from a model or the filesystem
+ * (RUNTIME_DETAIL), every absolute path — control characters escaped and its length capped.
+ * When anything was hidden, `ref` is set, the original goes to the log under it (the sink set by
+ * setErrorDetailSink) and the client's message names it. The code is never changed.
  */
 export function publicError(err: ErrorInfo): { info: ErrorInfo; ref?: string } {
   const original = err.message;
-  let message = err.code === 'INTERNAL' ? 'an internal error occurred' : scrubMessage(original);
+  let message = err.code === 'INTERNAL' ? 'an internal error occurred'
+    : scrubMessage(original, RUNTIME_DETAIL.has(err.code));
   if (message === original) return { info: err };
   const ref = Math.floor(Math.random() * 0xffffffff).toString(16).padStart(8, '0');
   message = `${message} (details in the server log, ref ${ref})`;
+  // The log gets the original, escaped by the logger and capped (a client's name may be long;
+  // 2 KiB keeps the head of a stack trace).
+  errorDetail(ref, original.length > MAX_DETAIL ? { ...err, message: `${original.slice(0, MAX_DETAIL)}…` } : err);
   return { info: { ...err, message }, ref };
 }
 
+/** Codes whose messages may carry what a model runtime, a model's code or the filesystem said. */
+const RUNTIME_DETAIL: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['MODEL_ERROR', 'MODEL_LOAD_FAILED', 'MODEL_UNAVAILABLE', 'CONFIG_INVALID', 'PATH_NOT_ALLOWED']);
+/** An absolute file path: '/' after a start, space, quote or bracket, then at least one name. */
+const ABSOLUTE_PATH = /(?<=^|[\s'"`(\[=])\/[^\s'"`()\[\],;]+/g;
+
+/** Where the full text of an error a client saw only in part goes (the server log, set at start). */
+let errorDetail: (ref: string, err: ErrorInfo) => void = () => {};
+
+export function setErrorDetailSink(sink: (ref: string, err: ErrorInfo) => void): void {
+  errorDetail = sink;
+}
+
 const MAX_MESSAGE = 512;
+const MAX_DETAIL = 2048;
 const STACK_LINE = /\n\s+at [^\n]*/g;
 /** Directories whose paths are the server's business (set by the composition root), longest first. */
 let privateRoots: string[] = [];
@@ -116,10 +137,15 @@ export function setPrivatePaths(roots: readonly string[]): void {
     : null;
 }
 
-/** A message safe to show a client (see publicError); also for reasons shown by the admin API. */
-export function scrubMessage(text: string): string {
+/**
+ * A message safe to show a client (see publicError); also for a failed version's reason wherever
+ * it is listed. `fromRuntime`: the text may quote a model runtime, a model's code or the
+ * filesystem, so every absolute path goes, not only those under the server's directories.
+ */
+export function scrubMessage(text: string, fromRuntime = false): string {
   let t = text.replace(STACK_LINE, '');
   if (rootsPattern) t = t.replace(rootsPattern, '<path>');
+  if (fromRuntime) t = t.replace(ABSOLUTE_PATH, '<path>');
   t = escapeControl(t);
   return t.length > MAX_MESSAGE ? `${t.slice(0, MAX_MESSAGE)}…` : t;
 }

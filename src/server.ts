@@ -1,20 +1,21 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { homedir, tmpdir } from 'node:os';
-import { allowedHosts } from './http/guard.js';
+import { allowedHosts, isLoopback, parseOrigins, type BrowserPolicy } from './http/guard.js';
+import { behindBrowserCheck } from './http/browser-check.js';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import uWS, { assertNativeUws } from './http/uws.js';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
-import { setPrivatePaths, toErrorInfo } from './errors.js';
+import { setErrorDetailSink, setPrivatePaths, SkiffError, toErrorInfo } from './errors.js';
 import { createLogger } from './log.js';
 import { ModelRegistry, type LoadReport } from './models/registry.js';
 import { DEFAULT_MAX_TIMEOUT_MS, QueryProcessor } from './selection/query-processor.js';
 import { registerOipRoutes } from './frontend/oip.js';
 import { registerWsRoute } from './frontend/ws.js';
 import { registerClipperRoutes } from './frontend/clipper.js';
-import { exchange, sendError, setErrorDetailSink, type BodyLimits } from './http/exchange.js';
+import { exchange, sendError, type BodyLimits } from './http/exchange.js';
 import { ByteBudget } from './budget.js';
 import { AppRegistry } from './selection/apps.js';
 import { parseApp } from './selection/app.js';
@@ -72,9 +73,9 @@ export interface ServerOptions {
   adminToken?: string | false;
   /** Where a generated admin token is written (default $XDG_RUNTIME_DIR/skiff or ~/.skiff). */
   tokenDir?: string;
-  /** Browser origins allowed to call the admin API and open the WebSocket, besides same-origin pages. */
+  /** Browser origins allowed to call either listener and open the WebSocket, besides same-origin pages (each value may be a comma list). */
   allowOrigins?: string[];
-  /** Host names the admin listener answers to besides the ones it is bound to. */
+  /** Host names the listeners answer to (admin: always; main port: browser requests) besides the ones they are bound to. */
   allowHosts?: string[];
   /** Accept executable model code (JS modules) uploaded through the admin API. Off by default. */
   allowCodeUpload?: boolean;
@@ -172,6 +173,10 @@ export function createUwsApp(tls?: TlsFiles): TemplatedApp {
 export async function startServer(partial: Partial<ServerOptions> = {}): Promise<SkiffServer> {
   assertNativeUws();
   const opts: ServerOptions = { ...DEFAULT_SERVER_OPTIONS, ...partial };
+  if (opts.adminToken === '') throw new SkiffError('CONFIG_INVALID', 'the admin token is empty: give one, leave it out to have one generated, or turn it off (--no-admin-token)');
+  if (opts.adminToken === false && opts.adminPort >= 0 && !isLoopback(opts.adminHost)) {
+    throw new SkiffError('CONFIG_INVALID', `no admin token (--no-admin-token) is for a trusted loopback only, and the admin listener is on ${opts.adminHost} (--admin-host)`);
+  }
   const log = opts.logger ?? createLogger();
   const clock = opts.clock ?? systemClock;
   // Client-facing errors never show the server's own paths; what they hide goes to the log.
@@ -194,6 +199,10 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
   const appQueries = new AppProcessor(apps, registry, queries, clock);
 
   const app = createUwsApp(opts.tls);
+  const origins = parseOrigins(opts.allowOrigins ?? []);
+  // Browsers on the main port: pages of other sites and rebinding pages are refused everywhere.
+  const browsers: BrowserPolicy = { hosts: allowedHosts(opts.host, opts.allowHosts), origins };
+  const routes = behindBrowserCheck(app, browsers);
   const ws = registerWsRoute(app, queries, appQueries, log, {
     path: opts.wsPath,
     maxFrameBytes: opts.maxFrameBytes,
@@ -201,30 +210,29 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
     highWaterBytes: 1024 * 1024,
     maxPendingBytes: opts.wsMaxPendingBytes,
     maxResponsesPerFrame: 1024,
-    allowOrigins: new Set((opts.allowOrigins ?? []).map((o) => o.toLowerCase())),
+    browsers,
   });
-  registerOipRoutes(app, registry, queries, {
+  registerOipRoutes(routes, registry, queries, {
     body,
     maxElements: opts.maxElements,
     serverName: 'skiff',
     serverVersion: PKG.version,
     log,
   });
-  registerClipperRoutes(app, apps, appQueries, { body, maxBatch: 10_000 });
+  registerClipperRoutes(routes, apps, appQueries, { body, maxBatch: 10_000 });
   const obs = startObservability({
     models: registry, apps, appStats: appQueries, rejected: queries.rejected,
     connections: () => ws.connections(), toWallMs: (t) => Date.now() - (clock.now() - t),
   }, log);
-  registerMetricsRoutes(app, obs);
-  registerSiteRoutes(app, registry, apps, { name: 'skiff', version: PKG.version });
+  registerMetricsRoutes(routes, obs);
+  registerSiteRoutes(routes, registry, apps, { name: 'skiff', version: PKG.version });
   // The OIP repository extension on the main port too (clients hold one URL), behind the admin token.
   const uploadDir = opts.uploadDir ?? join(opts.modelRepository ?? '.', '.uploads');
   // The admin token is the default: generated here unless the operator gave one or turned it off.
   const adminToken = opts.adminToken === false ? undefined : opts.adminToken ?? randomBytes(24).toString('base64url');
-  const originsAllowed = new Set((opts.allowOrigins ?? []).map((o) => o.toLowerCase()));
   const repository = repositoryRoutes(registry, store, { repository: opts.modelRepository, uploadDir, allowCodeUpload: opts.allowCodeUpload === true });
-  registerGuardedRoutes(app, repository, { token: adminToken, hosts: allowedHosts(opts.host, opts.allowHosts), origins: originsAllowed }, opts.maxBodyBytes ?? ADMIN_BODY_BYTES, log);
-  app.any('/*', (res, req) => {
+  registerGuardedRoutes(app, repository, { token: adminToken, ...browsers }, opts.maxBodyBytes ?? ADMIN_BODY_BYTES, log);
+  routes.any('/*', (res, req) => {
     const ex = exchange(res);
     const method = req.getMethod().toUpperCase();
     const allowed = allowedMethods(req.getUrl());
@@ -244,7 +252,7 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
       admin = await startAdminServer(
         {
           host: opts.adminHost, port: opts.adminPort, maxBodyBytes: opts.maxBodyBytes ?? ADMIN_BODY_BYTES, log, tls: opts.adminTls ?? opts.tls,
-          guard: { token: adminToken, hosts: allowedHosts(opts.adminHost, opts.allowHosts), origins: originsAllowed },
+          guard: { token: adminToken, hosts: allowedHosts(opts.adminHost, opts.allowHosts), origins },
         },
         { ...applicationCalls(apps, store, registry), ...modelCalls(registry, store, { repository: opts.modelRepository, uploadDir, allowCodeUpload: opts.allowCodeUpload === true }) },
         repository,
@@ -420,9 +428,17 @@ export function defaultTokenDir(): string {
   return process.env.XDG_RUNTIME_DIR ? join(process.env.XDG_RUNTIME_DIR, 'skiff') : join(homedir(), '.skiff');
 }
 
-/** Write the token to `<dir>/admin-<port>.token`, readable by the user only (0600 in a 0700 directory). */
+/**
+ * Write the token to `<dir>/admin-<port>.token`, readable by the user only (0600 in a 0700
+ * directory). A directory that belongs to another user is refused (like Jupyter's runtime
+ * directory): its owner could read or swap the token.
+ */
 function writeTokenFile(dir: string, port: number, token: string): string {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = statSync(dir);
+  if (!st.isDirectory() || (process.getuid && st.uid !== process.getuid())) {
+    throw new SkiffError('CONFIG_INVALID', `the admin token directory ${dir} is not a directory of this user; set SKIFF_RUNTIME_DIR to one of yours, or give --admin-token`);
+  }
   chmodSync(dir, 0o700);
   const file = join(dir, `admin-${port}.token`);
   const tmp = `${file}.${process.pid}.tmp`;

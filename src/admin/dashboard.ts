@@ -50,9 +50,10 @@ export function registerDashboard(app: TemplatedApp, check: (req: HttpRequest) =
     const refused = check(req);
     if (refused) return deny(res, refused);
     const token = req.getQuery('token');
-    // encodeURIComponent leaves nothing that could end the double-quoted attributes it lands in.
+    // encodeURIComponent leaves nothing that could end the double-quoted attributes it lands in;
+    // no-referrer: the token in this page's URL is never sent on as a Referer.
     const query = token ? `?token=${encodeURIComponent(token)}` : '';
-    send(exchange(res), { status: 200, body: page.replaceAll('{{query}}', query), contentType: 'text/html; charset=utf-8', headers: { 'cache-control': 'no-store' } });
+    send(exchange(res), { status: 200, body: page.replaceAll('{{query}}', query), contentType: 'text/html; charset=utf-8', headers: { 'cache-control': 'no-store', 'referrer-policy': 'no-referrer' } });
   };
   app.get('/dashboard', servePage);
   app.get('/dashboard/', servePage);

@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, realpathSync, statSync, writeFileSync, renameSync } from 'node:fs';
 import { basename, join, sep } from 'node:path';
 import { scrubMessage, SkiffError } from '../errors.js';
+import { assertCodeUploadAllowed } from '../code-upload.js';
 import { expectArray, expectBoolean, expectInteger, expectObject, expectString, optional, parseJsonBody, type JsonObject } from '../protocol/safe-json.js';
 import { checkTritonTensors, fromTritonConfig } from '../config/triton-config.js';
 import { MODEL_CONFIG_FIELDS } from '../config/model-config.js';
@@ -25,13 +26,11 @@ export interface ModelAdminOptions {
   allowCodeUpload: boolean;
 }
 
-/**
- * Code that would run inside the server (a JS model module) may come through the network only
- * when the operator opted in; ONNX graphs are data and always allowed. Model files already in
- * the repository were put there by the operator.
- */
-export function assertCodeUploadAllowed(opts: Pick<ModelAdminOptions, 'allowCodeUpload'>, what: string): void {
-  if (!opts.allowCodeUpload) throw new SkiffError('CODE_UPLOAD_FORBIDDEN', `${what} is executable code; the server accepts it only when started with --allow-code-upload`);
+/** Whether the real path `real` lies inside `root` (after following the root's symlinks). */
+function isInside(real: string, root: string): boolean {
+  if (!existsSync(root)) return false;
+  const r = realpathSync(root);
+  return real === r || real.startsWith(r + sep);
 }
 
 /** Resolve `candidate` and check it lies inside one of `roots` (after following symlinks). */
@@ -42,11 +41,7 @@ export function confinedPath(candidate: string, roots: readonly string[]): strin
   } catch {
     throw new SkiffError('BAD_REQUEST', `model_data_path '${candidate}' does not exist`);
   }
-  for (const root of roots) {
-    if (!existsSync(root)) continue;
-    const r = realpathSync(root);
-    if (real === r || real.startsWith(r + sep)) return real;
-  }
+  for (const root of roots) if (isInside(real, root)) return real;
   throw new SkiffError('PATH_NOT_ALLOWED', `model_data_path '${candidate}' is outside the model repository and the upload directory`);
 }
 
@@ -99,7 +94,7 @@ export function describeVersion(v: ModelVersion, current: number | undefined, re
     replicas,
   };
   if (meta.batch_size !== undefined) d.batch_size = meta.batch_size;
-  if (v.reason) d.reason = scrubMessage(v.reason);
+  if (v.reason) d.reason = scrubMessage(v.reason, true);
   if (v.spec) {
     d.inputs = v.spec.inputs;
     d.outputs = v.spec.outputs;
@@ -149,6 +144,9 @@ export function modelCalls(registry: ModelRegistry, store: ControlStore, opts: M
         file = { version: v, kind, path: writeUpload(model, v, kind, bytes) };
       } else if (givenPath !== undefined && givenPath !== 'DEPRECATED') {
         file = versionFileFrom(model, confinedPath(givenPath, roots), v);
+        // The upload directory holds what came through the network: code there (a JS module an
+        // earlier, opted-in server accepted) is still code from the network.
+        if (file.kind !== 'onnx' && isInside(file.path, opts.uploadDir)) assertCodeUploadAllowed(opts, `the ${file.kind} model in the upload directory`);
       } else {
         // Clipper's register_model: the version in the repository if it is there, else a version
         // served by whatever containers connect for (name, version).
@@ -289,7 +287,7 @@ export function repositoryRoutes(registry: ModelRegistry, store: Pick<ControlSto
           for (const v of m.versions) {
             if (readyOnly && v.state !== 'ready') continue;
             const e: Record<string, unknown> = { name: m.name, version: String(v.version), state: v.state.toUpperCase() };
-            if (v.reason) e.reason = v.reason;
+            if (v.reason) e.reason = scrubMessage(v.reason, true);
             out.push(e);
           }
         }

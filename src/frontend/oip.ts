@@ -101,8 +101,7 @@ export function registerOipRoutes(app: TemplatedApp, registry: ModelRegistry, qp
       sendJson(ex, 200, { name, ready: true });
     } catch (err) {
       const info = toErrorInfo(err);
-      if (info.code === 'MODEL_UNAVAILABLE') sendJson(ex, 503, { ready: false, error: info.message, code: info.code });
-      else sendError(ex, info);
+      sendError(ex, info, false, info.code === 'MODEL_UNAVAILABLE' ? { ready: false } : undefined);
     }
   };
   app.get('/v2/models/:model/ready', readyRoute(false));

@@ -1,7 +1,7 @@
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
 import uWS from '../http/uws.js';
 import type { Logger } from 'pino';
-import { publicError, safeName, toErrorInfo, type ErrorInfo } from '../errors.js';
+import { ErrorCodes, publicError, toErrorInfo, type ErrorInfo } from '../errors.js';
 import { decodeFrame, encodeFrame, ResponseEncoder, type WireFeedback, type WireRequest, type WireResponse } from '../protocol/wire.js';
 import type { QueryHandle } from '../engine/executor.js';
 import type { QueryProcessor } from '../selection/query-processor.js';
@@ -10,7 +10,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { logRequest, requestStart } from '../metrics/request-log.js';
 import { rowOf, stackInputs, stackKey } from './stacking.js';
 import { tensorSlab } from '../tensor/slab.js';
-import { originAllowed } from '../http/guard.js';
+import { browserRefusal, type BrowserPolicy } from '../http/guard.js';
 import { statusLine } from '../http/exchange.js';
 
 /**
@@ -30,8 +30,8 @@ export interface WsOptions {
   highWaterBytes: number;
   maxPendingBytes: number;
   maxResponsesPerFrame: number;
-  /** Browser origins allowed besides same-origin pages (lower case); clients without Origin are not browsers and pass. */
-  allowOrigins: ReadonlySet<string>;
+  /** Which browsers may connect (src/http/guard.ts browserRefusal); clients without Origin are not browsers and pass. */
+  browsers: BrowserPolicy;
 }
 
 interface Conn {
@@ -173,7 +173,7 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
   function frameError(c: Conn, raw: ErrorInfo): void {
     if (c.closed) return;
     const { info: err, ref } = publicError(raw);
-    logRequest(log, { conn: c.id, ...(ref ? { ref, detail: raw.message } : {}) }, err, 0);
+    logRequest(log, { conn: c.id, ...(ref ? { ref } : {}) }, err, 0);
     c.frameErrors.push(err);
     if (c.frameErrors.length > 1024) return close(c, 1008, 'too many malformed frames');
     if (!c.blocked) scheduleFlush(c);
@@ -182,7 +182,7 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
   /** Logs: `conn` + `req` identify a request (the client's id is unique per connection in flight). */
   function errorReply(c: Conn, id: bigint, raw: ErrorInfo, model = '', t0 = 0): void {
     const { info: err, ref } = publicError(raw);
-    logRequest(log, { conn: c.id, req: String(id), target: safeName(model), ...(ref ? { ref, detail: raw.message } : {}) }, err, t0);
+    logRequest(log, { conn: c.id, req: String(id), target: model, ...(ref ? { ref } : {}) }, err, t0);
     reply(c, { id, model, version: 0, outputs: [], error: err });
   }
 
@@ -338,11 +338,12 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
     closeOnBackpressureLimit: 0,
     sendPingsAutomatically: true,
     upgrade: (res, req, context) => {
-      // A page on another site must not stream queries (and spend the server) with the visitor's
-      // browser: refuse a cross-site Origin unless --allow-origin allows it.
-      if (!originAllowed(req.getHeader('origin'), req.getHeader('host'), opts.allowOrigins)) {
-        res.writeStatus(statusLine(403)).writeHeader('content-type', 'application/json')
-          .end(JSON.stringify({ error: 'cross-site WebSocket connections are refused (start the server with --allow-origin ORIGIN to allow one)', code: 'ORIGIN_NOT_ALLOWED' }));
+      // A page on another site (or one that rebinds its own name to this address) must not
+      // stream queries with the visitor's browser: refuse it unless --allow-origin allows it.
+      const refused = browserRefusal(req, opts.browsers);
+      if (refused) {
+        res.writeStatus(statusLine(ErrorCodes[refused.code].status)).writeHeader('content-type', 'application/json')
+          .end(JSON.stringify({ error: refused.message, code: refused.code }));
         return;
       }
       res.upgrade<UserData>({}, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);

@@ -254,13 +254,6 @@ function write(ex: Exchange, r: Reply): void {
   });
 }
 
-/** Where the full text of an error a client saw only in part goes (the server log, set at start). */
-let errorDetail: (ref: string, err: ErrorInfo) => void = () => {};
-
-export function setErrorDetailSink(sink: (ref: string, err: ErrorInfo) => void): void {
-  errorDetail = sink;
-}
-
 export function sendJson(ex: Exchange, status: number, value: unknown): void {
   send(ex, { status, body: JSON.stringify(value) });
 }
@@ -271,8 +264,7 @@ export function sendJson(ex: Exchange, status: number, value: unknown): void {
  * client may see (errors.ts publicError); anything hidden goes to the log under a reference.
  */
 export function sendError(ex: Exchange, raw: ErrorInfo, close = false, extra?: Record<string, unknown>, extraHeaders?: Record<string, string>): void {
-  const { info: err, ref } = publicError(raw);
-  if (ref) errorDetail(ref, raw);
+  const { info: err } = publicError(raw);
   const status = ErrorCodes[err.code].status;
   const body: Record<string, unknown> = { error: err.message, code: err.code, ...extra };
   if (extra && 'cause' in extra) body.cause = err.message;

@@ -1,13 +1,14 @@
 import { createServer } from 'node:net';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import uWS from './uws.js';
+import { SkiffError } from '../errors.js';
 
 /**
  * Listen on (host, port) exclusively. uWebSockets.js sets SO_REUSEPORT by default, so a second
  * server on the same port would start without a word and share the traffic (answering from
  * separate state); LIBUS_LISTEN_EXCLUSIVE_PORT turns that off. A port that is taken fails the
- * start with a message naming the port and the option to change. `option` names the flag
- * ("--port", "--admin-port") for that message.
+ * start with PORT_IN_USE, a message naming the port and the option to change. `option` names
+ * the flag ("--port", "--admin-port") for that message.
  */
 const LIBUS_LISTEN_EXCLUSIVE_PORT = 1;
 
@@ -18,8 +19,10 @@ export async function listenExclusive(app: TemplatedApp, host: string, port: num
       .listen(host, port, LIBUS_LISTEN_EXCLUSIVE_PORT, (t) => resolve(t));
   });
   if (token) return token;
-  const why = (await portTaken(host, port)) ? `port ${port} is already in use on ${host}` : `cannot listen on ${host}:${port}`;
-  throw new Error(`${why}: another server (maybe another skiff) holds it; choose another with ${option} N (0 = any free port)`);
+  if (await portTaken(host, port)) {
+    throw new SkiffError('PORT_IN_USE', `port ${port} is already in use on ${host}: another server (maybe another skiff) holds it; choose another with ${option} N (0 = any free port)`);
+  }
+  throw new SkiffError('CONFIG_INVALID', `cannot listen on ${host}:${port} (is ${host} an address of this machine, and may this user bind port ${port}?); choose another with ${option} N or the address`);
 }
 
 /** Whether binding (host, port) fails with EADDRINUSE (to tell "taken" from other failures). */

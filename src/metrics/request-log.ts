@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { ErrorCodes, type ErrorInfo } from '../errors.js';
+import { ErrorCodes, safeName, type ErrorInfo } from '../errors.js';
 
 /**
  * Per-request structured logs. Every answered request is logged at debug (ids, model or app,
@@ -25,11 +25,16 @@ export function requestStart(log: Logger): number {
   return log.isLevelEnabled('debug') ? performance.now() : 0;
 }
 
-/** Log one answered request (`startedAt` from requestStart; 0 = untimed). */
+/**
+ * Log one answered request (`startedAt` from requestStart; 0 = untimed). Fields often hold what a
+ * client sent (a model name from the URL, a request id): every string is escaped and cut to 128
+ * characters, the message to 1024, so no client fills the log or forges lines in it.
+ */
 export function logRequest(log: Logger, fields: Record<string, unknown>, err: ErrorInfo | null, startedAt: number): void {
   const level = requestLogLevel(err);
   if (!log.isLevelEnabled(level)) return;
-  const rec: Record<string, unknown> = { ...fields, code: err ? err.code : 'OK' };
+  const rec: Record<string, unknown> = { code: err ? err.code : 'OK' };
+  for (const [k, v] of Object.entries(fields)) if (v !== undefined) rec[k] = typeof v === 'string' ? safeName(v) : v;
   if (startedAt > 0) rec.us = Math.round((performance.now() - startedAt) * 1000);
-  log[level](rec, err ? err.message : 'request answered');
+  log[level](rec, err ? safeName(err.message, 1024) : 'request answered');
 }

@@ -2,6 +2,7 @@ import type { Histogram } from 'hdr-histogram-js';
 import type { CodeCounts } from './code-counts.js';
 import type { ModelLatency } from './latency.js';
 import type { LagWindow } from './loop-lag.js';
+import { scrubMessage } from '../errors.js';
 
 /**
  * One consistent read of everything Skiff measures, taken from the live objects on demand (a
@@ -169,7 +170,8 @@ export function versionStats(v: VersionSource, current: boolean, rejected: CodeC
     model: v.model, version: v.version, state: v.state, current,
     maxBatch: v.config.max_batch_size, objectiveUs: v.config.latency_objective_us,
   };
-  if (v.reason !== undefined) out.reason = v.reason;
+  // Shown on the dashboard: a failed load's reason without the paths it may quote.
+  if (v.reason !== undefined) out.reason = scrubMessage(v.reason, true);
   const ex = v.executor;
   if (!ex) return out;
   const refused = rejected.of(`${v.model}:${v.version}`);

@@ -274,8 +274,7 @@ function readTensor(o: JsonObject, where: string, rd: TensorReader): Tensor {
     return t;
   }
   if (o.data === undefined) throw new SkiffError('BAD_REQUEST', `${where} has neither data nor binary_data_size`);
-  const flat = flatten(expectArray(o.data, `${where}.data`), count, where);
-  return { name, datatype, shape, data: jsonToBytes(datatype, flat, where, rd.response) };
+  return { name, datatype, shape, data: jsonTensorBytes(datatype, expectArray(o.data, `${where}.data`), count, where, rd.response) };
 }
 
 function readShape(arr: unknown[], where: string): number[] {
@@ -299,38 +298,38 @@ function countElements(shape: number[], max: number, where: string): number {
   return n;
 }
 
-/** `data` as a flat row-major list of exactly `count` elements; nested lists are flattened. */
-function flatten(data: unknown[], count: number, where: string): unknown[] {
-  let nested = false;
-  for (let i = 0; i < data.length; i++) {
-    if (Array.isArray(data[i])) {
-      nested = true;
-      break;
-    }
-  }
-  if (!nested) {
-    if (data.length !== count) {
-      throw new SkiffError('INVALID_INPUT', `${where}: data has ${data.length} elements, shape needs ${count}`);
-    }
-    return data;
-  }
-  const flat: unknown[] = [];
-  const walk = (a: unknown[]): void => {
-    for (let i = 0; i < a.length; i++) {
-      const e = a[i];
-      if (Array.isArray(e)) {
-        walk(e);
-      } else {
-        if (flat.length === count) throw new SkiffError('INVALID_INPUT', `${where}: data has more than the ${count} elements the shape needs`);
-        flat.push(e);
+const NO_RUN = (): void => {};
+
+/** Deepest list nesting walked in `data` (a tensor of rank 32 at most; parseJsonBody bounds the rest). */
+const MAX_DATA_DEPTH = 32;
+
+/**
+ * Visit `data` — flat, or lists nested in row-major order — as runs of consecutive scalars:
+ * `run(src, from, to, at)` gets src[from..to) whose first element is element `at` of the tensor.
+ * A flat list is one run. The walk is bounded (depth, and never past `count` elements) and
+ * allocates nothing per element, so a nested body costs no flattened copy of itself.
+ */
+function forEachRun(data: unknown[], count: number, where: string, run: (src: unknown[], from: number, to: number, at: number) => void): void {
+  let at = 0;
+  const walk = (a: unknown[], depth: number): void => {
+    if (depth > MAX_DATA_DEPTH) throw new SkiffError('INVALID_INPUT', `${where}: data nests lists more than ${MAX_DATA_DEPTH} deep`);
+    let i = 0;
+    while (i < a.length) {
+      if (Array.isArray(a[i])) {
+        walk(a[i] as unknown[], depth + 1);
+        i++;
+        continue;
       }
+      let j = i + 1;
+      while (j < a.length && !Array.isArray(a[j])) j++;
+      if (at + (j - i) > count) throw new SkiffError('INVALID_INPUT', `${where}: data has more than the ${count} elements the shape needs`);
+      run(a, i, j, at);
+      at += j - i;
+      i = j;
     }
   };
-  walk(data);
-  if (flat.length !== count) {
-    throw new SkiffError('INVALID_INPUT', `${where}: data has ${flat.length} elements, shape needs ${count}`);
-  }
-  return flat;
+  walk(data, 0);
+  if (at !== count) throw new SkiffError('INVALID_INPUT', `${where}: data has ${at} elements, shape needs ${count}`);
 }
 
 type IntArrayCtor = Uint8ArrayConstructor | Int8ArrayConstructor | Uint16ArrayConstructor
@@ -361,74 +360,94 @@ function badElement(where: string, i: number, dt: DataType, v: unknown): never {
   throw new SkiffError('INVALID_INPUT', `${where}: element ${i} (${shown}) is not a valid ${dt} value`);
 }
 
-/** Convert flat JSON values to the raw little-endian bytes of `dt`, validating each one. */
-function jsonToBytes(dt: DataType, flat: unknown[], where: string, response: boolean): Uint8Array {
-  const n = flat.length;
+/**
+ * A tensor's JSON `data` (flat, or nested lists in row-major order) -> the raw little-endian
+ * bytes of `dt`, validating each element and that there are exactly `count` of them. Elements are
+ * counted in a first walk and written straight into the typed array in a second (forEachRun), so
+ * nothing of the input's size is allocated besides the result. `response`: data read
+ * from a server's answer (null stands for a non-finite float, 64-bit maxima written in full).
+ */
+export function jsonTensorBytes(dt: DataType, data: unknown[], count: number, where: string, response: boolean): Uint8Array {
+  // Count first (no allocation): a small body that declares a huge shape must not make the
+  // server allocate the shape's worth of memory before its data is found short.
+  if (dt !== 'BYTES') forEachRun(data, count, where, NO_RUN);
   switch (dt) {
     case 'FP32': {
-      const out = new Float32Array(n);
-      for (let i = 0; i < n; i++) {
-        const v = flat[i];
-        if (typeof v === 'number' && !(v >= FP32_OVERFLOW || v <= -FP32_OVERFLOW)) out[i] = v;
-        else if (v === null && response) out[i] = NaN;
-        else badElement(where, i, dt, v);
-      }
+      const out = new Float32Array(count);
+      forEachRun(data, count, where, (src, from, to, at) => {
+        for (let k = from, i = at; k < to; k++, i++) {
+          const v = src[k];
+          if (typeof v === 'number' && !(v >= FP32_OVERFLOW || v <= -FP32_OVERFLOW)) out[i] = v;
+          else if (v === null && response) out[i] = NaN;
+          else badElement(where, i, dt, v);
+        }
+      });
       return new Uint8Array(out.buffer);
     }
     case 'FP64': {
-      const out = new Float64Array(n);
-      for (let i = 0; i < n; i++) {
-        const v = flat[i];
-        if (typeof v === 'number') out[i] = v;
-        else if (v === null && response) out[i] = NaN;
-        else badElement(where, i, dt, v);
-      }
+      const out = new Float64Array(count);
+      forEachRun(data, count, where, (src, from, to, at) => {
+        for (let k = from, i = at; k < to; k++, i++) {
+          const v = src[k];
+          if (typeof v === 'number') out[i] = v;
+          else if (v === null && response) out[i] = NaN;
+          else badElement(where, i, dt, v);
+        }
+      });
       return new Uint8Array(out.buffer);
     }
     case 'FP16': {
-      const out = new Uint16Array(n);
-      for (let i = 0; i < n; i++) {
-        const v = flat[i];
-        if (typeof v === 'number' && !(v >= FP16_OVERFLOW || v <= -FP16_OVERFLOW)) out[i] = fp16FromNumber(v);
-        else if (v === null && response) out[i] = 0x7e00;
-        else badElement(where, i, dt, v);
-      }
+      const out = new Uint16Array(count);
+      forEachRun(data, count, where, (src, from, to, at) => {
+        for (let k = from, i = at; k < to; k++, i++) {
+          const v = src[k];
+          if (typeof v === 'number' && !(v >= FP16_OVERFLOW || v <= -FP16_OVERFLOW)) out[i] = fp16FromNumber(v);
+          else if (v === null && response) out[i] = 0x7e00;
+          else badElement(where, i, dt, v);
+        }
+      });
       return new Uint8Array(out.buffer);
     }
     case 'BOOL': {
-      const out = new Uint8Array(n);
-      for (let i = 0; i < n; i++) {
-        const v = flat[i];
-        if (v === true || v === 1) out[i] = 1;
-        else if (v !== false && v !== 0) badElement(where, i, dt, v);
-      }
+      const out = new Uint8Array(count);
+      forEachRun(data, count, where, (src, from, to, at) => {
+        for (let k = from, i = at; k < to; k++, i++) {
+          const v = src[k];
+          if (v === true || v === 1) out[i] = 1;
+          else if (v !== false && v !== 0) badElement(where, i, dt, v);
+        }
+      });
       return out;
     }
     case 'INT64':
     case 'UINT64': {
-      const out = dt === 'INT64' ? new BigInt64Array(n) : new BigUint64Array(n);
+      const out = dt === 'INT64' ? new BigInt64Array(count) : new BigUint64Array(count);
       const min = dt === 'INT64' ? INT64_MIN : 0n;
       const max = dt === 'INT64' ? INT64_MAX : UINT64_MAX;
       // A response's maximum, written with all its digits, parses to the double just above it.
       const maxAsDouble = response ? Number(max) : NaN;
-      for (let i = 0; i < n; i++) {
-        const v = flat[i];
-        const b = v === maxAsDouble ? max : toBigInt(v, response);
-        if (b === undefined || b < min || b > max) badElement(where, i, dt, v);
-        out[i] = b;
-      }
+      forEachRun(data, count, where, (src, from, to, at) => {
+        for (let k = from, i = at; k < to; k++, i++) {
+          const v = src[k];
+          const b = v === maxAsDouble ? max : toBigInt(v, response);
+          if (b === undefined || b < min || b > max) badElement(where, i, dt, v);
+          out[i] = b;
+        }
+      });
       return new Uint8Array(out.buffer);
     }
     case 'BYTES':
-      return stringsToBytes(flat, where);
+      return stringsToBytes(data, count, where);
     default: {
       const { ctor, min, max } = SMALL_INTS[dt]!;
-      const out = new ctor(n);
-      for (let i = 0; i < n; i++) {
-        const v = flat[i];
-        if (typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max) out[i] = v;
-        else badElement(where, i, dt, v);
-      }
+      const out = new ctor(count);
+      forEachRun(data, count, where, (src, from, to, at) => {
+        for (let k = from, i = at; k < to; k++, i++) {
+          const v = src[k];
+          if (typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max) out[i] = v;
+          else badElement(where, i, dt, v);
+        }
+      });
       return new Uint8Array(out.buffer);
     }
   }
@@ -447,21 +466,26 @@ const LONE_SURROGATE = /\p{Cs}/u;
 const encoder = new TextEncoder();
 
 /** JSON strings -> BYTES wire form (4-byte little-endian length + UTF-8 bytes, per element). */
-function stringsToBytes(flat: unknown[], where: string): Uint8Array {
+function stringsToBytes(data: unknown[], count: number, where: string): Uint8Array {
+  // Two walks: the first validates and sizes, the second writes into one buffer.
   let total = 0;
-  for (let i = 0; i < flat.length; i++) {
-    const v = flat[i];
-    if (typeof v !== 'string' || LONE_SURROGATE.test(v)) badElement(where, i, 'BYTES', v);
-    total += 4 + Buffer.byteLength(v, 'utf8');
-  }
+  forEachRun(data, count, where, (src, from, to, at) => {
+    for (let k = from, i = at; k < to; k++, i++) {
+      const v = src[k];
+      if (typeof v !== 'string' || LONE_SURROGATE.test(v)) badElement(where, i, 'BYTES', v);
+      total += 4 + Buffer.byteLength(v, 'utf8');
+    }
+  });
   const out = new Uint8Array(total);
   const dv = new DataView(out.buffer);
   let off = 0;
-  for (let i = 0; i < flat.length; i++) {
-    const { written } = encoder.encodeInto(flat[i] as string, out.subarray(off + 4));
-    dv.setUint32(off, written, true);
-    off += 4 + written;
-  }
+  forEachRun(data, count, where, (src, from, to) => {
+    for (let k = from; k < to; k++) {
+      const { written } = encoder.encodeInto(src[k] as string, out.subarray(off + 4));
+      dv.setUint32(off, written, true);
+      off += 4 + written;
+    }
+  });
   return out;
 }
 

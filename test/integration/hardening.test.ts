@@ -260,7 +260,7 @@ describe('one server per port', () => {
       );
       const r = spawnSync(process.execPath, [CLI, 'serve', '--model-repository', tmp.dir, '--port', String(first.port), '--admin-port', '0', '--no-admin-token'], { encoding: 'utf8', timeout: 30_000 });
       assert.notEqual(r.status, 0);
-      assert.match(r.stderr, new RegExp(`^PORT_IN_USE: port ${first.port} is already in use`));
+      assert.match(r.stderr, new RegExp(`^PORT_IN_USE: port ${first.port} is already in use`, "m"));
       assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
       // The first server still answers alone.
       assert.equal((await fetch(`${first.url}/v2/health/live`)).status, 200);
@@ -420,7 +420,7 @@ describe('start-up refusals', () => {
         });
         child.once('exit', (c) => reject(new Error(`exited ${c}: ${out}`)));
       });
-      const adminPort = /admin API on http:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1];
+      const adminPort = /admin API\s+http:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1];
       const file = join(runtime, `admin-${adminPort}.token`);
       assert.ok(out.includes(file), out);
       assert.equal(statSync(file).mode & 0o777, 0o600);

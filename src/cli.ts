@@ -58,6 +58,7 @@ program
   .option('--ws-max-pending-bytes <n>', 'unsent replies allowed per WebSocket before it is closed as a slow reader', int('ws-max-pending-bytes', 65536, 2 ** 31 - 1), DEFAULT_SERVER_OPTIONS.wsMaxPendingBytes)
   .option('--rpc-port <port>', 'container RPC port (Clipper\'s protocol; 0 = a free port); off unless given (a repository that launches containers gets a free loopback port)', int('rpc-port', 0, 65535))
   .option('--rpc-host <host>', 'address of the container RPC port: whatever connects to it serves answers, so keep it on loopback or a private network', '127.0.0.1')
+  .option('--no-demo-page', 'no demo page at / and no /site/... routes on the main port (the browser client /client/skiff.js stays)')
   .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(process.env.SKIFF_LOG_LEVEL ?? 'info'))
   .addOption(new Option('--log-format <format>', 'logs on stderr: pretty lines, or JSON lines for a collector (default: pretty on a terminal, else json)').choices(['pretty', 'json']))
   .action(async (o: {
@@ -65,7 +66,7 @@ program
     apps?: string; adminHost: string; adminPort: number; adminToken?: string | false; allowOrigin: string[]; allowHost: string[]; allowCodeUpload: boolean;
     stateDb?: string; flushIntervalMs: number; maxUserStates: number; uploadDir?: string; drainTimeoutMs: number;
     tlsKey?: string; tlsCert?: string; adminTlsKey?: string; adminTlsCert?: string; wsMaxPendingBytes: number;
-    rpcPort?: number; rpcHost: string;
+    rpcPort?: number; rpcHost: string; demoPage: boolean;
   }) => {
     const pair = (key?: string, cert?: string, what = 'main') => {
       if (!key && !cert) return undefined;
@@ -87,7 +88,7 @@ program
       appsFile, optionalModels: appsFile === DEMO_APPS ? ['sklearn_digits'] : [], adminHost: o.adminHost, adminPort: o.adminPort, adminToken: o.adminToken,
       allowOrigins: o.allowOrigin, allowHosts: o.allowHost, allowCodeUpload: o.allowCodeUpload,
       stateDb: o.stateDb, flushIntervalMs: o.flushIntervalMs, maxUserStates: o.maxUserStates, uploadDir: o.uploadDir, drainTimeoutMs: o.drainTimeoutMs,
-      tls, adminTls, wsMaxPendingBytes: o.wsMaxPendingBytes, rpcPort: o.rpcPort, rpcHost: o.rpcHost,
+      tls, adminTls, wsMaxPendingBytes: o.wsMaxPendingBytes, rpcPort: o.rpcPort, rpcHost: o.rpcHost, demoPage: o.demoPage,
     });
     const [h, w] = tls ? ['https', 'wss'] : ['http', 'ws'];
     const main = `${h}://${server.host}:${server.port}`;

@@ -102,6 +102,11 @@ export interface ServerOptions {
   rpcPort?: number;
   /** Address of the container RPC port (loopback by default: whatever connects runs answers). */
   rpcHost: string;
+  /**
+   * The demo page at `/` and its read-only `/site/...` routes (on by default). Off: `/` answers
+   * 404 like any unknown path; the browser client bundle (`/client/skiff.js`) is served either way.
+   */
+  demoPage: boolean;
   logger?: Logger;
   clock?: Clock;
 }
@@ -122,6 +127,7 @@ export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, 'modelRepository' | 'ma
   drainTimeoutMs: 10_000,
   wsMaxPendingBytes: 64 * 1024 * 1024,
   rpcHost: '127.0.0.1',
+  demoPage: true,
 });
 
 export interface SkiffServer {
@@ -225,7 +231,7 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
     connections: () => ws.connections(), toWallMs: (t) => Date.now() - (clock.now() - t),
   }, log);
   registerMetricsRoutes(routes, obs);
-  registerSiteRoutes(routes, registry, apps, { name: 'skiff', version: PKG.version });
+  registerSiteRoutes(routes, registry, apps, { name: 'skiff', version: PKG.version, demoPage: opts.demoPage });
   // The OIP repository extension on the main port too (clients hold one URL), behind the admin token.
   const uploadDir = opts.uploadDir ?? join(opts.modelRepository ?? '.', '.uploads');
   // The admin token is the default: generated here unless the operator gave one or turned it off.

@@ -8,13 +8,19 @@
  * - Backpressure: at most `maxInFlight` queries and feedback records are on the wire; more wait
  *   in the client and go out as answers come back. `ready()` resolves when fewer than
  *   `maxInFlight` calls are outstanding, so a producer that awaits it never holds more.
- * - Deadlines: `timeoutMs` travels to the server as the query's timeout; if no answer arrives
- *   `deadlineGraceMs` after the deadline (a lost connection, say), the client cancels the query
- *   and answers it with DEADLINE_EXCEEDED itself.
+ * - Deadlines: `timeoutMs` (or `timeoutUs`) travels to the server as the query's timeout, what is
+ *   left of it each time the query is sent; `deadlineUnixUs` travels as it is. The client keeps
+ *   the deadline too: a query still in the client at its deadline (no room, no connection) is
+ *   answered DEADLINE_EXCEEDED there and never sent; a sent one with no answer
+ *   `deadlineGraceMs` after its deadline (a silent connection, say) is cancelled on the server
+ *   and answered DEADLINE_EXCEEDED by the client.
  * - Cancellation: an `AbortSignal` per call, or `cancel(id)`. A query not yet sent is answered
- *   CANCELLED at once; a sent one is cancelled on the server, which answers it.
- * - Reconnect (default on): when the connection drops, the client reconnects with backoff and
- *   sends again every query that was never answered, with what is left of its deadline.
+ *   CANCELLED at once; a sent one is cancelled on the server, which answers it (or, when the
+ *   connection drops first, the client does: a cancelled query is never sent again).
+ * - Reconnect (default on): when the connection drops, the client reconnects with exponential
+ *   backoff (with jitter) and sends again every query that was never answered, with what is
+ *   left of its deadline, in id order. A query is re-sent only once the socket it went out on
+ *   has closed, so the old connection can no longer answer it: every call settles exactly once.
  *   Feedback already sent is not sent again (the server may have learnt from it): its promise
  *   rejects, so the caller decides.
  *
@@ -119,8 +125,14 @@ interface Call {
   readonly id: bigint;
   readonly kind: 'infer' | 'feedback';
   readonly init: RequestInit | FeedbackInit;
-  /** Client clock (performance.now) deadline, when the call has a relative timeout. */
+  /** Client clock (performance.now) deadline, when the call has one. */
   readonly deadline?: number;
+  /** The deadline came (at least partly) from a relative timeout: sent as `timeout_us`. */
+  readonly relative: boolean;
+  /** Past its deadline while on the wire: waiting `deadlineGraceMs` for the server's answer. */
+  graced: boolean;
+  /** Cancelled by the caller while on the wire: answered CANCELLED if the connection drops. */
+  cancelled: boolean;
   /** The connection generation the call was last sent on (0 = never sent). */
   sentOn: number;
   /** A feedback call that nobody awaits (`feedback`, not `sendFeedback`). */
@@ -171,6 +183,8 @@ export class SkiffClient {
   private readonly sent = new Map<bigint, Call>();
   private cancels: bigint[] = [];
   private flushScheduled = false;
+  private flushing = false;
+  private flushAgain = false;
   private closedError: Error | undefined;
   private readyWaiters: Array<() => void> = [];
   private closeWaiters: Array<() => void> = [];
@@ -261,7 +275,9 @@ export class SkiffClient {
       this.settle(call!, localAnswer(call!, 'CANCELLED', 'cancelled before it was sent'));
       return;
     }
-    if (this.sent.has(id)) {
+    const sent = this.sent.get(id);
+    if (sent && !sent.cancelled) {
+      sent.cancelled = true;
       this.cancels.push(id);
       this.schedule();
     }
@@ -353,16 +369,23 @@ export class SkiffClient {
   /** The socket of generation `this.generation` closed. */
   private lost(err: Error): void {
     if (this.closedError) return;
-    // Calls on the wire: queries go back to the front of the queue for re-sending; feedback
-    // that went out is not repeated.
+    // Calls on the wire: queries go back to the front of the queue for re-sending, unless the
+    // caller cancelled them or their deadline has passed (answered here, never sent again);
+    // feedback that went out is not repeated. The socket is closed, so nothing it carried can
+    // still be answered: each call settles once.
     const back: Call[] = [];
+    const settled: [Call, WireResponse][] = [];
+    const t = now();
     for (const call of this.sent.values()) {
       if (call.kind === 'feedback') this.fail(call, new Error(`${err.message}: the feedback was sent, and may or may not have been applied`));
+      else if (call.cancelled) settled.push([call, localAnswer(call, 'CANCELLED', 'cancelled; the connection closed before the server confirmed')]);
+      else if (call.deadline !== undefined && call.deadline <= t) settled.push([call, localAnswer(call, 'DEADLINE_EXCEEDED', 'the deadline passed and the connection closed before an answer')]);
       else back.push(call);
     }
     this.sent.clear();
     this.cancels = [];
     this.waiting = [...back.sort((a, b) => (a.id < b.id ? -1 : 1)), ...this.waiting];
+    for (const [call, r] of settled) this.settle(call, r);
     const r = this.reconnect;
     if (!r || !this.everOpened) {
       // No reconnect, or the very first connect failed (connect() rejects): close for good.
@@ -392,11 +415,11 @@ export class SkiffClient {
     return this.sent.size + this.waiting.length < this.maxInFlight;
   }
 
-  private newCall(kind: Call['kind'], init: RequestInit | FeedbackInit, deadline: number | undefined, fireAndForget: boolean, signal?: AbortSignal): InferCall {
+  private newCall(kind: Call['kind'], init: RequestInit | FeedbackInit, deadline: number | undefined, fireAndForget: boolean, signal?: AbortSignal, relative = false): InferCall {
     const id = (init.id = this.nextId++);
     let call!: Call;
     const promise = new Promise<WireResponse>((resolve, reject) => {
-      call = { id, kind, init, deadline, sentOn: 0, fireAndForget, resolve, reject };
+      call = { id, kind, init, deadline, relative, sentOn: 0, fireAndForget, graced: false, cancelled: false, resolve, reject };
     });
     const out = Object.assign(promise, { id });
     if (this.closedError) {
@@ -415,7 +438,7 @@ export class SkiffClient {
     if (deadline !== undefined) {
       // Beyond a timer's range (about 24.8 days) no local timer is armed: the server refuses or
       // clamps such a deadline and answers with its own code.
-      const wait = Math.max(0, deadline - now()) + this.graceMs;
+      const wait = Math.max(0, deadline - now());
       if (wait <= MAX_TIMER_MS) call.timer = setTimeout(() => this.expire(call), wait);
     }
     this.waiting.push(call);
@@ -424,12 +447,21 @@ export class SkiffClient {
 
   private enqueue(req: InferRequest, opts: CallOptions): InferCall {
     const timeoutMs = req.timeoutMs ?? (req.timeoutUs !== undefined ? req.timeoutUs / 1000 : undefined);
-    if (timeoutMs !== undefined && !(timeoutMs >= 0)) throw new RangeError(`timeoutMs must be a non-negative number, got ${timeoutMs}`);
+    if (timeoutMs !== undefined && !(timeoutMs >= 0 && Number.isFinite(timeoutMs))) throw new RangeError(`timeoutMs must be a non-negative number, got ${timeoutMs}`);
+    const abs = req.deadlineUnixUs;
+    if (abs !== undefined && !(abs > 0 && Number.isFinite(abs))) throw new RangeError(`deadlineUnixUs must be a positive number, got ${abs}`);
     const init: RequestInit = {
       model: req.model, app: req.app, user: req.user, version: req.version,
-      deadlineUnixUs: req.deadlineUnixUs, inputs: req.inputs, outputs: req.outputs,
+      deadlineUnixUs: abs, inputs: req.inputs, outputs: req.outputs,
     };
-    return this.newCall('infer', init, timeoutMs !== undefined ? now() + timeoutMs : undefined, false, opts.signal);
+    // The client's own view of the deadline (the earlier of the two), on its monotonic clock.
+    const t = now();
+    let deadline = timeoutMs !== undefined ? t + timeoutMs : undefined;
+    if (abs !== undefined) {
+      const fromWall = t + (abs / 1000 - Date.now());
+      if (deadline === undefined || fromWall < deadline) deadline = fromWall;
+    }
+    return this.newCall('infer', init, deadline, false, opts.signal, timeoutMs !== undefined);
   }
 
   private enqueueFeedback(f: FeedbackRequest, fireAndForget: boolean): InferCall {
@@ -441,16 +473,30 @@ export class SkiffClient {
     return call;
   }
 
-  /** No answer by deadline + grace: cancel on the server (if sent) and answer locally. */
+  /**
+   * The call's deadline came. Still in the client: answered here, never sent. On the wire: the
+   * server has `deadlineGraceMs` more to answer (its answer is usually DEADLINE_EXCEEDED, on its
+   * way); after that the client cancels it on the server and answers it itself.
+   */
   private expire(call: Call): void {
     call.timer = undefined;
     const i = this.waiting.indexOf(call);
-    if (i >= 0) this.waiting.splice(i, 1);
-    else if (this.sent.has(call.id)) {
-      this.sent.delete(call.id);
+    if (i >= 0) {
+      this.waiting.splice(i, 1);
+      this.settle(call, localAnswer(call, 'DEADLINE_EXCEEDED', 'the deadline passed before the query could be sent'));
+      return;
+    }
+    if (this.sent.get(call.id) !== call) return;
+    if (!call.graced) {
+      call.graced = true;
+      call.timer = setTimeout(() => this.expire(call), this.graceMs);
+      return;
+    }
+    this.sent.delete(call.id);
+    if (!call.cancelled) {
       this.cancels.push(call.id);
       this.schedule();
-    } else return;
+    }
     this.settle(call, localAnswer(call, 'DEADLINE_EXCEEDED', 'no answer by the deadline'));
   }
 
@@ -490,8 +536,29 @@ export class SkiffClient {
     }
   }
 
-  /** Sends cancels and as many waiting calls as there are free slots, in frames of at most maxPerFrame. */
+  /**
+   * Sends cancels and as many waiting calls as there are free slots, in frames of at most
+   * maxPerFrame. Re-entrant calls (a call settled while flushing frees a slot, and without
+   * coalescing that flushes at once) only ask the running flush for another round, so the
+   * waiting list is never spliced under a loop that indexes it.
+   */
   private flush(): void {
+    if (this.flushing) {
+      this.flushAgain = true;
+      return;
+    }
+    this.flushing = true;
+    try {
+      do {
+        this.flushAgain = false;
+        this.flushOnce();
+      } while (this.flushAgain);
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private flushOnce(): void {
     const ws = this.ws;
     if (!ws || ws.readyState !== OPEN || this.closedError) return;
     const cancels = this.cancels;
@@ -518,7 +585,7 @@ export class SkiffClient {
             this.settle(call, localAnswer(call, 'DEADLINE_EXCEEDED', 'the deadline passed before the query could be sent'));
             continue;
           }
-          init.timeoutUs = Math.ceil(left * 1000);
+          if (call.relative) init.timeoutUs = Math.ceil(left * 1000);
         }
         requests.push(init);
       } else feedback.push(call.init as FeedbackInit);

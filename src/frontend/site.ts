@@ -7,13 +7,22 @@ import { exchange, send, sendError, sendJson } from '../http/exchange.js';
 
 /**
  * What a person finds on the main port, beside the protocols:
+ *   GET /client/skiff.js(.map)     the browser build of the WebSocket client (skiff-serve/client),
+ *                                  made by `npm run build` (scripts/build.mjs): always served
+ * and, unless the operator turns the demo page off (`--no-demo-page`):
  *   GET /                          the demo page (src/frontend/site/index.html): draw a digit,
  *                                  see every model's answer and the applications' choices live
  *   GET /site/{demo.js,demo.css}   its script and style
- *   GET /client/skiff.js(.map)     the browser build of the WebSocket client (skiff-serve/client)
  *   GET /site/info                 models (inputs, outputs, versions) and applications, read-only
  *   GET /site/apps/{app}/weights   an application's policy weights (application-wide context), read-only
- * Nothing here changes state; queries and feedback go over /ws like any client's.
+ *
+ * Why a public read of the weights: the page must show Exp3's and Exp4's weights move, and the
+ * admin API's get_selection_state needs the admin token, which a visitor's browser must never
+ * hold. These routes show nothing the main port does not already publish: `/metrics` carries
+ * every model, application, arm and shared-context weight (skiff_app_selection_weight), and
+ * `/v2/models/{m}` each model's inputs and outputs. Per-user weights stay behind the admin
+ * token. Nothing here changes state (reading a context with no state creates none); queries and
+ * feedback go over /ws like any client's.
  */
 const SITE = fileURLToPath(new URL('../../../src/frontend/site/', import.meta.url));
 const CLIENT = fileURLToPath(new URL('../../client/', import.meta.url));
@@ -23,11 +32,11 @@ interface Asset {
   contentType: string;
 }
 
-function assets(): Record<string, Asset> {
-  const out: Record<string, Asset> = {
+function assets(demoPage: boolean): Record<string, Asset> {
+  const out: Record<string, Asset> = demoPage ? {
     '/site/demo.js': { body: readFileSync(`${SITE}demo.js`), contentType: 'text/javascript; charset=utf-8' },
     '/site/demo.css': { body: readFileSync(`${SITE}demo.css`), contentType: 'text/css; charset=utf-8' },
-  };
+  } : {};
   // The bundle exists after `npm run build`; a server run from sources without it says so.
   const bundle = `${CLIENT}skiff.js`;
   if (existsSync(bundle)) {
@@ -37,18 +46,19 @@ function assets(): Record<string, Asset> {
   return out;
 }
 
-export function registerSiteRoutes(app: TemplatedApp, registry: ModelRegistry, apps: AppRegistry, server: { name: string; version: string }): void {
-  const page = readFileSync(`${SITE}index.html`);
-  const files = assets();
-  const html = (res: HttpResponse, req: HttpRequest): void => send(exchange(res, req), { status: 200, body: page, contentType: 'text/html; charset=utf-8', headers: { 'cache-control': 'no-cache' } });
-  app.get('/', html);
-  app.get('/index.html', html);
+export function registerSiteRoutes(app: TemplatedApp, registry: ModelRegistry, apps: AppRegistry, server: { name: string; version: string; demoPage: boolean }): void {
+  const files = assets(server.demoPage);
   for (const [path, a] of Object.entries(files)) {
     app.get(path, (res, req) => send(exchange(res, req), { status: 200, body: a.body, contentType: a.contentType, headers: { 'cache-control': 'no-cache' } }));
   }
   if (!files['/client/skiff.js']) {
     app.get('/client/skiff.js', (res) => sendError(exchange(res), { code: 'NOT_FOUND', message: 'the browser client is not built: run npm run build' }));
   }
+  if (!server.demoPage) return;
+  const page = readFileSync(`${SITE}index.html`);
+  const html = (res: HttpResponse, req: HttpRequest): void => send(exchange(res, req), { status: 200, body: page, contentType: 'text/html; charset=utf-8', headers: { 'cache-control': 'no-cache' } });
+  app.get('/', html);
+  app.get('/index.html', html);
   app.get('/favicon.ico', (res) => send(exchange(res), { status: 204, body: '' }));
   app.get('/site/info', (res) => {
     const models = registry.list().map((m) => {

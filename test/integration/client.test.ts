@@ -51,8 +51,21 @@ class Proxy {
   }
 }
 
+interface Wire {
+  out: number;
+  peak: number;
+  requests: number;
+  cancels: number;
+  /** Request ids in the order they went out (a re-sent id appears again). */
+  sentIds?: bigint[];
+  /** Ids of the answers that came back, in order. */
+  answeredIds?: bigint[];
+}
+
+const newWire = (): Required<Wire> => ({ out: 0, peak: 0, requests: 0, cancels: 0, sentIds: [], answeredIds: [] });
+
 /** A `ws` socket that counts, on the bytes it sends and receives, the requests awaiting answers. */
-function countingSocket(wire: { out: number; peak: number; requests: number; cancels: number }): (url: string) => WebSocketLike {
+function countingSocket(wire: Wire): (url: string) => WebSocketLike {
   const make = nodeSocket();
   return (url) => {
     const ws = make(url) as WebSocketLike & { addEventListener(t: string, f: (ev: { data: unknown }) => void): void };
@@ -60,6 +73,7 @@ function countingSocket(wire: { out: number; peak: number; requests: number; can
     ws.send = (bytes: Uint8Array): void => {
       const f = decodeFrame(bytes);
       wire.requests += f.requests.length;
+      wire.sentIds?.push(...f.requests.map((r) => r.id));
       wire.cancels += f.cancel.length;
       wire.out += f.requests.length + f.feedback.length;
       wire.peak = Math.max(wire.peak, wire.out);
@@ -67,7 +81,9 @@ function countingSocket(wire: { out: number; peak: number; requests: number; can
     };
     ws.addEventListener('message', (ev) => {
       const data = ev.data instanceof ArrayBuffer ? new Uint8Array(ev.data) : (ev.data as Uint8Array);
-      wire.out -= decodeFrame(data).responses.length;
+      const responses = decodeFrame(data).responses;
+      wire.out -= responses.length;
+      wire.answeredIds?.push(...responses.map((r) => r.id));
     });
     return ws;
   };
@@ -199,17 +215,30 @@ describe('skiff-serve/client against a real server', () => {
     const proxy = new Proxy(server.port);
     const port = await proxy.listen();
     const states: ClientState[] = [];
-    const client = await connectTo(`ws://127.0.0.1:${port}/ws`, { reconnect: { initialDelayMs: 50 }, onStateChange: (s) => states.push(s) });
+    const wire = newWire();
+    const client = await connectTo(`ws://127.0.0.1:${port}/ws`, { reconnect: { initialDelayMs: 50 }, onStateChange: (s) => states.push(s), createSocket: countingSocket(wire) });
     let gone: SkiffClient | undefined;
     try {
+      // 'slow' answers one query per 120 ms: the cut comes after the first answer, mid-stream.
       const calls = Array.from({ length: 6 }, (_, i) => client.infer({ model: 'slow', inputs: [fp32('input', row(i), [1, 4])], timeoutMs: 10_000 }));
-      await new Promise((r) => setTimeout(r, 60));
+      await calls[0];
       proxy.cut();
+      const answeredBefore = new Set(wire.answeredIds);
+      assert.ok(answeredBefore.size >= 1 && answeredBefore.size < 6, `cut mid-stream (${answeredBefore.size} answered)`);
+      while (client.state !== 'reconnecting') await new Promise((r) => setTimeout(r, 1));
       // Made while the connection is down: queued, then sent on the new connection.
       const during = client.infer({ model: 'quick', inputs: [fp32('input', row(9), [1, 4])] });
       const answers = await Promise.all([...calls, during]);
       answers.slice(0, 6).forEach((r, i) => assert.deepEqual(values(r.outputs[0]!), row(i).map((v) => 2 * v), `answer ${i}: ${JSON.stringify(r.error)}`));
       assert.deepEqual(values(answers[6]!.outputs[0]!), row(9).map((v) => 2 * v));
+      // Exactly what was unanswered went out again, once each; nothing answered was repeated.
+      const sends = new Map<bigint, number>();
+      for (const id of wire.sentIds) sends.set(id, (sends.get(id) ?? 0) + 1);
+      for (const c of calls) assert.equal(sends.get(c.id), answeredBefore.has(c.id) ? 1 : 2, `request ${c.id} sent ${sends.get(c.id)} times`);
+      assert.equal(sends.get(during.id), 1);
+      // And the server's answers reached the client once per query: none from both connections.
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual([...wire.answeredIds].sort(), [...calls, during].map((c) => c.id).sort());
       assert.equal(client.reconnectCount, 1);
       assert.deepEqual(states, ['open', 'reconnecting', 'open']);
       assert.equal(proxy.connections, 2);
@@ -226,6 +255,69 @@ describe('skiff-serve/client against a real server', () => {
       await client.close();
       await gone?.close();
       await proxy.close().catch(() => undefined);
+    }
+  });
+
+  it('reconnect: a query whose deadline passes while disconnected is answered locally and never sent', T, async () => {
+    const proxy = new Proxy(server.port);
+    const port = await proxy.listen();
+    const wire = newWire();
+    const client = await connectTo(`ws://127.0.0.1:${port}/ws`, {
+      reconnect: { initialDelayMs: 40, maxDelayMs: 80 }, deadlineGraceMs: 5000, createSocket: countingSocket(wire),
+    });
+    try {
+      // The server goes away: the proxy stops listening and drops the connection.
+      await proxy.close();
+      await new Promise((r) => setTimeout(r, 20));
+      assert.equal(client.state, 'reconnecting');
+      const t0 = performance.now();
+      const short = client.infer({ model: 'quick', inputs: [fp32('input', row(1), [1, 4])], timeoutMs: 150 });
+      const absolute = client.infer({ model: 'quick', inputs: [fp32('input', row(2), [1, 4])], deadlineUnixUs: (Date.now() + 200) * 1000 });
+      const patient = client.infer({ model: 'quick', inputs: [fp32('input', row(3), [1, 4])], timeoutMs: 20_000 });
+      const [s, a] = await Promise.all([short, absolute]);
+      const took = performance.now() - t0;
+      assert.equal(s.error?.code, 'DEADLINE_EXCEEDED');
+      assert.equal(a.error?.code, 'DEADLINE_EXCEEDED');
+      assert.ok(took >= 140 && took < 2000, `answered at the deadline, not after the grace period (${took.toFixed(0)} ms)`);
+      // The server comes back on the same port: the patient query goes out and is answered; the
+      // expired ones never reach the wire.
+      await proxy.listen(port);
+      const p = await patient;
+      assert.deepEqual(values(p.outputs[0]!), row(3).map((v) => 2 * v));
+      assert.deepEqual(wire.sentIds, [patient.id]);
+      assert.equal(client.reconnectCount, 1);
+    } finally {
+      await client.close();
+      await proxy.close().catch(() => undefined);
+    }
+  });
+
+  it('reconnect: a query cancelled before the connection dropped is answered CANCELLED, not sent again', T, async () => {
+    const proxy = new Proxy(server.port);
+    const port = await proxy.listen();
+    const wire = newWire();
+    const client = await connectTo(`ws://127.0.0.1:${port}/ws`, { reconnect: { initialDelayMs: 40 }, createSocket: countingSocket(wire) });
+    try {
+      // The server's answers stop reaching the client: the cancel goes out, its answer never comes.
+      proxy.blackhole = true;
+      const ac = new AbortController();
+      const call = client.infer({ model: 'slow', inputs: [fp32('input', row(1), [1, 4])] }, { signal: ac.signal });
+      const other = client.infer({ model: 'slow', inputs: [fp32('input', row(2), [1, 4])] });
+      await new Promise((r) => setTimeout(r, 30));
+      ac.abort();
+      await new Promise((r) => setTimeout(r, 30));
+      assert.equal(wire.cancels, 1);
+      proxy.blackhole = false;
+      proxy.cut();
+      const r = await call;
+      assert.equal(r.error?.code, 'CANCELLED');
+      const o = await other;
+      assert.deepEqual(values(o.outputs[0]!), row(2).map((v) => 2 * v), 'the other query was sent again and answered');
+      assert.deepEqual(wire.sentIds.filter((id) => id === call.id), [call.id], 'the cancelled query went out once');
+      assert.deepEqual(wire.sentIds.filter((id) => id === other.id), [other.id, other.id]);
+    } finally {
+      await client.close();
+      await proxy.close();
     }
   });
 

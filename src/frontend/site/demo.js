@@ -4,6 +4,13 @@
 import { SkiffClient, fp32, values } from '/client/skiff.js';
 
 const $ = (id) => document.getElementById(id);
+/** An element with attributes (`class`, `data-*`, ...) and children (nodes or text, never HTML). */
+const el = (tag, attrs = {}, ...children) => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  e.append(...children);
+  return e;
+};
 const pad = $('pad');
 const ctx = pad.getContext('2d', { willReadFrequently: true });
 const thumb = $('thumb').getContext('2d');
@@ -42,32 +49,33 @@ state.models = info.models.filter(isDigitModel).map((m) => ({ name: m.name, inpu
 const digitNames = new Set(state.models.map((m) => m.name));
 state.apps = info.apps.filter((a) => a.input_type === 'floats' && a.models.some((m) => digitNames.has(m)));
 if (!state.models.length && !state.apps.length) {
-  $('main').innerHTML = `<section class="panel"><h2>Skiff ${info.version} is running</h2>
-    <p>No model here takes a 28×28 digit (FP32 [N, 784]), so there is nothing to draw for. Models: ${info.models.map((m) => m.name).join(', ') || 'none'}.</p>
-    <p>Query them with the Open Inference Protocol at <code>/v2/models/&lt;name&gt;/infer</code> or over WebSocket at <code>/ws</code> with <a href="/client/skiff.js">the client</a>.</p></section>`;
+  $('main').replaceChildren(el('section', { class: 'panel' },
+    el('h2', {}, `Skiff ${info.version} is running`),
+    el('p', {}, `No model here takes a 28×28 digit (FP32 [N, 784]), so there is nothing to draw for. Models: ${info.models.map((m) => m.name).join(', ') || 'none'}.`),
+    el('p', {}, 'Query them with the Open Inference Protocol at ', el('code', {}, '/v2/models/<name>/infer'),
+      ' or over WebSocket at ', el('code', {}, '/ws'), ' with ', el('a', { href: '/client/skiff.js' }, 'the client'), '.')));
   throw new Error('no digit models');
 }
 
 const modelRows = new Map();
 for (const m of state.models) {
-  const tr = document.createElement('tr');
-  tr.dataset.model = m.name;
-  tr.innerHTML = `<td>${m.name}</td><td class="answer">–</td><td class="latency">–</td><td class="acc">–</td>`;
+  const tr = el('tr', { 'data-model': m.name },
+    el('td', {}, m.name), el('td', { class: 'answer' }, '–'), el('td', { class: 'latency' }, '–'), el('td', { class: 'acc' }, '–'));
   $('models').tBodies[0].append(tr);
   modelRows.set(m.name, tr);
 }
 const appBoxes = new Map();
 for (const a of state.apps) {
-  const div = document.createElement('div');
-  div.className = 'app';
-  div.dataset.app = a.name;
-  div.innerHTML = `<div class="head"><div><b>${a.name}</b> <span class="sub">${a.policy}${a.policy === 'exp4' ? ' (ensemble)' : ''}</span></div>
-    <div><span class="answer">–</span> <span class="sub latency"></span></div></div>
-    <div class="sub detail"></div><div class="weights"></div><div class="sub acc"></div>`;
+  const kind = a.policy === 'exp4' ? 'exp4: a weighted ensemble of every model' : a.policy === 'exp3' ? 'exp3: one model per query, drawn by weight' : a.policy;
+  const div = el('div', { class: 'app', 'data-app': a.name },
+    el('div', { class: 'head' },
+      el('div', {}, el('b', {}, a.name), ' ', el('span', { class: 'sub' }, kind)),
+      el('div', {}, el('span', { class: 'answer' }, '–'), ' ', el('span', { class: 'sub latency' }))),
+    el('div', { class: 'sub detail' }), el('div', { class: 'weights' }), el('div', { class: 'sub acc' }));
   $('apps').append(div);
   appBoxes.set(a.name, div);
 }
-if (!state.apps.length) $('apps').innerHTML = '<p class="empty">No application takes digits.</p>';
+if (!state.apps.length) $('apps').replaceChildren(el('p', { class: 'empty' }, 'No application takes digits.'));
 
 const labels = $('labels');
 for (let d = 0; d < 10; d++) {
@@ -243,8 +251,12 @@ function renderWeights(app) {
   if (!box || !w) return;
   const total = Object.values(w).reduce((a, b) => a + b, 0) || 1;
   const chosen = new Set((state.last[app]?.chosen ?? []).map((m) => m.replace(/:\d+$/, '')));
-  box.querySelector('.weights').innerHTML = Object.entries(w).map(([m, v]) =>
-    `<div class="bar${chosen.has(m) ? ' chosen' : ''}" data-model="${m}"><span>${m}</span><div class="track"><div class="fill" style="width:${((100 * v) / total).toFixed(1)}%"></div></div><span class="w">${(v / total).toFixed(3)}</span></div>`).join('');
+  box.querySelector('.weights').replaceChildren(...Object.entries(w).map(([m, v]) => {
+    const fill = el('div', { class: 'fill' });
+    fill.style.width = `${((100 * v) / total).toFixed(1)}%`;
+    return el('div', { class: `bar${chosen.has(m) ? ' chosen' : ''}`, 'data-model': m },
+      el('span', {}, m), el('div', { class: 'track' }, fill), el('span', { class: 'w' }, (v / total).toFixed(3)));
+  }));
 }
 
 function score(name, right) {

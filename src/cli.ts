@@ -3,6 +3,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { startServer, DEFAULT_SERVER_OPTIONS } from './server.js';
 import { createLogger } from './log.js';
 import { isLoopback } from './http/guard.js';
+import { basename, resolve } from 'node:path';
 import { DEMO_APPS, DEMO_REPOSITORY } from './paths.js';
 
 /** The `skiff` command line: serve, demo (and bench, in bench/). */
@@ -22,10 +23,12 @@ function int(name: string, min: number, max: number) {
 const program = new Command();
 program.name('skiff').description('Low-latency online prediction server: adaptive batching, ONNX Runtime workers, WebSocket/FlatBuffers and OIP REST.');
 
-program
+const serve = program
   .command('serve', { isDefault: true })
   .description('serve a model repository (default: the bundled MNIST demo models)')
   .option('--model-repository <dir>', 'model repository: <dir>/<model>/<version>/model.onnx', DEMO_REPOSITORY)
+  .option('--model-dir <dir>', 'instead of a repository: serve the one model in <dir> (KServe\'s /mnt/models): <dir>/model.onnx or one <dir>/*.onnx, <dir>/<version>/model.onnx, or a whole repository')
+  .option('--model-name <name>', 'the name of the model served from --model-dir (default: the directory\'s name)')
   .option('--host <host>', 'address to bind', DEFAULT_SERVER_OPTIONS.host)
   .option('--port <port>', 'HTTP + WebSocket port (0 = ephemeral)', int('port', 0, 65535), DEFAULT_SERVER_OPTIONS.port)
   .option('--max-body-bytes <n>', 'HTTP body limit (default: the largest full batch a loaded model takes, as JSON; 1-256 MiB)', int('max-body-bytes', 1024, 2 ** 31 - 1))
@@ -54,7 +57,7 @@ program
   .option('--rpc-host <host>', 'address of the container RPC port: whatever connects to it serves answers, so keep it on loopback or a private network', '127.0.0.1')
   .option('--log-level <level>', 'trace|debug|info|warn|error|silent', process.env.SKIFF_LOG_LEVEL ?? 'info')
   .action(async (o: {
-    modelRepository: string; host: string; port: number; maxBodyBytes?: number; maxInflightBytes: number; maxTimeoutMs: number; maxFrameBytes: number; logLevel: string;
+    modelRepository: string; modelDir?: string; modelName?: string; host: string; port: number; maxBodyBytes?: number; maxInflightBytes: number; maxTimeoutMs: number; maxFrameBytes: number; logLevel: string;
     apps?: string; adminHost: string; adminPort: number; adminToken?: string | false; allowOrigin: string[]; allowHost: string[]; allowCodeUpload: boolean;
     stateDb?: string; flushIntervalMs: number; maxUserStates: number; uploadDir?: string; drainTimeoutMs: number;
     tlsKey?: string; tlsCert?: string; adminTlsKey?: string; adminTlsCert?: string; wsMaxPendingBytes: number;
@@ -72,9 +75,13 @@ program
     if (!isLoopback(o.adminHost) && o.adminToken === false) {
       throw new Error('--no-admin-token is for a trusted loopback only: the admin listener (--admin-host) is not on loopback');
     }
-    const appsFile = o.apps ?? (o.modelRepository === DEMO_REPOSITORY ? DEMO_APPS : undefined);
+    if (o.modelName !== undefined && o.modelDir === undefined) throw new Error('--model-name names the model of --model-dir: give --model-dir too');
+    if (o.modelDir !== undefined && serve.getOptionValueSource('modelRepository') !== 'default') throw new Error('give --model-repository or --model-dir, not both');
+    const modelRepository = o.modelDir === undefined ? o.modelRepository : undefined;
+    const modelDir = o.modelDir === undefined ? undefined : { dir: o.modelDir, name: o.modelName ?? basename(resolve(o.modelDir)) };
+    const appsFile = o.apps ?? (modelRepository === DEMO_REPOSITORY ? DEMO_APPS : undefined);
     const server = await startServer({
-      modelRepository: o.modelRepository, host: o.host, port: o.port,
+      modelRepository, modelDir, host: o.host, port: o.port,
       maxBodyBytes: o.maxBodyBytes, maxInflightBytes: o.maxInflightBytes, maxTimeoutMs: o.maxTimeoutMs, maxFrameBytes: o.maxFrameBytes, logger,
       appsFile, optionalModels: appsFile === DEMO_APPS ? ['sklearn_digits'] : [], adminHost: o.adminHost, adminPort: o.adminPort, adminToken: o.adminToken,
       allowOrigins: o.allowOrigin, allowHosts: o.allowHost, allowCodeUpload: o.allowCodeUpload,

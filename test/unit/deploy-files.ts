@@ -20,6 +20,7 @@ import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { Container, PersistentVolumeClaim, Service } from 'kubernetes-models/v1';
+import { DockerfileParser, type From } from 'dockerfile-ast';
 
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const DEPLOY = join(ROOT, 'deploy');
@@ -198,3 +199,78 @@ export function argValue(args: readonly string[], flag: string): string | undefi
 }
 
 export const PACKAGE = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string; engines: { node: string } };
+
+// --- the Dockerfile ------------------------------------------------------------------------
+
+export interface DockerInstruction {
+  keyword: string;
+  /** Arguments as written (variables unexpanded). */
+  args: string[];
+  /** Exec-form (JSON array) arguments of CMD, ENTRYPOINT and HEALTHCHECK ... CMD. */
+  exec?: string[];
+  /** --flag=value flags (COPY --from, HEALTHCHECK --interval, ...). */
+  flags: Record<string, string>;
+}
+
+export interface DockerStage {
+  name: string;
+  image: string;
+  instructions: DockerInstruction[];
+}
+
+export interface DockerfileModel {
+  text: string;
+  /** ARGs before the first FROM, with their defaults. */
+  args: Record<string, string>;
+  stages: DockerStage[];
+}
+
+/** Parse with dockerfile-ast into stages of plain instructions. */
+export function readDockerfile(text: string): DockerfileModel {
+  const df = DockerfileParser.parse(text);
+  const args: Record<string, string> = {};
+  for (const a of df.getInitialARGs()) for (const p of a.getProperties()) args[p.getName()] = p.getValue() ?? '';
+  const stages: DockerStage[] = [];
+  for (const ins of df.getInstructions()) {
+    const keyword = ins.getKeyword();
+    if (keyword === 'FROM') {
+      const from = ins as From;
+      stages.push({ name: from.getBuildStage() ?? String(stages.length), image: from.getImageName() ?? '', instructions: [] });
+      continue;
+    }
+    const stage = stages.at(-1);
+    if (!stage) continue;
+    const flags: Record<string, string> = {};
+    const withFlags = ins as unknown as { getFlags?: () => { getName(): string; getValue(): string | null }[] };
+    for (const f of withFlags.getFlags?.() ?? []) flags[f.getName()] = f.getValue() ?? '';
+    const raw = ins.getRawArgumentsContent() ?? '';
+    let exec: string[] | undefined;
+    const json = keyword === 'HEALTHCHECK' ? raw.replace(/^(--\S+\s+)*CMD\s+/, '') : raw;
+    if (['CMD', 'ENTRYPOINT', 'HEALTHCHECK'].includes(keyword) && json.trim().startsWith('[')) exec = JSON.parse(json) as string[];
+    stage.instructions.push({ keyword, args: ins.getArguments().map((a) => a.getValue()), exec, flags });
+  }
+  return { text, args, stages };
+}
+
+/** A stage's `${VAR}` image reference resolved from the initial ARGs. */
+export function stageImage(df: DockerfileModel, stage: DockerStage): string {
+  return stage.image.replace(/\$\{?(\w+)\}?/g, (_, v: string) => df.args[v] ?? '');
+}
+
+/** The final stage's ENV, later ENVs winning. */
+export function stageEnv(stage: DockerStage): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const i of stage.instructions.filter((x) => x.keyword === 'ENV')) {
+    for (const a of i.args) {
+      const eq = a.indexOf('=');
+      if (eq > 0) env[a.slice(0, eq)] = a.slice(eq + 1);
+    }
+  }
+  return env;
+}
+
+/** The image's command line: ENTRYPOINT then CMD (exec form). */
+export function imageCommand(stage: DockerStage): string[] {
+  const last = (k: string) => stage.instructions.filter((i) => i.keyword === k).at(-1)?.exec ?? [];
+  return [...last('ENTRYPOINT'), ...last('CMD')];
+}

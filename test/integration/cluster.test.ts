@@ -116,6 +116,16 @@ describe('a cluster of two instances behind HAProxy', () => {
 });
 
 describe('the cluster harness', () => {
+  it('drives the cluster benchmark (a smoke run: one instance, direct and balanced, no figures)', async () => {
+    const { runClusterBench } = await import('../../bench/cluster.js');
+    const runs = await runClusterBench(['--quick', '--instances', '1', '--duration', '0.3', '--no-save']);
+    assert.deepEqual(runs.map((r) => r.protocol), ['ws', 'http', 'ws', 'http']);
+    for (const r of runs) {
+      assert.ok(r.ok > 0, `${r.label}: nothing answered`);
+      assert.equal(r.errors, 0, `${r.label}: ${JSON.stringify(r.errorCodes)}`);
+    }
+  });
+
   it('stops what it started when an instance cannot start', async () => {
     const empty = tempDir('skiff-cluster-bad-');
     try {

@@ -242,4 +242,12 @@ describe('the KServe ServingRuntime', () => {
     mkdirSync(join(mount, 'lost+found'), { recursive: true });
     await assert.rejects(serveMount(mount), /exited before it was ready/);
   });
+
+  it('refuses --model-dir beside --model-repository, and --model-name without --model-dir', async () => {
+    const mount = join(tmp.dir, 'single');
+    const { args } = await runtimeArgs(mount);
+    await assert.rejects(startSkiff([...args, '--model-repository', mount]), /exited before it was ready/);
+    const alone = args.filter((_, i) => args[i] !== '--model-dir' && args[i - 1] !== '--model-dir');
+    await assert.rejects(startSkiff(alone), /exited before it was ready/);
+  });
 });

@@ -5,8 +5,8 @@
  * lacks fails here.
  *  - The Dockerfile's runtime stage: its file tree rebuilt from its COPY lines (node_modules with
  *    the production packages of package-lock.json only, as `npm ci --omit=dev` installs them),
- *    its ENTRYPOINT + CMD started there, its HEALTHCHECK command passing while it serves and
- *    failing once it stopped.
+ *    its ENTRYPOINT + CMD started there with this machine's Node, its HEALTHCHECK command passing
+ *    while it serves and failing once it stopped.
  *  - The Kubernetes Deployment's args and env: the probe and scrape paths answer.
  *  - The KServe ServingRuntime's args with {{.Name}} filled in, over the layouts KServe's storage
  *    initializer leaves in /mnt/models; an empty mount fails the start.
@@ -103,6 +103,8 @@ describe('the Dockerfile\'s runtime stage', () => {
       assert.equal(r.status, 200, JSON.stringify(r.json));
       assert.equal(r.json.outputs.length > 0, true);
       assert.equal((await status(`${s.url}/v2/health/ready`)).status, 200);
+      // Static files the image must carry: the demo page and the bundled browser client.
+      for (const path of ['/', '/client/skiff.js']) assert.equal((await status(`${s.url}${path}`)).status, 200, path);
 
       const check = final.instructions.find((i) => i.keyword === 'HEALTHCHECK')!.exec!;
       const url = new URL(env.SKIFF_HEALTH_URL!);

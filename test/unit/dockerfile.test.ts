@@ -31,18 +31,30 @@ test('dockerfile-utils finds no problem', () => {
   assert.deepEqual(validate(TEXT).map((d) => `${d.range.start.line + 1}: ${d.message}`), []);
 });
 
-test('stages: one pinned Node base of the engines major on Debian bookworm; dev deps only where tsc runs', () => {
+/** glibc of the Debian releases the official Node images come in. */
+const GLIBC: Record<string, number> = { bookworm: 2.36, trixie: 2.41 };
+
+test('stages: one pinned Node base whose Node and glibc load a uWebSockets.js build; dev deps only where tsc runs', () => {
   assert.ok(df.stages.length >= 2, 'multi-stage');
   const images = new Set(df.stages.map((s) => stageImage(df, s)));
   assert.equal(images.size, 1, 'every stage on the same base image');
   const image = [...images][0]!;
-  // The uWebSockets.js binary Skiff pins is built for Node 20 (ABI 115) and glibc >= 2.27.
-  const m = /^node:(\d+)\.(\d+)\.(\d+)-bookworm-slim$/.exec(image);
-  assert.ok(m, `${image}: node:<x.y.z>-bookworm-slim (a pinned version)`);
-  assert.equal(Number(m[1]), Number(/(\d+)/.exec(PACKAGE.engines.node)![1]), 'the Node major of package.json engines');
+  const m = /^node:(\d+)\.(\d+)\.(\d+)-(bookworm|trixie)-slim$/.exec(image);
+  assert.ok(m, `${image}: node:<x.y.z>-<debian>-slim (a pinned version)`);
+  const major = Number(m[1]);
+  const majors = [...PACKAGE.engines.node.matchAll(/\^(\d+)/g)].map((x) => Number(x[1]));
+  assert.ok(majors.includes(major), `Node ${major} is one of package.json engines (${PACKAGE.engines.node})`);
+  // src/http/uws.ts: the trufflesuite build serves Node 20 on glibc >= 2.27, the btc-vision build
+  // Node 20/22/24/25 on glibc >= 2.38.
+  const needs = major === 20 ? 2.27 : 2.38;
+  assert.ok(GLIBC[m[4]!]! >= needs, `Node ${major} needs glibc >= ${needs}; ${m[4]} has ${GLIBC[m[4]!]}`);
 
   const build = df.stages.find((s) => runs(s).some((r) => /\btsc\b/.test(r)));
   assert.ok(build, 'a stage compiles the TypeScript');
+  // The same steps as `npm run build` (tsc, then the browser client's bundle).
+  const buildScript = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { build: string } }).scripts.build;
+  const steps = runs(build).join(' && ').split('&&').map((c) => c.trim());
+  for (const step of buildScript.split('&&').map((c) => c.trim())) assert.ok(steps.some((s) => s === step || s === `npx ${step}`), `build step ${step}`);
   assert.ok(npmCi(build).some((c) => !c.includes('--omit=dev')), 'the compiling stage installs dev dependencies');
   assert.notEqual(build, final, 'the compiler and dev dependencies stay out of the final image');
 

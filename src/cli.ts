@@ -6,6 +6,7 @@ import { createLogger, LOG_LEVELS, type LogFormat } from './log.js';
 import { uwsChoice } from './http/uws.js';
 import { isLoopback } from './http/guard.js';
 import { isErrorCode } from './errors.js';
+import { basename, resolve } from 'node:path';
 import { DEMO_APPS, DEMO_REPOSITORY } from './paths.js';
 
 /** The `skiff` command line: serve, demo (and bench, in bench/). */
@@ -28,10 +29,12 @@ const program = new Command();
 program.name('skiff').description('Low-latency online prediction server: adaptive batching, ONNX Runtime workers, WebSocket/FlatBuffers and OIP REST.')
   .version(`${PKG.name} ${PKG.version} (Node ${process.version}, uWebSockets.js ${uwsChoice.npm ?? 'not loadable here'})`, '-V, --version');
 
-program
+const serve = program
   .command('serve', { isDefault: true })
   .description('serve a model repository (default: the bundled MNIST demo models)')
   .option('--model-repository <dir>', 'model repository: <dir>/<model>/<version>/model.onnx', DEMO_REPOSITORY)
+  .option('--model-dir <dir>', 'instead of a repository: serve the one model in <dir> (KServe\'s /mnt/models): <dir>/model.onnx or one <dir>/*.onnx, <dir>/<version>/model.onnx, or a whole repository')
+  .option('--model-name <name>', 'the name of the model served from --model-dir (default: the directory\'s name)')
   .option('--host <host>', 'address to bind', DEFAULT_SERVER_OPTIONS.host)
   .option('--port <port>', 'HTTP + WebSocket port (0 = ephemeral)', int('port', 0, 65535), DEFAULT_SERVER_OPTIONS.port)
   .option('--max-body-bytes <n>', 'HTTP body limit (default: the largest full batch a loaded model takes, as JSON; 1-256 MiB)', int('max-body-bytes', 1024, 2 ** 31 - 1))
@@ -62,7 +65,7 @@ program
   .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default(process.env.SKIFF_LOG_LEVEL ?? 'info'))
   .addOption(new Option('--log-format <format>', 'logs on stderr: pretty lines, or JSON lines for a collector (default: pretty on a terminal, else json)').choices(['pretty', 'json']))
   .action(async (o: {
-    modelRepository: string; host: string; port: number; maxBodyBytes?: number; maxInflightBytes: number; maxTimeoutMs: number; maxFrameBytes: number; logLevel: string; logFormat?: LogFormat;
+    modelRepository: string; host: string; port: number; maxBodyBytes?: number; maxInflightBytes: number; maxTimeoutMs: number; maxFrameBytes: number; modelDir?: string; modelName?: string; logLevel: string; logFormat?: LogFormat;
     apps?: string; adminHost: string; adminPort: number; adminToken?: string | false; allowOrigin: string[]; allowHost: string[]; allowCodeUpload: boolean;
     stateDb?: string; flushIntervalMs: number; maxUserStates: number; uploadDir?: string; drainTimeoutMs: number;
     tlsKey?: string; tlsCert?: string; adminTlsKey?: string; adminTlsCert?: string; wsMaxPendingBytes: number;
@@ -75,15 +78,20 @@ program
     };
     const tls = pair(o.tlsKey, o.tlsCert);
     const adminTls = pair(o.adminTlsKey, o.adminTlsCert, 'admin') ?? tls;
-    if (!existsSync(o.modelRepository)) throw new Error(`--model-repository ${o.modelRepository}: no such directory`);
-    if (!statSync(o.modelRepository).isDirectory()) throw new Error(`--model-repository ${o.modelRepository}: not a directory`);
+    const [dirOpt, dir] = o.modelDir === undefined ? ['--model-repository', o.modelRepository] : ['--model-dir', o.modelDir];
+    if (!existsSync(dir)) throw new Error(`${dirOpt} ${dir}: no such directory`);
+    if (!statSync(dir).isDirectory()) throw new Error(`${dirOpt} ${dir}: not a directory`);
     if (o.apps !== undefined && !existsSync(o.apps)) throw new Error(`--apps ${o.apps}: no such file`);
     if (o.stateDb !== undefined && existsSync(o.stateDb) && statSync(o.stateDb).isDirectory()) throw new Error(`--state-db ${o.stateDb}: is a directory, expected a file`);
     const logger = createLogger(o.logLevel, o.logFormat);
     if (o.adminToken === '') o.adminToken = undefined; // an empty SKIFF_ADMIN_TOKEN: generate one
-    const appsFile = o.apps ?? (o.modelRepository === DEMO_REPOSITORY ? DEMO_APPS : undefined);
+    if (o.modelName !== undefined && o.modelDir === undefined) throw new Error('--model-name names the model of --model-dir: give --model-dir too');
+    if (o.modelDir !== undefined && serve.getOptionValueSource('modelRepository') !== 'default') throw new Error('give --model-repository or --model-dir, not both');
+    const modelRepository = o.modelDir === undefined ? o.modelRepository : undefined;
+    const modelDir = o.modelDir === undefined ? undefined : { dir: o.modelDir, name: o.modelName ?? basename(resolve(o.modelDir)) };
+    const appsFile = o.apps ?? (modelRepository === DEMO_REPOSITORY ? DEMO_APPS : undefined);
     const server = await startServer({
-      modelRepository: o.modelRepository, host: o.host, port: o.port,
+      modelRepository, modelDir, host: o.host, port: o.port,
       maxBodyBytes: o.maxBodyBytes, maxInflightBytes: o.maxInflightBytes, maxTimeoutMs: o.maxTimeoutMs, maxFrameBytes: o.maxFrameBytes, logger,
       appsFile, optionalModels: appsFile === DEMO_APPS ? ['sklearn_digits'] : [], adminHost: o.adminHost, adminPort: o.adminPort, adminToken: o.adminToken,
       allowOrigins: o.allowOrigin, allowHosts: o.allowHost, allowCodeUpload: o.allowCodeUpload,

@@ -23,7 +23,7 @@ import { AppProcessor } from './selection/app-processor.js';
 import { applicationCalls, registerGuardedRoutes, startAdminServer, type AdminServer } from './admin/server.js';
 import { modelCalls, repositoryRoutes } from './admin/models.js';
 import type { ControlStore, StoredModelVersion } from './store/types.js';
-import { containerVersionFile, versionFileIn, type VersionFile } from './models/repository.js';
+import { containerVersionFile, openModelDirectory, versionFileIn, type RepositoryModel, type VersionFile } from './models/repository.js';
 import { parseInputType } from './engine/container/rpc-codec.js';
 import { MemoryControlStore } from './store/memory-store.js';
 import { openSqliteStore } from './store/sqlite-store.js';
@@ -45,6 +45,12 @@ import { ContainerServices } from './engine/container/services.js';
  */
 export interface ServerOptions {
   modelRepository?: string;
+  /**
+   * A directory holding one model, served as `name` (KServe's /mnt/models; see
+   * openModelDirectory for the layouts). Instead of modelRepository; a directory laid out as a
+   * whole repository is served as one. Unlike a repository, a model that does not load fails the start.
+   */
+  modelDir?: { dir: string; name: string };
   host: string;
   /** 0 = an ephemeral port (see SkiffServer.port). */
   port: number;
@@ -185,8 +191,17 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
   }
   const log = opts.logger ?? createLogger();
   const clock = opts.clock ?? systemClock;
+  // One model directory (a platform's mount) is a single model, or a repository to serve as one.
+  let single: RepositoryModel | undefined;
+  if (opts.modelDir) {
+    if (opts.modelRepository) throw new SkiffError('CONFIG_INVALID', 'give a model repository or a model directory, not both');
+    const found = openModelDirectory(opts.modelDir.dir, opts.modelDir.name);
+    if (found.layout === 'repository') opts.modelRepository = opts.modelDir.dir;
+    else single = found.model;
+    log.info({ dir: opts.modelDir.dir, layout: found.layout, model: single?.name }, 'model directory');
+  }
   // Client-facing errors never show the server's own paths; what they hide goes to the log.
-  setPrivatePaths([PACKAGE_ROOT, process.cwd(), homedir(), tmpdir(), opts.modelRepository, opts.uploadDir, opts.stateDb && dirname(opts.stateDb)].filter((p): p is string => !!p).map((p) => resolve(p)));
+  setPrivatePaths([PACKAGE_ROOT, process.cwd(), homedir(), tmpdir(), opts.modelRepository, opts.modelDir?.dir, opts.uploadDir, opts.stateDb && dirname(opts.stateDb)].filter((p): p is string => !!p).map((p) => resolve(p)));
   setErrorDetailSink((ref, err) => log.warn({ ref, code: err.code, detail: err.message }, 'error detail hidden from the client'));
   const store: ControlStore = opts.stateDb
     ? openSqliteStore(opts.stateDb, { flushIntervalMs: opts.flushIntervalMs, maxUserStates: opts.maxUserStates })
@@ -195,6 +210,18 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
   if (opts.rpcPort !== undefined) await containers.start();
   const registry = new ModelRegistry(clock, log, containers);
   const loadReport: LoadReport = opts.modelRepository ? await registry.loadRepository(opts.modelRepository, store.removed()) : { loaded: [], failed: [] };
+  if (single) {
+    await registry.loadModelFromRepository(single.dir, single.name, loadReport, single);
+    const failed = loadReport.failed[0];
+    if (failed) {
+      // The one model this server is for did not load: refuse to start (a platform restarts the pod
+      // and shows why) rather than serve nothing while reporting live.
+      await registry.close().catch(() => undefined);
+      await containers.close().catch(() => undefined);
+      store.close();
+      throw new SkiffError(failed.error.code === 'CONFIG_INVALID' ? 'CONFIG_INVALID' : 'MODEL_LOAD_FAILED', `model '${single.name}' did not load: ${failed.error.message}`);
+    }
+  }
   await restoreModels(registry, store, loadReport, log);
   const budget = new ByteBudget(opts.maxInflightBytes);
   const queries = new QueryProcessor(registry, clock, budget, opts.maxTimeoutMs);

@@ -1,5 +1,5 @@
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, readdirSync, readFileSync, statSync, type Dirent } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 import { SkiffError, toErrorInfo, type ErrorInfo } from '../errors.js';
 import { parseModelConfig, type ModelConfig } from '../config/model-config.js';
 import type { InputType } from '../engine/container/rpc-codec.js';
@@ -79,7 +79,11 @@ export function versionFileIn(model: string, dir: string, version: number): Vers
 }
 
 export function readModel(repo: string, name: string): RepositoryModel {
-  const dir = resolve(repo, name);
+  return readModelAt(resolve(repo, name), name);
+}
+
+/** The model config at `<dir>/config.json` (defaults when absent), validated. */
+function readConfig(dir: string, name: string): ModelConfig {
   const cfgPath = join(dir, 'config.json');
   let raw: unknown = {};
   if (existsSync(cfgPath)) {
@@ -89,18 +93,80 @@ export function readModel(repo: string, name: string): RepositoryModel {
       throw new SkiffError('CONFIG_INVALID', `model '${name}': config.json is not valid JSON (${(err as Error).message})`);
     }
   }
-  const config = parseModelConfig(name, raw);
+  return parseModelConfig(name, raw);
+}
+
+/** The version directories of a model directory that hold a model file, ascending. */
+function versionsIn(dir: string, name: string): VersionFile[] {
   const available: VersionFile[] = [];
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     if (!entry.isDirectory() || !VERSION.test(entry.name)) continue;
     const file = versionFileIn(name, join(dir, entry.name), Number(entry.name));
     if (file) available.push(file);
   }
-  available.sort((a, b) => a.version - b.version);
+  return available.sort((a, b) => a.version - b.version);
+}
+
+/** A model directory (`<dir>/config.json`, `<dir>/<version>/model.*`) served under `name`. */
+function readModelAt(dir: string, name: string): RepositoryModel {
+  const config = readConfig(dir, name);
+  const available = versionsIn(dir, name);
   if (available.length === 0) {
     throw new SkiffError('MODEL_LOAD_FAILED', `model '${name}': no version directory with a model.onnx, model.mjs or container.json`);
   }
   return { name, dir, config, available, selected: selectVersions(name, available, config) };
+}
+
+/**
+ * What a directory that a platform filled with ONE model holds. KServe's storage initializer
+ * copies an InferenceService's storageUri to /mnt/models: a single object lands as
+ * /mnt/models/<its file name>, a prefix as its tree, an archive unpacked. So the layouts are:
+ *   - 'file':       <dir>/model.onnx (model.mjs, container.json) or exactly one <dir>/<any>.onnx,
+ *                   served as version 1;
+ *   - 'versions':   <dir>/<version>/model.onnx ... (a model directory: OVMS's layout);
+ *   - 'repository': <dir>/<model>/<version>/model.onnx ... (Triton's layout, what a storageUri
+ *                   made for KServe's Triton runtime holds): served as a repository, every model
+ *                   under its own directory name, as Triton would.
+ * In the first two, `<dir>/config.json` is the model's config and `name` its name. A directory
+ * that fits two layouts is refused rather than guessed at.
+ */
+function isFileAt(p: string): boolean {
+  return statSync(p, { throwIfNoEntry: false })?.isFile() === true;
+}
+
+function isDirAt(p: string): boolean {
+  return statSync(p, { throwIfNoEntry: false })?.isDirectory() === true;
+}
+
+export type ModelDirectory =
+  | { layout: 'file' | 'versions'; model: RepositoryModel }
+  | { layout: 'repository' };
+
+export function openModelDirectory(dir: string, name: string): ModelDirectory {
+  if (!isValidModelName(name)) throw new SkiffError('CONFIG_INVALID', `'${name}' is not a valid model name (letters, digits, '_', '.', '-'; at most 128)`);
+  if (!isDirAt(dir)) throw new SkiffError('MODEL_LOAD_FAILED', `model directory ${dir} does not exist or is not a directory`);
+  const entries = readdirSync(dir, { withFileTypes: true }).filter((e) => !e.name.startsWith('.'));
+  let top: VersionFile | undefined = versionFileIn(name, dir, 1);
+  if (!top) {
+    const onnx = entries.filter((e) => e.name.toLowerCase().endsWith('.onnx') && isFileAt(join(dir, e.name)));
+    if (onnx.length > 1) {
+      throw new SkiffError('CONFIG_INVALID', `model directory ${dir} holds ${onnx.length} .onnx files (${onnx.map((e) => e.name).join(', ')}): name the one to serve model.onnx, or put each in a version directory`);
+    }
+    if (onnx.length === 1) top = { version: 1, path: join(dir, onnx[0]!.name), kind: 'onnx' };
+  }
+  const versions = versionsIn(dir, name);
+  if (top && versions.length > 0) {
+    throw new SkiffError('CONFIG_INVALID', `model directory ${dir} holds both a model file (${basename(top.path)}) and version directories (${versions.map((v) => v.version).join(', ')}): keep one layout`);
+  }
+  if (top) {
+    const config = readConfig(dir, name);
+    return { layout: 'file', model: { name, dir, config, available: [top], selected: selectVersions(name, [top], config) } };
+  }
+  if (versions.length > 0) return { layout: 'versions', model: readModelAt(dir, name) };
+  // Symbolic links are followed throughout: KServe's modelcar links /mnt/models into another container.
+  const isModelDir = (e: Dirent): boolean => isValidModelName(e.name) && isDirAt(join(dir, e.name)) && versionsIn(join(dir, e.name), e.name).length > 0;
+  if (entries.some(isModelDir)) return { layout: 'repository' };
+  throw new SkiffError('MODEL_LOAD_FAILED', `model directory ${dir} holds no model: expected <dir>/model.onnx (or one .onnx file), <dir>/<version>/model.onnx, or <dir>/<model>/<version>/model.onnx`);
 }
 
 function selectVersions(name: string, available: VersionFile[], config: ModelConfig): VersionFile[] {

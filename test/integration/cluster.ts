@@ -119,7 +119,12 @@ export async function startSkiff(args: string[], opts: { cwd?: string; env?: Nod
     await c.stop('SIGKILL');
     throw err;
   }
-  const port = Number(/ on https?:\/\/[^\s:]+:(\d+) /.exec(c.output())![1]);
+  const m = /demo page +https?:\/\/[^\s:]+:(\d+)/.exec(c.output());
+  if (!m) {
+    await c.stop('SIGKILL');
+    throw new Error(`skiff ${args.join(' ')}: no main port in what it printed:\n${c.output().slice(-2000)}`);
+  }
+  const port = Number(m[1]);
   return Object.assign(c, { port, url: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}/ws` });
 }
 

@@ -156,7 +156,7 @@ describe('the Kubernetes Deployment', () => {
     assert.match(scrape.type, /^(text\/plain|application\/openmetrics-text)/);
     assert.match(scrape.body, /^# (HELP|TYPE) /m);
     // No Secret: the admin token was generated into the runtime directory, for the operator only.
-    const tokenFile = /admin token .* is in (\S+)/.exec(s.output())![1]!;
+    const tokenFile = /admin token +(\S+)/.exec(s.output())![1]!;
     assert.equal(dirname(tokenFile), env.SKIFF_RUNTIME_DIR);
     assert.equal(statSync(tokenFile).mode & 0o777, 0o600);
   });

@@ -67,7 +67,8 @@ export async function runClusterBench(argv: string[]): Promise<LoadResult[]> {
     for (const n of o.instances) {
       let cluster: Cluster | undefined;
       try {
-        cluster = await startCluster({ instances: n, repository: repo, redis: false });
+        // Shared state in Redis, as several instances run in production (`--state redis://...`).
+        cluster = await startCluster({ instances: n, repository: repo, args: (_i, { redisUrl }) => ['--state', redisUrl!] });
         const targets: [Protocol, string, string][] = [
           ['ws', cluster.balancer.wsUrl, `${n} behind HAProxy`],
           ['http', cluster.balancer.url, `${n} behind HAProxy`],

@@ -50,6 +50,7 @@ const serve = program
   .option('--allow-host <name>', 'a Host name the listeners answer to besides their bound address, e.g. behind a proxy (repeatable)', collect, [])
   .option('--allow-code-upload', 'accept executable model code (JS modules) through the admin API; off: only ONNX uploads', false)
   .option('--state-db <file>', 'SQLite file for apps, models, versions, links and selection state (survives restarts)')
+  .option('--state <url>', 'shared state in Redis instead (redis://host:port/db): several instances share apps, links, versions, replicas and learning (SKIFF_STATE)', process.env.SKIFF_STATE || undefined)
   .option('--flush-interval-ms <ms>', 'how often selection state is flushed to the state db', int('flush-interval-ms', 10, 3_600_000), DEFAULT_SERVER_OPTIONS.flushIntervalMs)
   .option('--max-user-states <n>', 'per-user selection states kept in memory (least recently used out first; the state db keeps the rest)', int('max-user-states', 1, 100_000_000), DEFAULT_SERVER_OPTIONS.maxUserStates)
   .option('--upload-dir <dir>', 'where add_model stores uploaded model files (default <repository>/.uploads)')
@@ -67,7 +68,7 @@ const serve = program
   .action(async (o: {
     modelRepository: string; host: string; port: number; maxBodyBytes?: number; maxInflightBytes: number; maxTimeoutMs: number; maxFrameBytes: number; modelDir?: string; modelName?: string; logLevel: string; logFormat?: LogFormat;
     apps?: string; adminHost: string; adminPort: number; adminToken?: string | false; allowOrigin: string[]; allowHost: string[]; allowCodeUpload: boolean;
-    stateDb?: string; flushIntervalMs: number; maxUserStates: number; uploadDir?: string; drainTimeoutMs: number;
+    stateDb?: string; state?: string; flushIntervalMs: number; maxUserStates: number; uploadDir?: string; drainTimeoutMs: number;
     tlsKey?: string; tlsCert?: string; adminTlsKey?: string; adminTlsCert?: string; wsMaxPendingBytes: number;
     rpcPort?: number; rpcHost: string; demoPage: boolean;
   }) => {
@@ -95,7 +96,7 @@ const serve = program
       maxBodyBytes: o.maxBodyBytes, maxInflightBytes: o.maxInflightBytes, maxTimeoutMs: o.maxTimeoutMs, maxFrameBytes: o.maxFrameBytes, logger,
       appsFile, optionalModels: appsFile === DEMO_APPS ? ['sklearn_digits'] : [], adminHost: o.adminHost, adminPort: o.adminPort, adminToken: o.adminToken,
       allowOrigins: o.allowOrigin, allowHosts: o.allowHost, allowCodeUpload: o.allowCodeUpload,
-      stateDb: o.stateDb, flushIntervalMs: o.flushIntervalMs, maxUserStates: o.maxUserStates, uploadDir: o.uploadDir, drainTimeoutMs: o.drainTimeoutMs,
+      stateDb: o.stateDb, state: o.state, flushIntervalMs: o.flushIntervalMs, maxUserStates: o.maxUserStates, uploadDir: o.uploadDir, drainTimeoutMs: o.drainTimeoutMs,
       tls, adminTls, wsMaxPendingBytes: o.wsMaxPendingBytes, rpcPort: o.rpcPort, rpcHost: o.rpcHost, demoPage: o.demoPage,
     });
     const [h, w] = tls ? ['https', 'wss'] : ['http', 'ws'];

@@ -29,6 +29,7 @@ export const ErrorCodes = {
   DEADLINE_EXCEEDED: { status: 504, doc: 'The query\'s deadline passed before it could be run or answered.' },
   MODEL_UNAVAILABLE: { status: 503, doc: 'The model version is not ready (loading, draining, failed or shutting down).' },
   SERVER_BUSY: { status: 503, doc: 'The server holds its maximum of request bytes in flight (`--max-inflight-bytes`); retry after the advertised delay (`Retry-After`).' },
+  STORE_UNAVAILABLE: { status: 503, doc: 'The shared state store (Redis, `--state redis://...`) cannot be reached: admin changes and feedback are refused until it returns; queries are still answered with the last state.' },
   SHUTTING_DOWN: { status: 503, doc: 'The server is draining for shutdown and takes no new queries; retry on another instance.' },
   NOT_SUPPORTED: { status: 501, doc: 'A protocol feature Skiff does not serve (Triton\'s trace, logging and shared-memory extensions, model files in a load request).' },
   MODEL_ERROR: { status: 500, doc: 'The model failed while running the batch that held this query.' },

@@ -20,13 +20,15 @@ import { ByteBudget } from './budget.js';
 import { AppRegistry } from './selection/apps.js';
 import { parseApp } from './selection/app.js';
 import { AppProcessor } from './selection/app-processor.js';
-import { applicationCalls, registerGuardedRoutes, startAdminServer, type AdminServer } from './admin/server.js';
+import { applicationCalls, registerGuardedRoutes, startAdminServer, type AdminHandler, type AdminRoute, type AdminServer } from './admin/server.js';
 import { modelCalls, repositoryRoutes } from './admin/models.js';
 import type { ControlStore, StoredModelVersion } from './store/types.js';
 import { containerVersionFile, openModelDirectory, versionFileIn, type RepositoryModel, type VersionFile } from './models/repository.js';
 import { parseInputType } from './engine/container/rpc-codec.js';
 import { MemoryControlStore } from './store/memory-store.js';
 import { openSqliteStore } from './store/sqlite-store.js';
+import { openRedisStore } from './store/redis-store.js';
+import { followControl, storedVersionFile } from './control/follow.js';
 import { DEFAULT_MAX_USER_STATES } from './store/state-cache.js';
 import { parseModelConfig } from './config/model-config.js';
 import { dirname, join, resolve } from 'node:path';
@@ -87,6 +89,12 @@ export interface ServerOptions {
   allowCodeUpload?: boolean;
   /** SQLite file holding the control plane and selection state; none = in memory only. */
   stateDb?: string;
+  /**
+   * A shared state store instead of stateDb: `redis://[:password@]host:port/db` (or rediss://).
+   * Several instances given the same URL share applications, links, model versions, replicas and
+   * what the selection policies learn (src/store/redis-store.ts has the consistency model).
+   */
+  state?: string;
   /** How often selection state is flushed to the state database (ms). */
   flushIntervalMs: number;
   /** Per-user selection states kept in memory (LRU); the state database keeps the rest. */
@@ -117,7 +125,7 @@ export interface ServerOptions {
   clock?: Clock;
 }
 
-export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, 'modelRepository' | 'maxBodyBytes' | 'appsFile' | 'adminToken' | 'tokenDir' | 'allowOrigins' | 'allowHosts' | 'allowCodeUpload' | 'stateDb' | 'uploadDir' | 'tls' | 'adminTls' | 'rpcPort'> = Object.freeze({
+export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, 'modelRepository' | 'maxBodyBytes' | 'appsFile' | 'adminToken' | 'tokenDir' | 'allowOrigins' | 'allowHosts' | 'allowCodeUpload' | 'stateDb' | 'state' | 'uploadDir' | 'tls' | 'adminTls' | 'rpcPort'> = Object.freeze({
   host: '127.0.0.1',
   port: 8000,
   maxInflightBytes: 256 * 1024 * 1024,
@@ -203,9 +211,16 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
   // Client-facing errors never show the server's own paths; what they hide goes to the log.
   setPrivatePaths([PACKAGE_ROOT, process.cwd(), homedir(), tmpdir(), opts.modelRepository, opts.modelDir?.dir, opts.uploadDir, opts.stateDb && dirname(opts.stateDb)].filter((p): p is string => !!p).map((p) => resolve(p)));
   setErrorDetailSink((ref, err) => log.warn({ ref, code: err.code, detail: err.message }, 'error detail hidden from the client'));
-  const store: ControlStore = opts.stateDb
-    ? openSqliteStore(opts.stateDb, { flushIntervalMs: opts.flushIntervalMs, maxUserStates: opts.maxUserStates })
-    : new MemoryControlStore(opts.maxUserStates);
+  if (opts.state !== undefined && opts.stateDb !== undefined) throw new SkiffError('CONFIG_INVALID', 'give --state or --state-db, not both');
+  if (opts.state !== undefined && !/^rediss?:\/\//.test(opts.state)) throw new SkiffError('CONFIG_INVALID', '--state takes a Redis URL: redis://host:port/db');
+  const shared = opts.state === undefined ? undefined : await openRedisStore(opts.state, {
+    maxUserStates: opts.maxUserStates,
+    onStatus: (up) => (up ? log.info('shared state store (Redis) reachable again: catching up') : log.error('shared state store (Redis) unreachable: serving with the last state, admin changes and feedback refused (503)')),
+  });
+  const store: ControlStore = shared
+    ?? (opts.stateDb
+      ? openSqliteStore(opts.stateDb, { flushIntervalMs: opts.flushIntervalMs, maxUserStates: opts.maxUserStates })
+      : new MemoryControlStore(opts.maxUserStates));
   const containers = new ContainerServices({ host: opts.rpcHost, port: opts.rpcPort, log });
   if (opts.rpcPort !== undefined) await containers.start();
   const registry = new ModelRegistry(clock, log, containers);
@@ -229,6 +244,12 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
   const apps = new AppRegistry(store);
   const missing = (opts.optionalModels ?? []).filter((m) => !registry.has(m) || registry.list().find((x) => x.name === m)?.current === undefined);
   restoreApps(apps, store, opts.appsFile, missing, log);
+  await store.sync();
+  if (shared) {
+    const initial = { apps: store.listApps(), versions: store.listModelVersions(), current: store.currentVersions(), replicas: store.replicas(), removed: store.removed() };
+    const follow = followControl(initial, registry, apps, { repository: opts.modelRepository, log });
+    shared.onControlChange((next) => void follow(next));
+  }
   const appQueries = new AppProcessor(apps, registry, queries, clock);
 
   const app = createUwsApp(opts.tls);
@@ -263,7 +284,7 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
   const uploadDir = opts.uploadDir ?? join(opts.modelRepository ?? '.', '.uploads');
   // The admin token is the default: generated here unless the operator gave one or turned it off.
   const adminToken = opts.adminToken === false ? undefined : opts.adminToken ?? randomBytes(24).toString('base64url');
-  const repository = repositoryRoutes(registry, store, { repository: opts.modelRepository, uploadDir, allowCodeUpload: opts.allowCodeUpload === true });
+  const repository = durableRoutes(repositoryRoutes(registry, store, { repository: opts.modelRepository, uploadDir, allowCodeUpload: opts.allowCodeUpload === true }), store);
   registerGuardedRoutes(app, repository, { token: adminToken, ...browsers }, opts.maxBodyBytes ?? ADMIN_BODY_BYTES, log);
   routes.any('/*', (res, req) => {
     const ex = exchange(res);
@@ -287,7 +308,7 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
           host: opts.adminHost, port: opts.adminPort, maxBodyBytes: opts.maxBodyBytes ?? ADMIN_BODY_BYTES, log, tls: opts.adminTls ?? opts.tls,
           guard: { token: adminToken, hosts: allowedHosts(opts.adminHost, opts.allowHosts), origins },
         },
-        { ...applicationCalls(apps, store, registry), ...modelCalls(registry, store, { repository: opts.modelRepository, uploadDir, allowCodeUpload: opts.allowCodeUpload === true }) },
+        durableCalls({ ...applicationCalls(apps, store, registry), ...modelCalls(registry, store, { repository: opts.modelRepository, uploadDir, allowCodeUpload: opts.allowCodeUpload === true }) }, store),
         repository,
         (adminApp, check) => registerDashboard(adminApp, check, obs),
       );
@@ -442,17 +463,30 @@ export async function restoreModels(registry: ModelRegistry, store: ControlStore
   }
 }
 
-/** A stored version as the registry loads it (container versions: their description or input type). */
-function storedVersionFile(sv: StoredModelVersion): VersionFile {
-  const meta = sv.meta ? { meta: sv.meta } : {};
-  if (sv.kind !== 'container') return { version: sv.version, path: sv.path, kind: sv.kind, ...meta };
-  if (sv.path) {
-    const f = versionFileIn(sv.model, dirname(sv.path), sv.version);
-    if (f) return { ...f, ...meta };
-  }
-  const inputType = parseInputType(String(sv.meta?.input_type ?? 'doubles')) ?? 'doubles';
-  const name = typeof sv.meta?.container_name === 'string' ? sv.meta.container_name : undefined;
-  return { ...containerVersionFile(sv.version, { input_type: inputType, ...(name ? { container_name: name } : {}) }), ...meta };
+/** Admin calls that only read (the rest change the control plane). */
+const isReadCall = (name: string): boolean => name.startsWith('get_') || name.endsWith('/index');
+
+/**
+ * An admin call answers once its changes are acknowledged by the store (a shared store sends
+ * them to Redis: `sync`). A change is refused up front (STORE_UNAVAILABLE) while the store
+ * cannot take it, so no instance applies what the others would never see.
+ */
+function durable(name: string, h: AdminHandler, store: ControlStore): AdminHandler {
+  if (isReadCall(name)) return h;
+  return async (body, params) => {
+    if (!store.available) throw new SkiffError('STORE_UNAVAILABLE', 'the shared state store (Redis) cannot be reached: admin changes are refused until it is back');
+    const r = await h(body, params);
+    await store.sync();
+    return r;
+  };
+}
+
+function durableCalls(calls: Record<string, AdminHandler>, store: ControlStore): Record<string, AdminHandler> {
+  return Object.fromEntries(Object.entries(calls).map(([n, h]) => [n, durable(n, h, store)]));
+}
+
+function durableRoutes(routes: AdminRoute[], store: ControlStore): AdminRoute[] {
+  return routes.map((r) => ({ ...r, handler: durable(r.pattern, r.handler, store) }));
 }
 
 /** Where a generated admin token goes: a per-user directory (like Jupyter's runtime files). */

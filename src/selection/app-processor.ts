@@ -361,15 +361,14 @@ export class AppProcessor {
       this.runArm(rt, arm, shape, input, 0, undefined, (err, ans) => {
         if (!err) losses.set(arm, lossFor(armOutputOf(ans!.outputs), label));
         if (--pending > 0) return;
-        try {
-          const cur = this.apps.get(appName);
-          if (!cur) throw new SkiffError('APP_NOT_FOUND', `application '${appName}' was deleted`);
-          const next = cur.policy.update(this.apps.state(cur, context), losses, bandit ? [...losses.keys()] : undefined);
-          this.apps.store.set(appName, context, next);
-          cb(null, { updated: [...losses.keys()] });
-        } catch (e) {
-          cb(toErrorInfo(e));
+        if (!this.apps.get(appName)) {
+          cb(toErrorInfo(new SkiffError('APP_NOT_FOUND', `application '${appName}' was deleted`)));
+          return;
         }
+        this.apps.learn(appName, context, (cur, state) => cur.policy.update(state, losses, bandit ? [...losses.keys()] : undefined), (e) => {
+          if (e) cb(toErrorInfo(e));
+          else cb(null, { updated: [...losses.keys()] });
+        });
       });
     }
   }

@@ -102,6 +102,34 @@ export class AppRegistry {
     return rt.policy.weights(state);
   }
 
+  /**
+   * Learn from feedback: `step` maps the state of (app, context) — the stored one brought up to
+   * the app's links, or the initial one — to the next; the store applies it atomically (see
+   * SelectionStore.update). `done(null)` once stored.
+   */
+  learn(name: string, context: string, step: (rt: AppRuntime, state: unknown) => unknown, done: (err: unknown) => void): void {
+    this.store.update(name, context, (cur) => {
+      const rt = this.require(name);
+      return step(rt, cur === undefined ? rt.policy.init(rt.def.models, rt.def.policy_params) : this.reconcile(rt, cur));
+    }, done);
+  }
+
+  /**
+   * Insert or replace an application from a definition another instance stored (shared state):
+   * a replaced one keeps its RNG. Touches no store.
+   */
+  put(raw: unknown): AppDefinition {
+    const def = parseApp(raw);
+    const old = this.apps.get(def.name);
+    this.apps.set(def.name, this.runtime(def, old?.rng));
+    return def;
+  }
+
+  /** Forget an application another instance deleted (its states are the store's business). */
+  forget(name: string): void {
+    this.apps.delete(name);
+  }
+
   /** A stored state brought up to the app's current links (they may have changed since it was written). */
   reconcile(rt: AppRuntime, s: unknown): unknown {
     const arms = (s as { arms?: readonly string[] }).arms;

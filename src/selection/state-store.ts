@@ -16,4 +16,12 @@ export interface SelectionStore {
   /** Every context of an application with its state (snapshots and tests: may read the whole app from disk). */
   entries(app: string): [context: string, state: unknown][];
   deleteApp(app: string): void;
+  /**
+   * Learn: replace the state of (app, context) by `change(current)` atomically, so concurrent
+   * feedback (on this instance or, with a shared store, on others) never loses an update. A store
+   * shared between instances may call `change` more than once (on a conflict, with the newer
+   * state); it must be a pure function. `done` is called once, with null when the new state is
+   * stored (as durable as `set`), or with the error.
+   */
+  update(app: string, context: string, change: (current: unknown) => unknown, done: (err: unknown) => void): void;
 }

@@ -38,6 +38,16 @@ export class MemoryControlStore implements ControlStore {
     this.states.set(app, context, state);
   }
 
+  update(app: string, context: string, change: (current: unknown) => unknown, done: (err: unknown) => void): void {
+    try {
+      this.ensureOpen();
+    } catch (err) {
+      done(err);
+      return;
+    }
+    this.states.update(app, context, change, done);
+  }
+
   entries(app: string): [string, unknown][] {
     this.ensureOpen();
     return this.states.entries(app);
@@ -120,6 +130,15 @@ export class MemoryControlStore implements ControlStore {
   flush(): void {
     this.ensureOpen();
     this.states.markClean();
+  }
+
+  get available(): boolean {
+    return !this.closed;
+  }
+
+  /** Writes are durable on return: nothing to wait for. */
+  sync(): Promise<void> {
+    return Promise.resolve();
   }
 
   close(): void {

@@ -151,6 +151,16 @@ class SqliteControlStore implements ControlStore {
     this.states.set(app, context, state);
   }
 
+  update(app: string, context: string, change: (current: unknown) => unknown, done: (err: unknown) => void): void {
+    try {
+      this.ensureOpen();
+    } catch (err) {
+      done(err);
+      return;
+    }
+    this.states.update(app, context, change, done);
+  }
+
   /** Every state of `app`: the file's, overlaid with pending writes and what memory holds (rare: snapshots, tests). */
   entries(app: string): [string, unknown][] {
     this.ensureOpen();
@@ -244,6 +254,15 @@ class SqliteControlStore implements ControlStore {
     this.writeStatesTx(rows);
     this.evicted.clear();
     this.states.markClean();
+  }
+
+  get available(): boolean {
+    return !this.closed;
+  }
+
+  /** Writes are durable on return: nothing to wait for. */
+  sync(): Promise<void> {
+    return Promise.resolve();
   }
 
   close(): void {

@@ -77,6 +77,16 @@ export class StateCache implements SelectionStore {
     this.dirtyEntries.add(e);
   }
 
+  update(app: string, context: string, change: (current: unknown) => unknown, done: (err: unknown) => void): void {
+    let failed: unknown = null;
+    try {
+      this.set(app, context, change(this.get(app, context)));
+    } catch (err) {
+      failed = err;
+    }
+    done(failed);
+  }
+
   /** Insert a state read from disk: present in memory, not dirty. */
   load(app: string, context: string, state: unknown): void {
     if (context === '') this.appWide.set(app, { app, context, state, dirty: false });

@@ -83,6 +83,15 @@ export interface ControlStore extends SelectionStore {
   /** Every removal, ordered by model name, then version. */
   removed(): StoredRemoval[];
 
+  /** Whether the store takes changes now (a shared store: whether Redis answers). */
+  readonly available: boolean;
+  /**
+   * Resolves when every change made so far is durable (at once for the embedded stores, whose
+   * writes are durable on return; a shared store when Redis acknowledged them). Rejects with
+   * STORE_UNAVAILABLE when one was not.
+   */
+  sync(): Promise<void>;
+
   /** Write every selection state changed since the last flush, in one transaction. */
   flush(): void;
   /** Stop the flush timer, flush, and release the database. Idempotent. */

@@ -404,7 +404,7 @@ export class RedisControlStore implements ControlStore {
     }
     if (e.t === 's' && typeof e.a === 'string' && typeof e.c === 'string' && typeof e.v === 'number' && typeof e.s === 'string') {
       // Application-wide states are all kept; a user's only if this instance holds it.
-      if (e.c === '' || this.states.entries(e.a).some(([c]) => c === e.c)) this.keep(e.a, e.c, e.v, JSON.parse(e.s) as unknown);
+      if (e.c === '' || this.states.has(e.a, e.c)) this.keep(e.a, e.c, e.v, JSON.parse(e.s) as unknown);
     } else if (e.t === 'c' && e.o !== this.instanceId) this.scheduleReload();
   }
 

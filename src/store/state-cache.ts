@@ -87,6 +87,11 @@ export class StateCache implements SelectionStore {
     done(failed);
   }
 
+  /** Whether (app, context) is in memory (no load, no change of the LRU order). */
+  has(app: string, context: string): boolean {
+    return context === '' ? this.appWide.has(app) : this.users.has(key(app, context));
+  }
+
   /** Insert a state read from disk: present in memory, not dirty. */
   load(app: string, context: string, state: unknown): void {
     if (context === '') this.appWide.set(app, { app, context, state, dirty: false });

@@ -32,12 +32,12 @@ cp /etc/ssl/certs/ca-certificates.crt "$root/etc/host-ca-certificates.crt"
 
 # The same Debian packages .ci/run installs, plus a compiler for better-sqlite3 (no prebuilt
 # binary download here: node-gyp builds it against Node 24's own headers).
-if [ ! -f "$root/.skiff-packages" ]; then
+if [ ! -f "$root/.skiff-packages" ] || ! [ -x "$root/usr/sbin/haproxy" ]; then
   chroot "$root" /usr/bin/env DEBIAN_FRONTEND=noninteractive bash -c '
     apt-get update -qq &&
     apt-get install -y -qq --no-install-recommends ca-certificates git make g++ python3 python3-zmq python3-numpy \
       python3-sklearn python3-flatbuffers python3-websocket flatbuffers-compiler openssl chromium redis-server \
-      nginx-light procps util-linux >/dev/null' && touch "$root/.skiff-packages"
+      haproxy curl nginx-light procps util-linux >/dev/null' && touch "$root/.skiff-packages"
 fi
 
 # Node 24 and npm.
@@ -51,7 +51,11 @@ cat > "$root/usr/local/bin/npm" <<'EOF'
 #!/bin/sh
 exec /opt/node/bin/node /opt/npm/bin/npm-cli.js "$@"
 EOF
-chmod +x "$root/usr/local/bin/npm"
+cat > "$root/usr/local/bin/npx" <<'EOF'
+#!/bin/sh
+exec /opt/node/bin/node /opt/npm/bin/npx-cli.js "$@"
+EOF
+chmod +x "$root/usr/local/bin/npm" "$root/usr/local/bin/npx"
 ln -sf /opt/node/bin/node "$root/usr/local/bin/node"
 
 # The repository at HEAD.

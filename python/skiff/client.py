@@ -117,6 +117,8 @@ class Client:
         self._ws.settimeout(None)
         self._ids = itertools.count(1)
         self._pending = {}
+        #: The most queries this connection has had in flight at once.
+        self.peak_in_flight = 0
         self._lock = threading.Lock()
         self._closed = None
         self._reader = threading.Thread(target=self._read, name="skiff-client-reader", daemon=True)
@@ -234,6 +236,7 @@ class Client:
             if self._closed:
                 raise self._closed
             self._pending.update(futures)
+            self.peak_in_flight = max(self.peak_in_flight, len(self._pending))
         try:
             self._ws.send(bytes(data), opcode=websocket.ABNF.OPCODE_BINARY)
         except Exception as e:

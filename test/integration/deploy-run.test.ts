@@ -18,7 +18,7 @@ import { cpSync, mkdirSync, readFileSync, renameSync, statSync, symlinkSync, wri
 import { dirname, join, posix } from 'node:path';
 import { writeClassifier, type ModelFixture } from '../../src/modelgen/fixtures.js';
 import { assertClose, classifierReference, postJson, tempDir } from './helpers.js';
-import { freePort, startSkiff, type SkiffProcess } from './cluster.js';
+import { freePort, startRedis, startSkiff, type RedisServer, type SkiffProcess } from './cluster.js';
 import { argValue, DEPLOY, imageCommand, loadManifests, readDockerfile, ROOT, stageEnv } from '../unit/deploy-files.js';
 
 /** What Prometheus sends when it scrapes. */
@@ -123,8 +123,10 @@ describe('the Dockerfile\'s runtime stage', () => {
 describe('the Kubernetes Deployment', () => {
   const tmp = tempDir('skiff-k8s-');
   let s: SkiffProcess | undefined;
+  let redis: RedisServer | undefined;
   after(async () => {
     await s?.stop('SIGKILL');
+    await redis?.stop();
     tmp.cleanup();
   });
 
@@ -144,6 +146,11 @@ describe('the Kubernetes Deployment', () => {
     const env: Record<string, string> = { PATH: process.env.PATH! };
     for (const e of c.env) if (e.value !== undefined) env[e.name] = e.value; // the Secret is optional and absent here
     env.SKIFF_RUNTIME_DIR = join(tmp.dir, 'run');
+    // The shared state is the manifests' Redis Service; here a real redis-server stands in for it.
+    const redisService = loadManifests(join(DEPLOY, 'k8s')).find((m) => m.obj.kind === 'Service' && m.obj.metadata.name === 'skiff-redis')!.obj;
+    assert.equal(env.SKIFF_STATE, `redis://skiff-redis:${redisService.spec.ports[0].port}/0`);
+    redis = await startRedis(join(tmp.dir, 'redis'));
+    env.SKIFF_STATE = redis.url;
     s = await startSkiff(args, { env });
 
     const named = (p: any): number => (typeof p === 'number' ? p : c.ports.find((x: any) => x.name === p).containerPort);
@@ -159,6 +166,18 @@ describe('the Kubernetes Deployment', () => {
     const tokenFile = /admin token +(\S+)/.exec(s.output())![1]!;
     assert.equal(dirname(tokenFile), env.SKIFF_RUNTIME_DIR);
     assert.equal(statSync(tokenFile).mode & 0o777, 0o600);
+    // Its applications live in that Redis: one created here is there.
+    const made = await postJson(`http://127.0.0.1:${/admin API +https?:\/\/127\.0\.0\.1:(\d+)/.exec(s.output())![1]}/admin/add_app`,
+      { name: 'k8s', input_type: 'floats', default_output: -1, latency_slo_micros: 100000, candidate_model_names: ['clf'] },
+      { authorization: `Bearer ${readFileSync(tokenFile, 'utf8').trim()}` });
+    assert.equal(made.status, 200, JSON.stringify(made.json));
+    const { Redis } = await import('ioredis');
+    const r = new Redis(redis.url);
+    try {
+      assert.deepEqual(await r.hkeys('skiff:apps'), ['k8s']);
+    } finally {
+      r.disconnect();
+    }
   });
 });
 

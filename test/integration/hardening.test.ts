@@ -188,7 +188,9 @@ describe('errors do not reveal the server\'s internals', () => {
   });
 
   it('names echoed back are escaped and length-limited', async () => {
-    const name = `x${'\u0007'.repeat(3)}${'y'.repeat(5000)}`;
+    // 3,000 characters: far past the 128 kept, and within the request line every uWS build takes
+    // (the Node 22/24 build answers 431 past 4 KiB of headers).
+    const name = `x${'\u0007'.repeat(3)}${'y'.repeat(3000)}`;
     const r = await postJson(`${s.adminUrl}/admin/${encodeURIComponent(name)}`, {});
     assert.equal(r.status, 404);
     assert.ok(r.json.error.length < 700, `${r.json.error.length}`);
@@ -583,7 +585,7 @@ describe('what clients send reaches the log escaped and bounded', () => {
     const logger = pino({ level: 'info' }, new Writable({ write(chunk: Buffer, _enc, cb) { lines.push(...chunk.toString().split('\n').filter(Boolean)); cb(); } }));
     const s = await serve(t.dir, { logger });
     try {
-      const name = `m${'x'.repeat(5000)}`;
+      const name = `m${'x'.repeat(3000)}`;
       const id = `id\r\n${'y'.repeat(100_000)}`;
       const r = await postJson(`${s.url}/v2/models/${encodeURIComponent(name)}/infer`, { inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [0, 0, 0, 0] }] });
       assert.equal(r.status, 404);

@@ -94,6 +94,7 @@ async function main(o: Options): Promise<number> {
     if (failed.length > 0) throw new Error(`models failed to load: ${failed.map((f) => `${f.model}: ${f.error.message}`).join('; ')}`);
     const echo: { url?: Promise<string> } = {};
     const naive = new Map<string, Promise<string>>();
+    const python = new Map<string, Promise<string>>();
     const env: BenchEnv = {
       repo, skiff, models,
       wsUrl: `ws://127.0.0.1:${skiff.ready.port}/ws`,
@@ -104,6 +105,14 @@ async function main(o: Options): Promise<number> {
         if (!u) {
           u = ctx.child(new URL('./baselines/naive-http.js', import.meta.url), [m.file, m.name, String(m.config.threads ?? 1)]).then((c) => `http://127.0.0.1:${c.ready.port}`);
           naive.set(m.name, u);
+        }
+        return u;
+      },
+      pythonUrl: (m) => {
+        let u = python.get(m.name);
+        if (!u) {
+          u = ctx.child(new URL('./baselines/fastapi-host.js', import.meta.url), [m.file, m.name, String(m.config.threads ?? 1), '2']).then((c) => `http://127.0.0.1:${c.ready.port}`);
+          python.set(m.name, u);
         }
         return u;
       },

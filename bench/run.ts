@@ -89,7 +89,8 @@ async function main(o: Options): Promise<number> {
     const hiccups = await ctx.child(new URL('./lib/hiccups.js', import.meta.url));
     // SKIFF_BENCH_SERVER_NODE_ARGS: extra node flags for the server under test (e.g. --cpu-prof).
     const serverArgs = process.env.SKIFF_BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean);
-    const skiff = await ctx.child(new URL('./servers/skiff-host.js', import.meta.url), [repo], undefined, serverArgs);
+    // SKIFF_BENCH_STATS=1: the server measures allocation and GC pauses per window for the probes.
+    const skiff = await ctx.child(new URL('./servers/skiff-host.js', import.meta.url), [repo], undefined, serverArgs, { ...process.env, SKIFF_BENCH_STATS: '1' });
     const failed = skiff.ready.failed as { model: string; error: { message: string } }[];
     if (failed.length > 0) throw new Error(`models failed to load: ${failed.map((f) => `${f.model}: ${f.error.message}`).join('; ')}`);
     const echo: { url?: Promise<string> } = {};

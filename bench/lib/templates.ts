@@ -8,7 +8,7 @@
  */
 import { encodeFrame } from '../../src/protocol/wire-encode.js';
 import type { RequestInit } from '../../src/protocol/wire-types.js';
-import { encodeInferRequest } from '../../src/protocol/oip.js';
+import { encodeInferRequest } from '../../src/protocol/oip-encode.js';
 import { MARKER_DIGITS, MARKER_MIN, type Rows } from './payload.js';
 import type { InputSpec } from './spec.js';
 

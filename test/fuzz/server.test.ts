@@ -22,7 +22,8 @@ import { writeClassifier, type ModelFixture } from '../../src/modelgen/fixtures.
 import { SkiffClient } from '../../src/client/ws-client.js';
 import { decodeFrame } from '../../src/protocol/wire-decode.js';
 import type { WireResponse } from '../../src/protocol/wire-types.js';
-import { decodeInferResponse, encodeInferRequest, parseInferRequest } from '../../src/protocol/oip.js';
+import { decodeInferResponse, parseInferRequest } from '../../src/protocol/oip-decode.js';
+import { encodeInferRequest } from '../../src/protocol/oip-encode.js';
 import { parsePredictBody, parseUpdateBody } from '../../src/frontend/clipper.js';
 import { parseAdminBody } from '../../src/admin/server.js';
 import type { Tensor } from '../../src/tensor/tensor.js';

@@ -13,7 +13,7 @@ import { writeBenchModel } from '../../bench/lib/models.js';
 import { buildRows } from '../../bench/lib/payload.js';
 import { spawnChild } from '../../bench/lib/child.js';
 import { FASTAPI_PACKAGES, FASTAPI_SCRIPT, PYTHON } from '../../bench/lib/python.js';
-import { encodeInferRequest } from '../../src/protocol/oip.js';
+import { encodeInferRequest } from '../../src/protocol/oip-encode.js';
 import { tempDir } from '../integration/helpers.js';
 
 function requirePython(): void {

@@ -18,7 +18,7 @@ import { seriesOf, writeResults } from '../../bench/lib/report.js';
 import type { LoadResult, LoadSpec } from '../../bench/lib/spec.js';
 import type { Percentiles } from '../../bench/lib/histogram.js';
 import { decodeFrame } from '../../src/protocol/wire-decode.js';
-import { parseInferRequest } from '../../src/protocol/oip.js';
+import { parseInferRequest } from '../../src/protocol/oip-decode.js';
 import { serve, tempDir } from '../integration/helpers.js';
 
 function assertOrdered(p: Percentiles, what: string): void {

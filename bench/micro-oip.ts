@@ -3,7 +3,8 @@
  * binary form) and encoding a 10-float response, with JSON.stringify as the baseline the
  * hand-built encoder was chosen against. Run: node dist/bench/micro-oip.js
  */
-import { encodeInferRequest, encodeInferResponse, parseInferRequest } from '../src/protocol/oip.js';
+import { parseInferRequest } from '../src/protocol/oip-decode.js';
+import { encodeInferRequest, encodeInferResponse } from '../src/protocol/oip-encode.js';
 import type { Tensor } from '../src/tensor/tensor.js';
 
 function fp32Tensor(name: string, n: number): Tensor {

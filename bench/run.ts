@@ -8,8 +8,9 @@
  *   npm run bench -- --quick            all targets, short runs (under 2 minutes)
  *   npm run bench -- --only T1,T3       selected targets
  *   npm run bench -- --only ws-stream   the streaming benchmark of issue 2
+ *   npm run bench -- --profile --only T4   the server under --cpu-prof: top functions and flame graphs per target
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +19,7 @@ import { BenchContext, cpuShares, machineCpuBusy, waitQuiet, type TargetResult }
 import { LoadGenerator } from './lib/loadgen.js';
 import { writeBenchModel, type BenchModel } from './lib/models.js';
 import { seriesOf, timestampName, writeResults } from './lib/report.js';
+import { mainThreadProfile, writeProfileReport, type ProfileDigest, type ProfileSpan } from './lib/profile-report.js';
 import type { BenchEnv, ModelDecl, Target } from './targets/types.js';
 import { t1 } from './targets/t1-compute.js';
 import { t2 } from './targets/t2-naive.js';
@@ -41,6 +43,7 @@ interface Options {
   only?: string;
   out?: string;
   threads: number;
+  profile: boolean;
 }
 
 function select(o: Options): Target[] {
@@ -84,16 +87,27 @@ async function main(o: Options): Promise<number> {
   const gen = await LoadGenerator.start(o.threads);
   const ctx = new BenchContext(o.quick, gen);
   const results: TargetResult[] = [];
+  const dir = o.out ?? join(RESULTS_ROOT, timestampName());
+  const writeFolder = !o.quick || o.out !== undefined || o.profile;
+  const profileDir = join(dir, 'profile');
+  const spans: ProfileSpan[] = [];
+  let profile: { files: string[]; digests: ProfileDigest[] } | { error: string } | null = null;
   try {
     const models = writeModels(repo, targets, o.quick);
     const hiccups = await ctx.child(new URL('./lib/hiccups.js', import.meta.url));
     // SKIFF_BENCH_SERVER_NODE_ARGS: extra node flags for the server under test (e.g. --cpu-prof).
-    const serverArgs = process.env.SKIFF_BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean);
-    const skiff = await ctx.child(new URL('./servers/skiff-host.js', import.meta.url), [repo], undefined, serverArgs);
+    const serverArgs = process.env.SKIFF_BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+    if (o.profile) {
+      mkdirSync(profileDir, { recursive: true });
+      serverArgs.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--cpu-prof-interval=200');
+    }
+    // SKIFF_BENCH_STATS=1: the server measures allocation and GC pauses per window for the probes.
+    const skiff = await ctx.child(new URL('./servers/skiff-host.js', import.meta.url), [repo], undefined, serverArgs, { ...process.env, SKIFF_BENCH_STATS: '1' });
     const failed = skiff.ready.failed as { model: string; error: { message: string } }[];
     if (failed.length > 0) throw new Error(`models failed to load: ${failed.map((f) => `${f.model}: ${f.error.message}`).join('; ')}`);
     const echo: { url?: Promise<string> } = {};
     const naive = new Map<string, Promise<string>>();
+    const python = new Map<string, Promise<string>>();
     const env: BenchEnv = {
       repo, skiff, models,
       wsUrl: `ws://127.0.0.1:${skiff.ready.port}/ws`,
@@ -107,6 +121,14 @@ async function main(o: Options): Promise<number> {
         }
         return u;
       },
+      pythonUrl: (m) => {
+        let u = python.get(m.name);
+        if (!u) {
+          u = ctx.child(new URL('./baselines/fastapi-host.js', import.meta.url), [m.file, m.name, String(m.config.threads ?? 1), '2']).then((c) => `http://127.0.0.1:${c.ready.port}`);
+          python.set(m.name, u);
+        }
+        return u;
+      },
     };
     for (const t of targets) {
       ctx.current = t.id;
@@ -115,11 +137,13 @@ async function main(o: Options): Promise<number> {
       const cpu0 = ctx.cpu();
       await hiccups.call('reset');
       const started = performance.now();
+      const span0 = o.profile ? await skiff.call<number>('monoClock') : 0;
       try {
         r = await t.run(ctx, env);
       } catch (err) {
         r = { id: t.id, title: t.title, value: NaN, measured: 'error', target: '', pass: false, lines: [`error: ${err instanceof Error ? err.stack ?? err.message : String(err)}`], data: {} };
       }
+      if (o.profile) spans.push({ id: t.id, startUs: span0, endUs: await skiff.call<number>('monoClock') });
       const share = cpuShares(cpu0, ctx.cpu());
       const noise = await hiccups.call<{ p99: number; p999: number; max: number }>('read');
       r.lines.push(`machine during ${t.id}: CPU ${(share.busy * 100).toFixed(0)}% busy, ${(share.others * 100).toFixed(0)}% of it by other processes (not this benchmark); an idle process's 1 ms timer ran late by p99 ${noise.p99.toFixed(2)} ms, p99.9 ${noise.p999.toFixed(2)} ms, max ${noise.max.toFixed(1)} ms`);
@@ -128,6 +152,17 @@ async function main(o: Options): Promise<number> {
       results.push(r);
       for (const l of r.lines) ctx.log(`  ${l}`);
       ctx.log(`  => ${t.id} ${r.measured} (target ${r.target}): ${verdict(r)}  [${((performance.now() - started) / 1000).toFixed(0)} s]`);
+    }
+    if (o.profile) {
+      // The server writes its profile when it exits.
+      await ctx.stopChild(skiff);
+      // Each probed load's measured window as a span of its own, after its target's.
+      for (const run of ctx.runs) {
+        const w = run.result.server?.heap?.monoUs;
+        if (w) spans.push({ id: `${run.target} ${run.result.label ?? run.result.model}`.replace(/[^A-Za-z0-9_.-]+/g, '-'), startUs: w[0], endUs: w[1] });
+      }
+      const file = mainThreadProfile(profileDir, skiff.pid);
+      profile = file ? writeProfileReport(dir, file, spans) : { error: `no main-thread profile of process ${skiff.pid} in ${profileDir}` };
     }
   } finally {
     await ctx.close();
@@ -139,17 +174,24 @@ async function main(o: Options): Promise<number> {
   const table = ['| target | measured | target | verdict |', '|---|---|---|---|', ...results.map((r) => `| ${r.id} ${r.title} | ${r.measured} | ${r.target} | ${verdict(r)} |`)].join('\n');
   console.log(`\n== summary (${elapsed.toFixed(0)} s)`);
   for (const r of results) console.log(`${r.id.padEnd(9)} ${verdict(r).padEnd(6)} ${r.measured.padEnd(44)} target ${r.target}`);
-  if (!o.quick || o.out) {
-    const dir = o.out ?? join(RESULTS_ROOT, timestampName());
+  if (profile && 'error' in profile) console.log(`profile: ${profile.error}`);
+  else if (profile) {
+    for (const d of profile.digests) {
+      const busy = d.ms - d.categoriesMs.idle;
+      const share = Object.entries(d.categoriesMs).filter(([c]) => c !== 'idle').map(([c, v]) => `${c} ${busy > 0 ? ((100 * v) / busy).toFixed(0) : 0}%`).join(', ');
+      console.log(`profile ${d.id}: ${d.ms.toFixed(0)} ms, ${d.samples} samples, busy ${busy.toFixed(0)} ms: ${share}`);
+    }
+  }
+  if (writeFolder) {
     const series = seriesOf(ctx.runs);
     const folder = writeResults(dir, {
       title: `Skiff benchmark (${o.quick ? 'quick' : 'full'} run)`,
       markdown: `Machine: CPU busy before the run (other processes) ${(busy * 100).toFixed(0)}%; ${o.threads} generator threads; ${elapsed.toFixed(0)} s.\n\n## Targets\n\n${table}\n\n${results.map((r) => `### ${r.id}: ${r.title}\n\n${r.lines.map((l) => `- ${l}`).join('\n')}\n`).join('\n')}`,
-      json: { quick: o.quick, busyBefore: busy, threads: o.threads, seconds: elapsed, targets: results, runs: ctx.runs },
+      json: { quick: o.quick, busyBefore: busy, threads: o.threads, seconds: elapsed, targets: results, runs: ctx.runs, ...(profile ? { profile } : {}) },
       runs: ctx.runs.map((r) => r.result),
       series,
     });
-    console.log(`results: ${folder.files.join(', ')}`);
+    console.log(`results: ${[...folder.files, ...(profile && 'files' in profile ? profile.files : [])].join(', ')}`);
   }
   return results.every((r) => r.pass !== false) ? 0 : 1;
 }
@@ -161,7 +203,8 @@ const program = new Command()
   .option('--wait-quiet <minutes>', 'first wait (up to this long) until other processes leave the CPUs idle', (v) => Number(v))
   .option('--only <ids>', 'comma-separated targets: T1..T8, ws-stream, curves')
   .option('--out <dir>', 'results folder (default bench/results/<timestamp> for full runs)')
-  .option('--threads <n>', 'load generator threads', (v) => Number(v), 2);
+  .option('--threads <n>', 'load generator threads', (v) => Number(v), 2)
+  .option('--profile', 'run the server under --cpu-prof; write per-target top functions (profile.md) and flame graphs (flame-<target>.svg) into the results folder', false);
 program.parse(process.argv);
 main(program.opts<Options>()).then(
   (code) => process.exit(code),

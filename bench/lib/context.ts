@@ -12,6 +12,7 @@ import { summaryLine } from './report.js';
 import type { InputSpec, LoadMode, LoadResult, LoadSpec, TargetSpec } from './spec.js';
 import { measureRawOrt, type RawOrtResult } from '../baselines/raw-ort.js';
 import { buildRows } from './payload.js';
+import { perQuery, threadCpuNs, type HeapWindow } from './server-stats.js';
 
 export interface TargetResult {
   id: string;
@@ -39,6 +40,11 @@ export interface LoadOptions {
   series?: string;
   /** Extra fields over the defaults. */
   spec?: Partial<LoadSpec>;
+  /**
+   * The server under test to probe over the measured window: its main thread's CPU per query
+   * (from /proc) and, when it runs with SKIFF_BENCH_STATS=1, bytes allocated and GC pauses.
+   */
+  probe?: ChildHandle;
 }
 
 export class BenchContext {
@@ -89,7 +95,19 @@ export class BenchContext {
   /** Run one load with a progress bar; print and record its summary. */
   async load(label: string, spec: LoadSpec, opts: LoadOptions = {}): Promise<LoadResult> {
     const s = { ...spec, ...opts.spec };
-    const r = await this.gen.run(s, { label, onProgress: (p) => this.bar.update(label, p) });
+    const probe = opts.probe;
+    const edges: { cpuNs: number; ms: number; stats?: Promise<unknown> }[] = [];
+    const onWindow = probe
+      ? (edge: 'start' | 'end'): void => {
+        edges.push({ cpuNs: threadCpuNs(probe.pid), ms: performance.now(), stats: probe.call(edge === 'start' ? 'statsStart' : 'statsStop').catch(() => null) });
+      }
+      : undefined;
+    const r = await this.gen.run(s, { label, onProgress: (p) => this.bar.update(label, p), ...(onWindow ? { onWindow } : {}) });
+    if (probe && edges.length === 2) {
+      const heap = (await edges[1]!.stats) as HeapWindow | null;
+      await edges[0]!.stats;
+      r.server = perQuery(edges[1]!.cpuNs - edges[0]!.cpuNs, edges[1]!.ms - edges[0]!.ms, r.ok + r.defaults, heap ?? undefined);
+    }
     this.log(`  ${summaryLine(r)}`);
     const rec: RecordedRun = { target: this.current, result: r };
     if (opts.series) rec.series = opts.series;
@@ -98,8 +116,8 @@ export class BenchContext {
   }
 
   /** Fork a server or helper process; it is stopped by `close()`. */
-  async child(entry: URL, args: string[] = [], fdLimit?: number, execArgv?: string[]): Promise<ChildHandle> {
-    const c = await spawnChild(entry, { args, ...(fdLimit ? { fdLimit } : {}), ...(execArgv ? { execArgv } : {}) });
+  async child(entry: URL, args: string[] = [], fdLimit?: number, execArgv?: string[], env?: NodeJS.ProcessEnv): Promise<ChildHandle> {
+    const c = await spawnChild(entry, { args, ...(fdLimit ? { fdLimit } : {}), ...(execArgv ? { execArgv } : {}), ...(env ? { env } : {}) });
     this.children.push(c);
     return c;
   }

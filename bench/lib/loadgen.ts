@@ -23,6 +23,8 @@ export interface Progress {
 export interface RunOptions {
   label?: string;
   onProgress?: (p: Progress) => void;
+  /** Called (on this thread, by timer) when the measured window starts and when it ends. */
+  onWindow?: (edge: 'start' | 'end') => void;
 }
 
 const WORKER_FILE = new URL('./worker.js', import.meta.url);
@@ -128,6 +130,10 @@ export class LoadGenerator {
       const startAt = performance.timeOrigin + performance.now() + 20;
       for (const w of workers) w.postMessage({ type: 'go', startAtEpochMs: startAt } satisfies ToWorker);
       const totalMs = spec.warmupMs + spec.durationMs;
+      const edges = opts.onWindow
+        ? [setTimeout(() => opts.onWindow!('start'), startAt + spec.warmupMs - (performance.timeOrigin + performance.now())),
+          setTimeout(() => opts.onWindow!('end'), startAt + totalMs - (performance.timeOrigin + performance.now()))]
+        : [];
       const ticker = opts.onProgress
         ? setInterval(() => {
           let sent = 0, answered = 0, errors = 0;
@@ -143,6 +149,7 @@ export class LoadGenerator {
         await doneP;
       } finally {
         if (ticker) clearInterval(ticker);
+        for (const e of edges) clearTimeout(e);
       }
       return merge(spec, [...results.values()], opts.label);
     } finally {

@@ -6,6 +6,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fmtInt, fmtUs } from './format.js';
 import { latencyThroughputSvg, type PlotSeries } from './svg.js';
+import { describeServerWindow } from './server-stats.js';
 import type { LoadResult } from './spec.js';
 
 export function describeMode(r: LoadResult): string {
@@ -19,16 +20,21 @@ export function summaryLine(r: LoadResult): string {
   let s = `${r.label ? `${r.label}: ` : ''}${describeMode(r)} -> ${fmtInt(r.throughput)} req/s  p50 ${fmtUs(l.p50)}  p90 ${fmtUs(l.p90)}  p99 ${fmtUs(l.p99)}  p99.9 ${fmtUs(l.p999)}  max ${fmtUs(l.max)}`;
   s += `  errors ${fmtInt(r.errors)}  defaults ${fmtInt(r.defaults)}`;
   if (r.errors > 0) s += ` (${Object.entries(r.errorCodes).map(([k, v]) => `${k} ${v}`).join(', ')})`;
+  if (r.server) s += `\n    server: ${describeServerWindow(r.server)}`;
   if (r.generator.bottleneck) s += `\n    ! generator may be the bottleneck: ${r.generator.reasons.join('; ')}`;
   return s;
 }
 
 export function markdownTable(runs: LoadResult[]): string {
-  const head = '| run | load | req/s | p50 | p90 | p99 | p99.9 | max | errors | defaults | generator |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n';
+  const head = '| run | load | req/s | p50 | p90 | p99 | p99.9 | max | errors | defaults | main µs/query | B/query | GC max (scavenge / mark-compact) | generator |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n';
   return head + runs.map((r) => {
     const l = r.latencyUs;
     const gen = r.generator.bottleneck ? `bottleneck: ${r.generator.reasons.join('; ')}` : `ok (ELU ${r.generator.elu.map((e) => e.toFixed(2)).join('/')})`;
-    return `| ${r.label ?? r.model} | ${describeMode(r)} | ${fmtInt(r.throughput)} | ${fmtUs(l.p50)} | ${fmtUs(l.p90)} | ${fmtUs(l.p99)} | ${fmtUs(l.p999)} | ${fmtUs(l.max)} | ${fmtInt(r.errors)} | ${fmtInt(r.defaults)} | ${gen} |`;
+    const sv = r.server;
+    const cpu = sv && Number.isFinite(sv.cpuUsPerQuery) ? sv.cpuUsPerQuery.toFixed(2) : '';
+    const bytes = sv?.bytesPerQuery !== undefined && Number.isFinite(sv.bytesPerQuery) ? fmtInt(sv.bytesPerQuery) : '';
+    const gc = sv?.heap ? `${sv.heap.gc.scavenge.maxMs.toFixed(1)} / ${sv.heap.gc['mark-compact'].maxMs.toFixed(1)} ms` : '';
+    return `| ${r.label ?? r.model} | ${describeMode(r)} | ${fmtInt(r.throughput)} | ${fmtUs(l.p50)} | ${fmtUs(l.p90)} | ${fmtUs(l.p99)} | ${fmtUs(l.p999)} | ${fmtUs(l.max)} | ${fmtInt(r.errors)} | ${fmtInt(r.defaults)} | ${cpu} | ${bytes} | ${gc} | ${gen} |`;
   }).join('\n') + '\n';
 }
 

@@ -2,6 +2,7 @@
  * What one load run is (LoadSpec) and what it measured (LoadResult). Plain data: specs travel
  * to the generator threads by structured clone, results go into the JSON report.
  */
+import type { ServerWindow } from './server-stats.js';
 import type { Percentiles } from './histogram.js';
 
 /**
@@ -110,6 +111,8 @@ export interface LoadResult {
   generator: GeneratorHealth;
   /** The corrected latency histogram, compressed base64 (for re-analysis and merging). */
   histogram: string;
+  /** The server's main-thread cost over the window, when the run was probed (lib/server-stats.ts). */
+  server?: ServerWindow;
 }
 
 export function validateSpec(s: LoadSpec): void {

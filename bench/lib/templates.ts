@@ -6,8 +6,9 @@
  * The patch positions are found by encoding each template twice with different sentinels and
  * locating the sentinel bytes, so no knowledge of the FlatBuffers layout is assumed.
  */
-import { encodeFrame, type RequestInit } from '../../src/protocol/wire.js';
-import { encodeInferRequest } from '../../src/protocol/oip.js';
+import { encodeFrame } from '../../src/protocol/wire-encode.js';
+import type { RequestInit } from '../../src/protocol/wire-types.js';
+import { encodeInferRequest } from '../../src/protocol/oip-encode.js';
 import { MARKER_DIGITS, MARKER_MIN, type Rows } from './payload.js';
 import type { InputSpec } from './spec.js';
 

@@ -4,9 +4,15 @@
  * it answers the runner's requests for what only the server can see: executor state (AIMD cap,
  * counters, latency histograms), the uWS thread's event-loop delay, and memory.
  *
+ * With SKIFF_BENCH_STATS=1 it also measures, between the runner's `statsStart` and `statsStop`,
+ * the bytes allocated on this (the main) thread's JS heap and every GC pause (v8.GCProfiler):
+ * a bench-only hook over the IPC channel, never a route of the server.
+ *
  * argv: <model-repository>
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import v8 from 'node:v8';
+import { summarizeHeap, type GcRecord, type HeapWindow } from '../lib/server-stats.js';
 import { startServer } from '../../src/server.js';
 import { silentLogger } from '../../src/log.js';
 import { serveParent } from '../lib/child.js';
@@ -27,8 +33,33 @@ function executor(args: Record<string, unknown>) {
 /** Lag in ms: a sample (ns) minus the timer period. */
 const lagMs = (ns: number): number => Math.max(0, Math.round(ns / 1000) / 1000 - RESOLUTION_MS);
 
+const STATS = process.env.SKIFF_BENCH_STATS === '1';
+let window: { profiler: v8.GCProfiler; used: number; mono: number } | null = null;
+const monoUs = (): number => Number(process.hrtime.bigint() / 1000n);
+
 serveParent({
   models: () => server.loadReport,
+  /** Start a measured window (SKIFF_BENCH_STATS=1): heap used now, and a GC profiler. */
+  statsStart: () => {
+    if (!STATS) return false;
+    window?.profiler.stop();
+    const profiler = new v8.GCProfiler();
+    window = { profiler, used: v8.getHeapStatistics().used_heap_size, mono: monoUs() };
+    profiler.start();
+    return true;
+  },
+  /** End the window: bytes allocated and the GC pauses by kind (null when not enabled or not started). */
+  statsStop: (): HeapWindow | null => {
+    if (!window) return null;
+    const w = window;
+    window = null;
+    const end = monoUs();
+    const used = v8.getHeapStatistics().used_heap_size;
+    const records = (w.profiler.stop()?.statistics ?? []) as unknown as GcRecord[];
+    return summarizeHeap(records, w.used, used, [w.mono, end]);
+  },
+  /** process.hrtime in µs: maps a .cpuprofile's timestamps onto the runner's windows. */
+  monoClock: () => monoUs(),
   stats: (a) => {
     const e = executor(a);
     return { batchCap: e.batchCap, queueDepth: e.queueDepth, replicas: e.replicas, counters: { ...e.counters }, latency: e.latency.snapshot() };

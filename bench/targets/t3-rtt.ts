@@ -10,6 +10,7 @@
  */
 import { fmtRatio, fmtUs } from '../lib/format.js';
 import { measureThreadHop } from '../baselines/thread-hop.js';
+import { describeServerWindow } from '../lib/server-stats.js';
 import type { Target } from './types.js';
 
 export const TINY_BATCHES = [1, 16, 64, 256, 512, 1024];
@@ -23,7 +24,7 @@ export const t3: Target = {
     const extra = { connections: 1, durationMs: ctx.quick ? 2000 : 6000, warmupMs: ctx.quick ? 500 : 1500 };
     const mode = { kind: 'closed' as const, concurrency: 1 };
     const echo = await ctx.load('T3 uWS echo (c)', ctx.spec({ protocol: 'ws-echo', url: await env.echoUrl(), model: m.name, timeoutUs: 0 }, m.input, mode, extra));
-    const skiff = await ctx.load('T3 Skiff tiny', ctx.spec({ protocol: 'ws', url: env.wsUrl, model: m.name, timeoutUs: 0 }, m.input, mode, extra));
+    const skiff = await ctx.load('T3 Skiff tiny', ctx.spec({ protocol: 'ws', url: env.wsUrl, model: m.name, timeoutUs: 0 }, m.input, mode, extra), { probe: env.skiff });
     const raw = await ctx.rawOrt(m.file, m.input, 1, TINY_BATCHES);
     const run1 = raw.sweep.find((p) => p.batch === 1)!.runUs;
     const hop = await measureThreadHop(ctx.quick ? 2000 : 10000);
@@ -41,6 +42,7 @@ export const t3: Target = {
         `ratios: p50 ${fmtRatio(p50)}, p99 ${fmtRatio(p99)} (uncorrected: p50 ${fmtRatio(rawP50)}, p99 ${fmtRatio(rawP99)})`,
         `floor measured in the same run: raw ORT run at batch 1 p50 ${fmtUs(run1.p50)} (p99 ${fmtUs(run1.p99)}); empty piscina task round trip p50 ${fmtUs(hop.p50)} (p99 ${fmtUs(hop.p99)})`,
         `echo + thread hand-off + model run = ${fmtUs(floor)} = ${fmtRatio(floor / echo.latencyUs.p50)} of echo at p50, before any serving work`,
+        ...(skiff.server ? [`Skiff's ${describeServerWindow(skiff.server)}`] : []),
       ],
       data: { echo, skiff, rawBatch1: run1, threadHop: hop },
     };

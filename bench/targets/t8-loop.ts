@@ -7,6 +7,7 @@
  * WebSocket, the compute MLP over HTTP JSON, and the compute MLP over WebSocket.
  */
 import { fmtInt } from '../lib/format.js';
+import { describeServerWindow } from '../lib/server-stats.js';
 import type { Target } from './types.js';
 
 const LIMIT_MS = 5;
@@ -37,11 +38,12 @@ export const t8: Target = {
     const data: Record<string, unknown> = {};
     for (const l of loads) {
       await env.skiff.call('reset', {});
-      const r = await ctx.load(l.label, l.spec);
+      const r = await ctx.load(l.label, l.spec, { probe: env.skiff });
       const lag = await env.skiff.call<Lag>('loopLag');
       worst = Math.max(worst, lag.p99);
       lines.push(`${l.label}: ${fmtInt(r.throughput)} req/s; loop lag p50 ${lag.p50.toFixed(2)} ms, p99 ${lag.p99.toFixed(2)} ms, max ${lag.max.toFixed(1)} ms`);
-      data[l.label] = { throughput: r.throughput, lag };
+      if (r.server) lines.push(`${l.label}: ${describeServerWindow(r.server)}`);
+      data[l.label] = { throughput: r.throughput, lag, server: r.server };
     }
     return {
       id: 'T8', title: this.title, value: worst, measured: `worst p99 ${worst.toFixed(2)} ms`, target: `< ${LIMIT_MS} ms`, pass: worst < LIMIT_MS, lines, data,

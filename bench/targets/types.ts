@@ -25,6 +25,8 @@ export interface BenchEnv {
   echoUrl(): Promise<string>;
   /** Baseline (b): the hand-written node:http server for `model` (started on first use). */
   naiveUrl(model: BenchModel): Promise<string>;
+  /** Baseline (d): FastAPI + numpy on uvicorn, two workers, for `model` (started on first use; rejects when Python or its packages are missing). */
+  pythonUrl(model: BenchModel): Promise<string>;
 }
 
 export interface Target {

@@ -30,10 +30,9 @@
  */
 import type { ErrorCode, ErrorInfo } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
-import {
-  DEFAULT_WIRE_LIMITS, decodeFrame, encodeFrame,
-  type FeedbackInit, type RequestInit, type WireLimits, type WireResponse,
-} from '../protocol/wire.js';
+import { decodeFrame } from '../protocol/wire-decode.js';
+import { encodeFrame } from '../protocol/wire-encode.js';
+import { DEFAULT_WIRE_LIMITS, type FeedbackInit, type RequestInit, type WireLimits, type WireResponse } from '../protocol/wire-types.js';
 
 export type { Tensor, WireResponse, ErrorInfo };
 

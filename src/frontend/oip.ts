@@ -1,6 +1,7 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { SkiffError, scrubMessage, toErrorInfo } from '../errors.js';
-import { encodeInferResponse, parseInferRequest } from '../protocol/oip.js';
+import { parseInferRequest } from '../protocol/oip-decode.js';
+import { encodeInferResponse } from '../protocol/oip-encode.js';
 import type { ModelRegistry, ModelVersion } from '../models/registry.js';
 import type { QueryProcessor } from '../selection/query-processor.js';
 import { exchange, readBody, send, sendError, sendJson, type Exchange } from '../http/exchange.js';

@@ -8,7 +8,7 @@
  * cutting one row out of the stacked outputs. The decoder puts a frame's tensors one after the
  * other in slab memory, so stacking is usually a view over them and copies nothing.
  */
-import type { WireRequest } from '../protocol/wire.js';
+import type { WireRequest } from '../protocol/wire-types.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 /** The fields of a wire request that decide whether it can share a stack. */

@@ -1,6 +1,6 @@
 /**
  * Fuzz campaigns for the Open Inference Protocol request parser (`parseInferRequest`,
- * src/protocol/oip.ts), JSON and binary tensor forms:
+ * src/protocol/oip-decode.ts), JSON and binary tensor forms:
  *  - `oipJsonRandom`: random JSON values, random text and random bytes as the body;
  *  - `oipStructured`: valid requests (every datatype, JSON or binary data) with unknown junk
  *    keys added anywhere, which must parse to exactly the tensors sent, or with a
@@ -13,7 +13,9 @@
  */
 import fc from 'fast-check';
 import type { ErrorCode } from '../../src/errors.js';
-import { encodeInferRequest, parseInferRequest, type OipEncoded, type OipInferRequest, type OipLimits } from '../../src/protocol/oip.js';
+import { parseInferRequest } from '../../src/protocol/oip-decode.js';
+import { encodeInferRequest } from '../../src/protocol/oip-encode.js';
+import type { OipEncoded, OipInferRequest, OipLimits } from '../../src/protocol/oip-types.js';
 import { ELEMENT_SIZE, type DataType } from '../../src/tensor/datatype.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
 import { Tally, fcOptions, type Accepted } from './harness.js';

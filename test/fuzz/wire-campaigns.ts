@@ -1,5 +1,5 @@
 /**
- * Fuzz campaigns for the WebSocket FlatBuffers decoder (`decodeFrame`, src/protocol/wire.ts):
+ * Fuzz campaigns for the WebSocket FlatBuffers decoder (`decodeFrame`, src/protocol/wire-decode.ts):
  *  - `wireRandom`: random bytes, with and without the "SKF1" identifier and a plausible root
  *    offset, and word-structured noise biased towards small offsets;
  *  - `wireStructured`: random frames built by `encodeFrame`, including values the decoder must
@@ -14,10 +14,9 @@ import fc from 'fast-check';
 import { Builder } from 'flatbuffers';
 import * as fb from '../../src/protocol/generated/skiff_generated.js';
 import { ErrorCodes, isErrorCode, type ErrorCode } from '../../src/errors.js';
-import {
-  DEFAULT_WIRE_LIMITS, decodeFrame, encodeFrame,
-  type DecodedFrame, type FeedbackInit, type FrameInit, type RequestInit, type WireLimits, type WireResponse,
-} from '../../src/protocol/wire.js';
+import { decodeFrame } from '../../src/protocol/wire-decode.js';
+import { encodeFrame } from '../../src/protocol/wire-encode.js';
+import { DEFAULT_WIRE_LIMITS, type DecodedFrame, type FeedbackInit, type FrameInit, type RequestInit, type WireLimits, type WireResponse } from '../../src/protocol/wire-types.js';
 import { DATATYPES, ELEMENT_SIZE, type DataType } from '../../src/tensor/datatype.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
 import { Tally, fcOptions, type Accepted } from './harness.js';

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeClassifier, writeModelConfig } from '../../src/modelgen/fixtures.js';
-import { encodeInferRequest } from '../../src/protocol/oip.js';
+import { encodeInferRequest } from '../../src/protocol/oip-encode.js';
 import { SkiffClient } from '../../src/client/ws-client.js';
 import { getJson, postJson, serve, tempDir } from './helpers.js';
 

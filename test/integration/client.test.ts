@@ -5,7 +5,7 @@ import { writeClassifier, writeDelayModel, writeModelConfig } from '../../src/mo
 import { SkiffClient, type ClientOptions, type ClientState, type WebSocketLike } from '../../src/client/index.js';
 import { fp32, values } from '../../src/client/index.js';
 import { nodeSocket } from '../../src/client/ws-client.js';
-import { decodeFrame } from '../../src/protocol/wire.js';
+import { decodeFrame } from '../../src/protocol/wire-decode.js';
 import { serve, tempDir } from './helpers.js';
 
 /**

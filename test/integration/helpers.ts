@@ -5,7 +5,8 @@ import { startServer, type ServerOptions, type SkiffServer } from '../../src/ser
 import { silentLogger } from '../../src/log.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
 import { WebSocket } from 'ws';
-import { decodeFrame, type WireResponse } from '../../src/protocol/wire.js';
+import { decodeFrame } from '../../src/protocol/wire-decode.js';
+import type { WireResponse } from '../../src/protocol/wire-types.js';
 import type { ErrorInfo } from '../../src/errors.js';
 import * as ort from 'onnxruntime-node';
 import { Prng } from '../../src/modelgen/prng.js';

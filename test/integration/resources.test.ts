@@ -8,7 +8,8 @@ import { readFileSync } from 'node:fs';
 import { WebSocket } from 'ws';
 import { assertClose, bytesOf, classifierReference, f32, i64, postJson, serve, tempDir } from './helpers.js';
 import { SkiffClient } from '../../src/client/ws-client.js';
-import { encodeFrame, decodeFrame } from '../../src/protocol/wire.js';
+import { decodeFrame } from '../../src/protocol/wire-decode.js';
+import { encodeFrame } from '../../src/protocol/wire-encode.js';
 import { writeClassifier, writeDelayModel, writeIdentity, writeModelConfig } from '../../src/modelgen/fixtures.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
 

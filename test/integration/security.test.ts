@@ -9,7 +9,8 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { WebSocket } from 'ws';
 import { writeClassifier, writeIdentity, writeModelConfig } from '../../src/modelgen/fixtures.js';
-import { decodeFrame, encodeFrame } from '../../src/protocol/wire.js';
+import { decodeFrame } from '../../src/protocol/wire-decode.js';
+import { encodeFrame } from '../../src/protocol/wire-encode.js';
 import { SkiffClient } from '../../src/client/ws-client.js';
 import { bytesOf, serve, tempDir } from './helpers.js';
 

@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeClassifier, writeDelayModel, writeModelConfig } from '../../src/modelgen/fixtures.js';
-import { encodeFrame } from '../../src/protocol/wire.js';
+import { encodeFrame } from '../../src/protocol/wire-encode.js';
 import { tensorSlab } from '../../src/tensor/slab.js';
 import { assertClose, bytesOf, classifierReference, f32, i64, rawExchange, serve, tempDir } from './helpers.js';
 

@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeClassifier, writeDelayModel, writeFixedShape, writeMultiIO, writeModelConfig } from '../../src/modelgen/fixtures.js';
 import { SkiffClient } from '../../src/client/ws-client.js';
-import { encodeFrame } from '../../src/protocol/wire.js';
+import { encodeFrame } from '../../src/protocol/wire-encode.js';
 import type { ErrorInfo } from '../../src/errors.js';
 import { assertClose, bytesOf, classifierReference, f32, i64, rawExchange, serve, tempDir } from './helpers.js';
 

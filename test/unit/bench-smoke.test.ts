@@ -17,8 +17,8 @@ import { spawnChild } from '../../bench/lib/child.js';
 import { seriesOf, writeResults } from '../../bench/lib/report.js';
 import type { LoadResult, LoadSpec } from '../../bench/lib/spec.js';
 import type { Percentiles } from '../../bench/lib/histogram.js';
-import { decodeFrame } from '../../src/protocol/wire.js';
-import { parseInferRequest } from '../../src/protocol/oip.js';
+import { decodeFrame } from '../../src/protocol/wire-decode.js';
+import { parseInferRequest } from '../../src/protocol/oip-decode.js';
 import { serve, tempDir } from '../integration/helpers.js';
 
 function assertOrdered(p: Percentiles, what: string): void {

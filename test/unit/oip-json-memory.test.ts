@@ -10,7 +10,7 @@ import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { jsonTensorBytes } from '../../src/protocol/oip.js';
+import { jsonTensorBytes } from '../../src/protocol/oip-decode.js';
 import { numbersToBytes } from '../../src/frontend/clipper.js';
 
 setFlagsFromString('--expose-gc');

@@ -2,10 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { SkiffError, type ErrorCode } from '../../src/errors.js';
-import {
-  decodeInferResponse, encodeInferRequest, encodeInferResponse, fp16FromNumber, fp16ToNumber,
-  parseInferRequest, type OipLimits,
-} from '../../src/protocol/oip.js';
+import { decodeInferResponse, parseInferRequest } from '../../src/protocol/oip-decode.js';
+import { encodeInferRequest, encodeInferResponse } from '../../src/protocol/oip-encode.js';
+import { fp16FromNumber, fp16ToNumber } from '../../src/protocol/oip-shared.js';
+import type { OipLimits } from '../../src/protocol/oip-types.js';
 import { DATATYPES, ELEMENT_SIZE, type DataType } from '../../src/tensor/datatype.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
 

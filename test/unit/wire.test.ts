@@ -3,10 +3,9 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Builder, ByteBuffer } from 'flatbuffers';
 import * as fb from '../../src/protocol/generated/skiff_generated.js';
-import {
-  DEFAULT_WIRE_LIMITS, ResponseEncoder, decodeFrame, encodeFrame,
-  type DecodedFrame, type RequestInit, type WireLimits, type WireResponse,
-} from '../../src/protocol/wire.js';
+import { decodeFrame } from '../../src/protocol/wire-decode.js';
+import { ResponseEncoder, encodeFrame } from '../../src/protocol/wire-encode.js';
+import { DEFAULT_WIRE_LIMITS, type DecodedFrame, type RequestInit, type WireLimits, type WireResponse } from '../../src/protocol/wire-types.js';
 import { SkiffError } from '../../src/errors.js';
 import { DATATYPES, ELEMENT_SIZE, elementCount, viewAs, type DataType } from '../../src/tensor/datatype.js';
 import type { Tensor } from '../../src/tensor/tensor.js';

@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import type { WebSocket, us_listen_socket } from 'uWebSockets.js';
 import uWS from '../../src/http/uws.js';
 import { SkiffClient, type InferRequest } from '../../src/client/ws-client.js';
-import {
-  ResponseEncoder, decodeFrame, encodeFrame, type WireFeedback, type WireRequest, type WireResponse,
-} from '../../src/protocol/wire.js';
+import { decodeFrame } from '../../src/protocol/wire-decode.js';
+import { ResponseEncoder, encodeFrame } from '../../src/protocol/wire-encode.js';
+import type { WireFeedback, WireRequest, WireResponse } from '../../src/protocol/wire-types.js';
 import { toErrorInfo, type ErrorInfo } from '../../src/errors.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
 

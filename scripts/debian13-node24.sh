@@ -32,12 +32,13 @@ cp /etc/ssl/certs/ca-certificates.crt "$root/etc/host-ca-certificates.crt"
 
 # The same Debian packages .ci/run installs, plus a compiler for better-sqlite3 (no prebuilt
 # binary download here: node-gyp builds it against Node 24's own headers).
-if [ ! -f "$root/.skiff-packages" ] || ! [ -x "$root/usr/sbin/haproxy" ]; then
+if [ ! -f "$root/.skiff-packages-2" ]; then
   chroot "$root" /usr/bin/env DEBIAN_FRONTEND=noninteractive bash -c '
     apt-get update -qq &&
     apt-get install -y -qq --no-install-recommends ca-certificates git make g++ python3 python3-zmq python3-numpy \
       python3-sklearn python3-flatbuffers python3-websocket flatbuffers-compiler openssl chromium redis-server \
-      haproxy curl nginx-light procps util-linux >/dev/null' && touch "$root/.skiff-packages"
+      python3-fastapi python3-uvicorn python3-uvloop python3-httptools python3-onnx \
+      haproxy curl nginx-light procps util-linux >/dev/null' && touch "$root/.skiff-packages-2"
 fi
 
 # Node 24 and npm.

@@ -470,8 +470,15 @@ export class RedisControlStore implements ControlStore {
     this.wasReady = ready;
     this.opts.onStatus?.(ready);
     if (ready) {
-      // Catch up: per-user states may have moved on, the control plane too.
-      this.states = new StateCache({ maxUserStates: this.maxUserStates });
+      // Catch up: the control plane and the application-wide states are read back (queries go on
+      // with the last ones meanwhile); per-user states may have moved on elsewhere, so they are
+      // read again on use.
+      const fresh = new StateCache({ maxUserStates: this.maxUserStates });
+      for (const a of this.mirror.listApps()) {
+        const e = this.states.get(a.name, '');
+        if (e !== undefined) fresh.load(a.name, '', e);
+      }
+      this.states = fresh;
       this.scheduleReload();
     }
   }

@@ -13,6 +13,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { Redis } from 'ioredis';
 import { writeClassifier } from '../../src/modelgen/fixtures.js';
 import { policyByName } from '../../src/selection/policies/index.js';
 import { postJson, serve, tempDir } from './helpers.js';
@@ -242,6 +243,14 @@ describe('instances sharing state through Redis, behind HAProxy', () => {
       return r.status === 200 ? r : undefined;
     }, 20_000);
     assert.deepEqual(await weights(1, 'ens'), w0);
+    // And Redis itself came back with every acknowledged update of the shared state (120 in the
+    // concurrent-feedback test, none of the refused one).
+    const r = new Redis(c.redis!.url);
+    try {
+      assert.equal(await r.hget('skiff:s:3:ens:', 'v'), '120');
+    } finally {
+      r.disconnect();
+    }
     const apps1 = (await call(1, 'get_all_applications', {})).json as string[];
     for (const a of apps0) assert.ok(apps1.includes(a), `${a} kept`);
     assert.ok(!apps1.includes('during'), 'a refused change never happened');

@@ -106,6 +106,7 @@ const serve = program
     console.log(`${pad('demo page')}${main}/   (draw a digit; every model and application answers live)`);
     console.log(`${pad('WebSocket')}${w}://${server.host}:${server.port}/ws   (browser client: ${main}/client/skiff.js)`);
     console.log(`${pad('OIP REST')}${main}/v2/models/<model>/infer   (KServe v2 / Triton; Clipper: ${main}/<app>/predict)`);
+    if (o.state) console.log(`${pad('state')}${(await import('./store/redis-store.js')).redactUrl(o.state)}   (shared: every instance given this URL serves the same apps, versions and learning)`);
     if (server.apps.list().length) console.log(`${pad('apps')}${server.apps.list().map((a) => `${a.name} (${a.policy}: ${a.models.join(', ')})`).join('; ')}`);
     if (server.adminPort !== undefined) {
       const admin = `${adminTls ? 'https' : 'http'}://${o.adminHost.includes(':') ? `[${o.adminHost}]` : o.adminHost}:${server.adminPort}`;

@@ -27,7 +27,6 @@ import { containerVersionFile, openModelDirectory, versionFileIn, type Repositor
 import { parseInputType } from './engine/container/rpc-codec.js';
 import { MemoryControlStore } from './store/memory-store.js';
 import { openSqliteStore } from './store/sqlite-store.js';
-import { openRedisStore } from './store/redis-store.js';
 import { followControl, storedVersionFile } from './control/follow.js';
 import { DEFAULT_MAX_USER_STATES } from './store/state-cache.js';
 import { parseModelConfig } from './config/model-config.js';
@@ -213,7 +212,8 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
   setErrorDetailSink((ref, err) => log.warn({ ref, code: err.code, detail: err.message }, 'error detail hidden from the client'));
   if (opts.state !== undefined && opts.stateDb !== undefined) throw new SkiffError('CONFIG_INVALID', 'give --state or --state-db, not both');
   if (opts.state !== undefined && !/^rediss?:\/\//.test(opts.state)) throw new SkiffError('CONFIG_INVALID', '--state takes a Redis URL: redis://host:port/db');
-  const shared = opts.state === undefined ? undefined : await openRedisStore(opts.state, {
+  // Loaded only when asked for: a single instance never loads the Redis client.
+  const shared = opts.state === undefined ? undefined : await (await import('./store/redis-store.js')).openRedisStore(opts.state, {
     maxUserStates: opts.maxUserStates,
     onStatus: (up) => (up ? log.info('shared state store (Redis) reachable again: catching up') : log.error('shared state store (Redis) unreachable: serving with the last state, admin changes and feedback refused (503)')),
   });

@@ -71,4 +71,7 @@ test('serve loads no bench, conformance or demo-client module and no dev-only pa
   const dev = Object.keys(PKG.devDependencies);
   const devLoaded = loaded.filter((p) => dev.some((name) => p.includes(`/node_modules/${name}/`)));
   assert.deepEqual(devLoaded, [], 'serve loaded dev-only packages');
+  // Without --state, one instance never loads the shared store or its Redis client.
+  const redis = loaded.filter((p) => p.includes('/node_modules/ioredis/') || p === join(DIST, 'src', 'store', 'redis-store.js'));
+  assert.deepEqual(redis, [], 'serve without --state loaded the Redis store');
 });

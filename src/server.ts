@@ -246,9 +246,8 @@ export async function startServer(partial: Partial<ServerOptions> = {}): Promise
   restoreApps(apps, store, opts.appsFile, missing, log);
   await store.sync();
   if (shared) {
-    const initial = { apps: store.listApps(), versions: store.listModelVersions(), current: store.currentVersions(), replicas: store.replicas(), removed: store.removed() };
-    const follow = followControl(initial, registry, apps, { repository: opts.modelRepository, log });
-    shared.onControlChange((next) => void follow(next));
+    const follow = followControl(registry, apps, { repository: opts.modelRepository, log });
+    shared.onControlChange((prev, next) => void follow(prev, next));
   }
   const appQueries = new AppProcessor(apps, registry, queries, clock);
 

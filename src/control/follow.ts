@@ -18,19 +18,13 @@ import type { StoredModelVersion } from '../store/types.js';
  * (a model that cannot load here shows as failed in this instance's readiness).
  */
 export function followControl(
-  initial: ControlSnapshot,
   registry: ModelRegistry,
   apps: AppRegistry,
   opts: { repository?: string; log: Logger },
-): (next: ControlSnapshot) => Promise<void> {
-  let applied = initial;
+): (prev: ControlSnapshot, next: ControlSnapshot) => Promise<void> {
   let chain = Promise.resolve();
-  return (next) => {
-    chain = chain.then(async () => {
-      const prev = applied;
-      applied = next;
-      await applyDifference(prev, next, registry, apps, opts);
-    });
+  return (prev, next) => {
+    chain = chain.then(() => applyDifference(prev, next, registry, apps, opts));
     return chain;
   };
 }

@@ -104,7 +104,7 @@ export class RedisControlStore implements ControlStore {
   private states: StateCache;
   private readonly fetching = new Set<string>();
   private pending: Promise<unknown>[] = [];
-  private listener: ((next: ControlSnapshot) => void) | undefined;
+  private listener: ((prev: ControlSnapshot, next: ControlSnapshot) => void) | undefined;
   private closed = false;
   private wasReady = true;
   private readonly k: { apps: string; versions: string; current: string; replicas: string; removed: string; rev: string; events: string };
@@ -165,8 +165,12 @@ export class RedisControlStore implements ControlStore {
     return store;
   }
 
-  /** Called with the control plane read back after another instance changed it (or after a reconnection). */
-  onControlChange(listener: (next: ControlSnapshot) => void): void {
+  /**
+   * Called when the control plane read back (after another instance changed it, or after a
+   * reconnection) differs from what this instance held: `prev` is what it held (its own writes
+   * included), `next` what Redis holds now.
+   */
+  onControlChange(listener: (prev: ControlSnapshot, next: ControlSnapshot) => void): void {
     this.listener = listener;
   }
 
@@ -205,7 +209,7 @@ export class RedisControlStore implements ControlStore {
       const x = JSON.parse(json) as StoredRemoval;
       m.setRemoved(x.model, x.version, x.state);
     }
-    return { apps: m.listApps(), versions: m.listModelVersions(), current: m.currentVersions(), replicas: m.replicas(), removed: m.removed() };
+    return snapshotOf(m);
   }
 
   // --- selection states -------------------------------------------------------------------
@@ -457,12 +461,13 @@ export class RedisControlStore implements ControlStore {
     for (const r of snap.removed) m.setRemoved(r.model, r.version, r.state);
     const known = new Set(names);
     for (const a of this.mirror.listApps()) if (!known.has(a.name)) this.states.deleteApp(a.name);
+    const prev = snapshotOf(this.mirror);
     this.mirror = m;
     names.forEach((n, i) => {
       const r = read[i];
       if (r) this.keep(n, '', r.v, r.s);
     });
-    this.listener?.(snap);
+    if (JSON.stringify(prev) !== JSON.stringify(snap)) this.listener?.(prev, snap);
   }
 
   private setReady(ready: boolean): void {
@@ -482,6 +487,11 @@ export class RedisControlStore implements ControlStore {
       this.scheduleReload();
     }
   }
+}
+
+/** The control plane a store holds, as lists in the store's order. */
+export function snapshotOf(s: ControlStore): ControlSnapshot {
+  return { apps: s.listApps(), versions: s.listModelVersions(), current: s.currentVersions(), replicas: s.replicas(), removed: s.removed() };
 }
 
 function unavailable(cause?: unknown): SkiffError {

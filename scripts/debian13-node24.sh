@@ -63,7 +63,7 @@ ln -sf /opt/node/bin/node "$root/usr/local/bin/node"
 rm -rf "$root/skiff" && mkdir -p "$root/skiff"
 git -C "$here" archive HEAD | tar x -C "$root/skiff"
 
-chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin TERM=dumb CI=1 \
+chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin TERM=dumb CI=1 \
   npm_config_nodedir=/opt/node npm_config_update_notifier=false SKIFF_REQUIRE_NODE24= \
   NODE_EXTRA_CA_CERTS=/etc/host-ca-certificates.crt npm_config_cafile=/etc/host-ca-certificates.crt \
   bash -c 'cd /skiff && node -v && node -p "\"glibc \" + process.report.getReport().header.glibcVersionRuntime" &&

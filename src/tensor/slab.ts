@@ -107,7 +107,7 @@ export function own(v: Uint8Array): Uint8Array {
 }
 
 /** The allocator for tensors decoded from frames on the main thread (released by their owner). */
-export const tensorSlab = new SlabAllocator();
+export const tensorSlab = new SlabAllocator(64);
 
 /** The allocator for per-query output tensors (never released: collected with their slab). */
 export const outputSlab = new SlabAllocator(0);

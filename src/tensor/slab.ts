@@ -18,6 +18,8 @@
  * would keep the whole slab alive.
  */
 const SLAB_BYTES = 1 << 20;
+/** Browsers without cross-origin isolation have no SharedArrayBuffer (this module is in the browser client too). */
+const HAS_SHARED_MEMORY = typeof SharedArrayBuffer === 'function';
 /** Larger tensors get their own buffer: they would waste most of a slab's tail. */
 const MAX_SLAB_ALLOC = SLAB_BYTES >> 3;
 
@@ -101,7 +103,7 @@ export class SlabAllocator {
   }
 
   private newSlab(size = SLAB_BYTES): Slab {
-    const slab: Slab = { bytes: new Uint8Array(this.shared ? new SharedArrayBuffer(size) : new ArrayBuffer(size)), refs: 0, sealed: false, poisoned: false };
+    const slab: Slab = { bytes: new Uint8Array(this.shared && HAS_SHARED_MEMORY ? new SharedArrayBuffer(size) : new ArrayBuffer(size)), refs: 0, sealed: false, poisoned: false };
     this.slabs.set(slab.bytes.buffer, slab);
     this.stats.allocated++;
     return slab;

@@ -94,7 +94,8 @@ async function onnxRunner(path: string, threads: number): Promise<Runner> {
       for (let i = 0; i < inputs.length; i++) {
         const t = inputs[i]!;
         if (t.datatype === 'BYTES') throw new Error('BYTES inputs are not supported by the ONNX runner');
-        const data = viewAs(t.datatype, copyOut(i, t.data));
+        // Ring bytes (shared memory) are copied out; inputs gathered from shared pieces already are.
+        const data = viewAs(t.datatype, t.data.buffer instanceof SharedArrayBuffer ? copyOut(i, t.data) : t.data);
         feeds[inNames[i]!] = new ort.Tensor(ORT_TYPE[t.datatype] as 'float32', data as Float32Array, t.dims);
       }
       const results = await session.run(feeds);
@@ -142,11 +143,46 @@ const writer = new TensorListWriter();
 type Inputs = { datatype: DataType; dims: number[]; data: Uint8Array }[];
 type Outputs = { datatype: DataType; dims: number[]; bytes: Uint8Array }[];
 
-function decodeInputs(rec: Uint8Array): Inputs {
-  return readTensorList(rec).tensors.map((t: RecordTensor) => {
+/**
+ * Per input, a reusable plain buffer that a TENSOR_REFS input is gathered into from the shared
+ * memory it names (the one copy of those bytes on this thread; ORT takes the buffer as it is).
+ * Reuse is safe for the reason copyOut's is: one batch at a time, read only during run().
+ */
+const gathered: ArrayBuffer[] = [];
+
+function gather(i: number, t: RecordTensor, side: SideChannel): Uint8Array {
+  if (!gathered[i] || gathered[i]!.byteLength < t.byteLength) gathered[i] = new ArrayBuffer(Math.max(t.byteLength, (gathered[i]?.byteLength ?? 0) * 2));
+  const dst = new Uint8Array(gathered[i]!, 0, t.byteLength);
+  const refs = t.refs!;
+  let off = 0;
+  for (let p = 0; p < refs.length; p += 3) {
+    const mem = side.memory(refs[p]!);
+    if (!mem) throw new Error(`request record names unknown shared memory ${refs[p]}`);
+    const start = refs[p + 1]!;
+    const len = refs[p + 2]!;
+    if (off + len > t.byteLength || start + len > mem.byteLength) throw new Error('request record piece out of bounds');
+    dst.set(mem.subarray(start, start + len), off);
+    off += len;
+  }
+  if (off !== t.byteLength) throw new Error('request record pieces do not add up to the tensor');
+  return dst;
+}
+
+/** Shared memories a request record names that have not arrived yet (its side messages are on the way). */
+function missingMemories(rec: Uint8Array, side: SideChannel): number[] {
+  let missing: number[] | null = null;
+  for (const t of readTensorList(rec).tensors) {
+    if (!t.refs) continue;
+    for (let p = 0; p < t.refs.length; p += 3) if (!side.memory(t.refs[p]!)) (missing ??= []).push(t.refs[p]!);
+  }
+  return missing ?? [];
+}
+
+function decodeInputs(rec: Uint8Array, side: SideChannel): Inputs {
+  return readTensorList(rec).tensors.map((t: RecordTensor, i) => {
     const datatype = dataTypeFromWire(t.datatype);
     if (!datatype) throw new Error(`bad datatype ${t.datatype} in request record`);
-    return { datatype, dims: t.dims, data: t.data };
+    return { datatype, dims: t.dims, data: t.refs ? gather(i, t, side) : t.data };
   });
 }
 
@@ -190,10 +226,14 @@ async function serve(task: Extract<WorkerTask, { op: 'serve' }>): Promise<never>
       if (status === STATUS_EXTERNAL) {
         req.release();
         const record = new Uint8Array(await side.wait(seq));
-        pending = Promise.resolve().then(() => runner.run(decodeInputs(record)));
+        for (const id of missingMemories(record, side)) await side.waitMemory(id);
+        pending = Promise.resolve().then(() => runner.run(decodeInputs(record, side)));
       } else {
+        // Shared memory the record names is posted before the record is committed, but may
+        // not have been delivered yet: wait for it (once per memory; the record stays put).
+        for (const id of missingMemories(rec, side)) await side.waitMemory(id);
         try {
-          pending = runner.run(decodeInputs(rec));
+          pending = runner.run(decodeInputs(rec, side));
         } catch (err) {
           pending = Promise.reject(err);
         } finally {

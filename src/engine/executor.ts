@@ -181,6 +181,11 @@ export class Executor {
     this.counters.queries += requests;
     const arrived = this.clock.now();
     this.lastQueryAt = arrived;
+    // The common case (no cache, one batch at most): the queued query is the only object, its
+    // own cancel handle, and it does its accounting when answered (no closures per query).
+    if (!this.cache && !this.closed && (!this.spec.batchable || rows <= this.aimd.maxBatch)) {
+      return this.enqueue(inputs, rows, deadline, done, requests, arrived, inputsDone);
+    }
     let answered = false;
     // Without a cache nothing but the query reads its inputs: once it is answered, their bytes
     // are free. (A cache keeps the leader's inputs as the in-flight key, and a cancelled leader
@@ -190,21 +195,7 @@ export class Executor {
       // Exactly once, even if a cancel races the answer.
       if (answered) return;
       answered = true;
-      release?.();
-      if (!err) this.counters.answered += requests;
-      else if (err.code === 'CANCELLED') this.counters.cancelled += requests;
-      else this.counters.errors += requests;
-      const now = this.clock.now();
-      const us = (now - arrived) * 1000;
-      recordTimes(this.latency.endToEndUs, us, requests);
-      const o = this.outcomes;
-      o.lastAt = now;
-      if (!err) o.okUs += us * requests;
-      else {
-        o.failUs += us * requests;
-        o.byCode[err.code] = (o.byCode[err.code] ?? 0) + requests;
-      }
-      done(err, out);
+      this.account(arrived, requests, release, err, out, done);
     };
     if (this.closed) {
       finish({ code: 'MODEL_UNAVAILABLE', message: `${this.config.id} is shutting down` });
@@ -213,6 +204,38 @@ export class Executor {
     if (!this.cache) return this.run(inputs, rows, deadline, finish, requests);
     return inferCached(this.cache, this.keyPrefix(inputs), inputs, finish, () => (this.counters.cacheHits += requests),
       (leaderDone) => this.run(inputs, rows, deadline, leaderDone, requests));
+  }
+
+  /** A submitted query is answered: release its inputs, count it, record its latency, call back. */
+  private account(arrived: number, requests: number, release: (() => void) | undefined, err: ErrorInfo | null, out: Tensor[] | undefined, done: Done): void {
+    release?.();
+    if (!err) this.counters.answered += requests;
+    else if (err.code === 'CANCELLED') this.counters.cancelled += requests;
+    else this.counters.errors += requests;
+    const now = this.clock.now();
+    const us = (now - arrived) * 1000;
+    recordTimes(this.latency.endToEndUs, us, requests);
+    const o = this.outcomes;
+    o.lastAt = now;
+    if (!err) o.okUs += us * requests;
+    else {
+      o.failUs += us * requests;
+      o.byCode[err.code] = (o.byCode[err.code] ?? 0) + requests;
+    }
+    done(err, out);
+  }
+
+  /** Called once by a direct query (Pending) when answered. Internal to the executor's queue. */
+  settleQuery(q: Pending, err: ErrorInfo | null, out?: Tensor[]): void {
+    this.account(q.arrived, q.requests, q.release, err, out, q.client);
+  }
+
+  /** A queued query's cancel. Internal to the executor's queue. */
+  cancelQuery(q: Pending): void {
+    if (q.finished || !this.queue.remove(q)) return;
+    this.queuedRows -= q.rows;
+    this.answer(q, { code: 'CANCELLED', message: 'cancelled by the client' });
+    this.checkDrained();
   }
 
   private keyPrefix(inputs: Tensor[]): string {
@@ -255,41 +278,39 @@ export class Executor {
     return { queuedRows: this.queuedRows, capRows: this.capRows, running: this.lanes.inflight(), idle: idle > 0, replicas: this.lanes.size };
   }
 
-  private enqueue(inputs: Tensor[], rows: number, deadline: number, done: Done, requests = 1): QueryHandle {
+  /**
+   * Queue one query. `arrived` given: a direct query from infer() (it does its own accounting
+   * through settleQuery, and releases its inputs with `release`); otherwise `done` is a part's or
+   * the cache leader's callback.
+   */
+  private enqueue(inputs: Tensor[], rows: number, deadline: number, done: Done, requests = 1, arrived = -1, release?: () => void): QueryHandle {
     const now = this.clock.now();
+    const q = new Pending(this, deadline, inputs, rows, requests, done, arrived, release);
     if (deadline <= now) {
       this.counters.expired += requests;
-      done({ code: 'DEADLINE_EXCEEDED', message: `deadline passed before ${this.config.id} could queue the query` });
+      q.done({ code: 'DEADLINE_EXCEEDED', message: `deadline passed before ${this.config.id} could queue the query` });
       return NOOP_HANDLE;
     }
     if (this.queuedRows + rows > this.config.maxQueueRows) {
       this.counters.refused += requests;
-      done({ code: 'OVERLOADED', message: `${this.config.id} queue is full`, retryAfterMs: Math.max(1, Math.ceil(this.admission.workAheadMs(rows, this.load()))) });
+      q.done({ code: 'OVERLOADED', message: `${this.config.id} queue is full`, retryAfterMs: Math.max(1, Math.ceil(this.admission.workAheadMs(rows, this.load()))) });
       return NOOP_HANDLE;
     }
     const refusal = this.admission.admit(rows, deadline - now, this.load());
     if (refusal) {
       this.counters.refused += requests;
-      done(refusal);
+      q.done(refusal);
       return NOOP_HANDLE;
     }
     // A parked runner starts its replicas again; the batch waits in the fresh ring meanwhile.
     if (this.runner.isParked) this.runner.unpark();
-    const q: Query = {
-      deadline, seq: this.seq++, heapIndex: -1, inputs, rows, requests,
-      sig: this.spec.batchable && !this.ragged ? sigOf(inputs) : '', enqueuedAt: now, done, finished: false,
-    };
+    q.seq = this.seq++;
+    q.sig = this.spec.batchable && !this.ragged ? sigOf(inputs) : '';
+    q.enqueuedAt = now;
     this.queue.push(q);
     this.queuedRows += rows;
     this.pump();
-    return {
-      cancel: () => {
-        if (q.finished || !this.queue.remove(q)) return;
-        this.queuedRows -= q.rows;
-        this.answer(q, { code: 'CANCELLED', message: 'cancelled by the client' });
-        this.checkDrained();
-      },
-    };
+    return q;
   }
 
   private answer(q: Query, err: ErrorInfo | null, out?: Tensor[]): void {
@@ -577,5 +598,46 @@ export class Executor {
     }
     await this.drain();
     await this.runner.close();
+  }
+}
+
+/**
+ * A query in an executor's queue: the queue item, the query's cancel handle, and (a direct
+ * query, `arrived` >= 0) its own answer accounting: one object per query on the hot path.
+ */
+class Pending implements Query, QueryHandle {
+  heapIndex = -1;
+  seq = 0;
+  sig = '';
+  enqueuedAt = 0;
+  finished = false;
+  /** A direct query was answered (exactly once, even if a cancel races the answer). */
+  private settled = false;
+
+  constructor(
+    private readonly ex: Executor,
+    public deadline: number,
+    readonly inputs: Tensor[],
+    readonly rows: number,
+    readonly requests: number,
+    /** The caller's callback (a direct query's client, or a part's or cache leader's done). */
+    readonly client: Done,
+    /** Clock time of a direct query's submission; -1 for a part or a cache leader. */
+    readonly arrived: number,
+    readonly release: (() => void) | undefined,
+  ) {}
+
+  done(err: ErrorInfo | null, out?: Tensor[]): void {
+    if (this.arrived < 0) {
+      this.client(err, out);
+      return;
+    }
+    if (this.settled) return;
+    this.settled = true;
+    this.ex.settleQuery(this, err, out);
+  }
+
+  cancel(): void {
+    this.ex.cancelQuery(this);
   }
 }

@@ -28,8 +28,11 @@ export interface BatchPart {
 }
 
 /**
- * A batch handed to a replica. The replica reads the parts' bytes during send() only (it copies
- * them into its transport) and never writes them.
+ * A batch handed to a replica. The replica never writes the parts' bytes. It reads them during
+ * send() (copying them into its transport), except bytes in a SharedArrayBuffer, which a worker
+ * replica may read in place until the batch is answered or the replica is lost: the executor
+ * keeps a query's inputs unchanged until its answer, and their owner reuses them only after
+ * that (`inputsDone`).
  */
 export interface RunnerBatch {
   /** Sequence number, unique per executor (u32, wraps): answers carry it back. */

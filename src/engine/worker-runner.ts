@@ -53,6 +53,25 @@ const RING_RECORD_SLACK = 4096;
 const DEFAULT_DEPTH = 2;
 const WORKER_FILE = fileURLToPath(new URL('../../workers/runner.js', import.meta.url));
 
+/**
+ * Ids for shared memory that batch inputs live in (the WebSocket decoder's slabs): a batch
+ * whose input bytes are in a SharedArrayBuffer travels as references to them, and the worker
+ * gathers them itself, so the main thread writes a few words per batch instead of copying every
+ * row into the ring. Each memory is shared with a worker once (on its side port) and forgotten
+ * by the worker when the main thread drops it.
+ */
+const memoryIds = new WeakMap<SharedArrayBuffer, number>();
+let nextMemoryId = 1;
+
+function memoryId(sab: SharedArrayBuffer): number {
+  let id = memoryIds.get(sab);
+  if (id === undefined) {
+    id = nextMemoryId++ >>> 0;
+    memoryIds.set(sab, id);
+  }
+  return id;
+}
+
 class WorkerSlot implements Replica {
   readonly id: string;
   req: Ring;
@@ -66,6 +85,12 @@ class WorkerSlot implements Replica {
   /** Batches written to the request ring and not yet answered. */
   private outstanding = 0;
   private readonly writer = new TensorListWriter();
+  /** Shared memories (memoryId) this slot's current worker has been sent. */
+  private sharedIds = new Set<number>();
+  /** Tells the worker to forget a memory once this thread has dropped it. */
+  private readonly forget = new FinalizationRegistry<number>((id) => {
+    if (this.sharedIds.delete(id) && !this.runner.isClosed) this.side.shareMemory(id, null);
+  });
 
   constructor(
     readonly index: number,
@@ -92,6 +117,7 @@ class WorkerSlot implements Replica {
     });
     side.unref();
     this.abort = new AbortController();
+    this.sharedIds = new Set();
     const task: WorkerTask = { op: 'serve', slot: this.index, req: reqSab, res: resSab, port: port2 };
     // The serve loop never returns: the task settles only when its worker dies or is terminated.
     this.runner.piscina.run(task, { transferList: [port2], signal: this.abort.signal }).then(
@@ -130,8 +156,14 @@ class WorkerSlot implements Replica {
     const specs = this.runner.description.inputs;
     const items = batch.dims.map((dims, i) => {
       let byteLength = 0;
-      for (const p of batch.parts) byteLength += p.inputs[i]!.data.byteLength;
-      return { ndims: dims.length, byteLength, dims };
+      let shared = true;
+      for (const p of batch.parts) {
+        const d = p.inputs[i]!.data;
+        byteLength += d.byteLength;
+        if (!(d.buffer instanceof SharedArrayBuffer)) shared = false;
+      }
+      // Every part in shared memory: references to it; otherwise the bytes themselves.
+      return { ndims: dims.length, byteLength, dims, pieces: shared ? batch.parts.length : undefined };
     });
     const size = tensorListBytes(items);
     const ring = this.req;
@@ -147,7 +179,16 @@ class WorkerSlot implements Replica {
     this.writer.begin(target, batch.seq, items.length);
     for (let i = 0; i < items.length; i++) {
       const it = items[i]!;
-      const dst = this.writer.tensor(dataTypeToWire(specs[i]!.datatype), it.dims as number[], it.byteLength);
+      const datatype = dataTypeToWire(specs[i]!.datatype);
+      if (it.pieces !== undefined) {
+        this.writer.tensorRefs(datatype, it.dims, it.byteLength, it.pieces);
+        for (const p of batch.parts) {
+          const d = p.inputs[i]!.data;
+          this.writer.piece(this.share(d.buffer as SharedArrayBuffer), d.byteOffset, d.byteLength);
+        }
+        continue;
+      }
+      const dst = this.writer.tensor(datatype, it.dims as number[], it.byteLength);
       let off = 0;
       for (const p of batch.parts) {
         const src = p.inputs[i]!.data;
@@ -165,6 +206,17 @@ class WorkerSlot implements Replica {
     writeMarkerRecord(marker, batch.seq, STATUS_EXTERNAL);
     ring.commit();
     return true;
+  }
+
+  /** The id of shared memory `sab`, sent to this slot's worker first if it does not have it. */
+  private share(sab: SharedArrayBuffer): number {
+    const id = memoryId(sab);
+    if (!this.sharedIds.has(id)) {
+      this.sharedIds.add(id);
+      this.side.shareMemory(id, sab);
+      this.forget.register(sab, id);
+    }
+    return id;
   }
 
   /**

@@ -69,3 +69,28 @@ export function rowOf(outputs: readonly Tensor[], k: number, count: number): Ten
     return { name: t.name, datatype: t.datatype, shape: [1, ...t.shape.slice(1)], data: t.data.subarray(k * rowBytes, (k + 1) * rowBytes) };
   });
 }
+
+/**
+ * Whether `b` has the same stack key as `a` (both stackable), compared field by field without
+ * building the key: the common case of a frame whose requests all share one stack.
+ */
+export function sameStack(a: StackableRequest, b: StackableRequest): boolean {
+  if (a.model !== b.model || a.version !== b.version || a.timeoutUs !== b.timeoutUs || a.deadlineUnixUs !== b.deadlineUnixUs) return false;
+  const ao = a.outputs;
+  const bo = b.outputs;
+  if (ao.length !== bo.length) return false;
+  for (let i = 0; i < ao.length; i++) if (ao[i] !== bo[i]) return false;
+  const ai = a.inputs;
+  const bi = b.inputs;
+  if (ai.length !== bi.length) return false;
+  for (let i = 0; i < ai.length; i++) {
+    const x = ai[i]!;
+    const y = bi[i]!;
+    if (x.name !== y.name || x.datatype !== y.datatype) return false;
+    const xs = x.shape;
+    const ys = y.shape;
+    if (xs.length !== ys.length || ys.length < 1 || ys[0] !== 1) return false;
+    for (let d = 1; d < xs.length; d++) if (xs[d] !== ys[d]) return false;
+  }
+  return true;
+}

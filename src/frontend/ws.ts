@@ -4,11 +4,11 @@ import type { Logger } from 'pino';
 import { ErrorCodes, publicError, toErrorInfo, type ErrorInfo } from '../errors.js';
 import { decodeFrame, encodeFrame, ResponseEncoder, type WireFeedback, type WireRequest, type WireResponse } from '../protocol/wire.js';
 import type { QueryHandle } from '../engine/executor.js';
-import type { QueryProcessor } from '../selection/query-processor.js';
+import type { ModelAnswer, QueryProcessor } from '../selection/query-processor.js';
 import type { AppAnswer, AppProcessor } from '../selection/app-processor.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { logRequest, requestStart } from '../metrics/request-log.js';
-import { rowOf, stackInputs, stackKey } from './stacking.js';
+import { sameStack, stackInputs, stackKey } from './stacking.js';
 import { tensorSlab } from '../tensor/slab.js';
 import { browserRefusal, type BrowserPolicy } from '../http/guard.js';
 import { statusLine } from '../http/exchange.js';
@@ -37,14 +37,27 @@ export interface WsOptions {
 interface Conn {
   ws: WebSocket<UserData>;
   closed: boolean;
-  /** Requests in flight by client id: duplicate detection and cancellation. */
-  inflight: Map<bigint, QueryHandle | null>;
-  pending: WireResponse[];
+  /** Requests in flight by client id: duplicate detection and cancellation (null: being registered). */
+  inflight: Map<bigint, Inflight | null>;
+  /** Answers waiting to be sent, in order: single answers, and a stack's rows as one entry. */
+  pending: (WireResponse | RowAnswers)[];
   /** Frame-level errors (undecodable frames) waiting to be sent. */
   frameErrors: ErrorInfo[];
   pendingBytes: number;
   blocked: boolean;
   id: number;
+}
+
+/** A request's cancel handle: its own query, or the stack it shares (which finds it by id). */
+interface Inflight {
+  cancel(id: bigint): void;
+}
+
+/** Requests of a frame that share one stack key, cut into chunks of at most one batch. */
+interface Group {
+  first: WireRequest;
+  limit: number;
+  chunks: WireRequest[][];
 }
 
 interface UserData {
@@ -84,8 +97,102 @@ function releaseInputs(r: WireRequest): void {
   for (const t of r.inputs) tensorSlab.release(t.data);
 }
 
+/**
+ * Releases the slab memory of a stack's requests once the engine is done with it. A stacked
+ * input that is a view over the requests' adjacent rows holds one slab reference per request,
+ * released through the view itself (a reference names only its slab); only inputs that had to be
+ * copied keep the requests' own views until then.
+ */
+function stackRelease(rs: readonly WireRequest[], stacked: readonly Tensor[]): () => void {
+  const n = rs.length;
+  let views: Uint8Array[] | null = null;
+  let shared: Uint8Array[] | null = null;
+  for (let i = 0; i < stacked.length; i++) {
+    const data = stacked[i]!.data;
+    if (data.buffer === rs[0]!.inputs[i]!.data.buffer) (shared ??= []).push(data);
+    else for (const r of rs) (views ??= []).push(r.inputs[i]!.data);
+  }
+  return () => {
+    if (shared) for (const v of shared) for (let k = 0; k < n; k++) tensorSlab.release(v);
+    if (views) for (const v of views) tensorSlab.release(v);
+  };
+}
+
+const NO_DATA = new Uint8Array(0);
+
+/**
+ * The answered rows of one stacked query, waiting in a connection's send queue as ONE entry: row
+ * k's response (its id, and row k of each stacked output, as rowOf cuts it) is written into a
+ * reused response object only when its frame is encoded, so a stack's answers cost no object
+ * per row while they wait (only the views the encoder reads).
+ */
+class RowAnswers {
+  private next = 0;
+  /** Per output: bytes of one row, or -1 when the output is not stacked (every row gets all of it). */
+  private readonly rowBytes: number[];
+  private readonly shapes: number[][];
+
+  constructor(
+    private readonly ids: readonly bigint[],
+    /** Row indexes to answer, in order; null = every row. */
+    private readonly rows: readonly number[] | null,
+    private readonly ans: ModelAnswer,
+  ) {
+    const n = ids.length;
+    this.rowBytes = ans.outputs.map((t) => (t.shape[0] === n ? t.data.byteLength / n : -1));
+    this.shapes = ans.outputs.map((t) => (t.shape[0] === n ? [1, ...t.shape.slice(1)] : t.shape));
+  }
+
+  private get count(): number {
+    return this.rows === null ? this.ids.length : this.rows.length;
+  }
+
+  more(): boolean {
+    return this.next < this.count;
+  }
+
+  /** Queued bytes, as reply() counts one answer: 64 + each output's bytes + 32, per row. */
+  bytes(): number {
+    let row = 64;
+    const outs = this.ans.outputs;
+    for (let j = 0; j < outs.length; j++) row += (this.rowBytes[j]! >= 0 ? this.rowBytes[j]! : outs[j]!.data.byteLength) + 32;
+    return row * this.count;
+  }
+
+  /** Write the next row's response into `r` (a reused object, read by the encoder only). */
+  fill(r: WireResponse): void {
+    const k = this.rows === null ? this.next : this.rows[this.next]!;
+    this.next++;
+    const { ans } = this;
+    r.id = this.ids[k]!;
+    r.model = ans.model;
+    r.version = ans.version;
+    const outs = ans.outputs;
+    const dst = r.outputs;
+    dst.length = outs.length;
+    for (let j = 0; j < outs.length; j++) {
+      const t = outs[j]!;
+      let o = dst[j];
+      if (o === undefined) dst[j] = o = { name: '', datatype: 'FP32', shape: [], data: NO_DATA };
+      o.name = t.name;
+      o.datatype = t.datatype;
+      o.shape = this.shapes[j]!;
+      const rb = this.rowBytes[j]!;
+      o.data = rb < 0 ? t.data : t.data.subarray(k * rb, (k + 1) * rb);
+    }
+  }
+}
+
 export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: AppProcessor, log: Logger, opts: WsOptions): WsRoute {
   const encoder = new ResponseEncoder();
+  /** The answers of the frame being encoded, and response objects reused for stacked rows. */
+  const frameScratch: WireResponse[] = [];
+  const responsePool: WireResponse[] = [];
+  const pooledResponse = (i: number): WireResponse => {
+    let r = responsePool[i];
+    if (r === undefined) responsePool[i] = r = { id: 0n, model: '', version: 0, outputs: [] };
+    return r;
+  };
   const dirty = new Set<Conn>();
   let flushScheduled = false;
   let nextConnId = 1;
@@ -125,14 +232,35 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
       });
       if (r === 2) return close(c, 1011, 'backpressure limit exceeded');
     }
-    while (c.pending.length > 0) {
+    const pending = c.pending;
+    let head = 0;
+    while (head < pending.length) {
       if (ws.getBufferedAmount() > highWater) {
         c.blocked = true; // resume in drain()
-        return;
+        break;
       }
-      const n = Math.min(c.pending.length, opts.maxResponsesPerFrame);
-      const batch = n === c.pending.length ? c.pending : c.pending.slice(0, n);
-      const bytes = encoder.encode(batch);
+      // The next frame: up to maxResponsesPerFrame answers, a stack's rows written into reused
+      // response objects (they live only until encode() returns).
+      const out = frameScratch;
+      let n = 0;
+      const max = opts.maxResponsesPerFrame;
+      while (n < max && head < pending.length) {
+        const e = pending[head]!;
+        if (e instanceof RowAnswers) {
+          while (n < max && e.more()) {
+            const r = pooledResponse(n);
+            e.fill(r);
+            out[n++] = r;
+          }
+          if (!e.more()) head++;
+        } else {
+          out[n++] = e;
+          head++;
+        }
+      }
+      out.length = n;
+      const bytes = encoder.encode(out);
+      out.length = 0;
       let r = 0;
       ws.cork(() => {
         r = ws.send(bytes, true, false) as number;
@@ -142,9 +270,10 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
         close(c, 1011, 'backpressure limit exceeded');
         return;
       }
-      c.pending = n === c.pending.length ? [] : c.pending.slice(n);
-      c.pendingBytes = c.pending.length === 0 ? 0 : Math.max(0, c.pendingBytes - bytes.byteLength);
+      c.pendingBytes = head === pending.length ? 0 : Math.max(0, c.pendingBytes - bytes.byteLength);
     }
+    if (head === pending.length) pending.length = 0;
+    else if (head > 0) pending.splice(0, head);
   }
 
   function close(c: Conn, code: number, reason: string): void {
@@ -157,6 +286,17 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
     c.pending.push(r);
     let size = 64;
     for (const t of r.outputs) size += t.data.byteLength + 32;
+    queued(c, size);
+  }
+
+  /** A stack's answered rows, queued as one entry: each row becomes its response when flushed. */
+  function replyRows(c: Conn, rows: RowAnswers): void {
+    if (c.closed) return;
+    c.pending.push(rows);
+    queued(c, rows.bytes());
+  }
+
+  function queued(c: Conn, size: number): void {
     c.pendingBytes += size;
     // Over the limit: first hand uWS what it can take (up to the limit again), so a client that
     // reads but got a burst is not mistaken for one that stopped reading.
@@ -213,37 +353,52 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
    * A frame's requests: single-row model requests that agree on model, version, deadline and
    * shapes are answered as stacked queries of up to one batch each (see stacking.ts); the rest
    * one by one. Each request still gets its own answer, id, duplicate check and cancel handle.
+   *
+   * Per request this keeps only its id while it runs (in the stack and the connection's
+   * in-flight map, whose value is the shared Stack): the decoded request objects are garbage as
+   * soon as the stack is submitted, so thousands of queued requests are not thousands of live
+   * objects for the collector to copy.
    */
   function handleRequests(c: Conn, rs: WireRequest[]): void {
-    // How many rows one stack of a model may have, looked up once per model in the frame
-    // (0/1: the model does not stack, e.g. it has a cache; its requests go one by one).
-    const limits = new Map<string, number>();
-    const limitOf = (r: WireRequest): number => {
-      const k = `${r.model}\u0000${r.version}`;
-      let l = limits.get(k);
-      if (l === undefined) limits.set(k, (l = qp.stackLimit(r.model, r.version)));
-      return l;
-    };
-    let stacks: Map<string, WireRequest[]> | null = null;
+    // Per stack key, its chunks of at most `limit` requests (one batch each), in arrival order.
+    let groups: Map<string, Group> | null = null;
+    let last: Group | null = null;
+    let limitsKey = '';
+    let limitsValue = 0;
     for (const r of rs) {
       // A repeated id is not stackable: handleRequest answers it DUPLICATE_ID.
-      const key = r.error || r.app || c.inflight.has(r.id) || limitOf(r) <= 1 ? null : stackKey(r);
-      if (key === null) {
+      if (r.error || r.app || c.inflight.has(r.id)) {
         handleRequest(c, r);
         continue;
       }
+      let g: Group | null = null;
+      if (last !== null && sameStack(last.first, r)) g = last;
+      else {
+        // How many rows one stack of a model may have (0/1: the model does not stack, e.g. it
+        // has a cache; its requests go one by one), looked up once per model in the frame.
+        const lk = `${r.model}\u0000${r.version}`;
+        if (lk !== limitsKey) {
+          limitsKey = lk;
+          limitsValue = qp.stackLimit(r.model, r.version);
+        }
+        const key = limitsValue <= 1 ? null : stackKey(r);
+        if (key === null) {
+          handleRequest(c, r);
+          continue;
+        }
+        groups ??= new Map();
+        g = groups.get(key) ?? null;
+        if (g === null) groups.set(key, (g = { first: r, limit: limitsValue, chunks: [] }));
+      }
+      last = g;
+      let chunk = g.chunks[g.chunks.length - 1];
+      if (chunk === undefined || chunk.length >= g.limit) g.chunks.push((chunk = []));
+      chunk.push(r);
       c.inflight.set(r.id, null); // registered now, so a later duplicate in the frame is caught
-      stacks ??= new Map();
-      const s = stacks.get(key);
-      if (s) s.push(r);
-      else stacks.set(key, [r]);
     }
-    if (!stacks) return;
-    for (const s of stacks.values()) {
-      // At most one batch per stack: admission and deadlines then act per batch-sized group.
-      const limit = limitOf(s[0]!);
-      for (let i = 0; i < s.length; i += limit) {
-        const part = s.slice(i, i + limit);
+    if (!groups) return;
+    for (const g of groups.values()) {
+      for (const part of g.chunks) {
         if (part.length > 1) {
           handleStack(c, part);
           continue;
@@ -258,44 +413,74 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
     const t0 = requestStart(log);
     const first = rs[0]!;
     const n = rs.length;
-    const done = new Array<boolean>(n).fill(false);
-    let live = n;
-    const shared = qp.inferModel(
+    const ids = new Array<bigint>(n);
+    for (let k = 0; k < n; k++) ids[k] = rs[k]!.id;
+    const stack = new Stack(c, first.model, ids, t0);
+    const inputs = stackInputs(rs);
+    const release = stackRelease(rs, inputs);
+    stack.handle = qp.inferModel(
       {
-        model: first.model, version: first.version, inputs: stackInputs(rs), outputs: first.outputs,
+        model: first.model, version: first.version, inputs, outputs: first.outputs,
         timeoutUs: first.timeoutUs, deadlineUnixUs: first.deadlineUnixUs, requests: n,
-        inputsDone: () => {
-          for (const r of rs) releaseInputs(r);
-        },
+        inputsDone: release,
       },
-      (err, ans) => {
-        for (let k = 0; k < n; k++) {
-          if (done[k]) continue;
-          done[k] = true;
-          const id = rs[k]!.id;
-          c.inflight.delete(id);
-          if (err) {
-            errorReply(c, id, err, first.model, t0);
-            continue;
-          }
-          if (t0) logRequest(log, { conn: c.id, req: String(id), target: ans!.model, version: ans!.version }, null, t0);
-          reply(c, { id, model: ans!.model, version: ans!.version, outputs: rowOf(ans!.outputs, k, n) });
-        }
-      },
+      (err, ans) => stack.answer(err, ans),
     );
-    for (let k = 0; k < n; k++) {
-      if (done[k]) continue; // answered synchronously
-      const id = rs[k]!.id;
-      c.inflight.set(id, {
-        // One request of the stack leaves: answer it now; the stack is cancelled with the last one.
-        cancel: () => {
-          if (done[k]) return;
-          done[k] = true;
-          c.inflight.delete(id);
-          errorReply(c, id, { code: 'CANCELLED', message: 'cancelled by the client' }, first.model, t0);
-          if (--live === 0) shared.cancel();
-        },
-      });
+    // Requests not answered synchronously are cancellable through the stack.
+    for (let k = 0; k < n; k++) if (stack.done[k] === 0) c.inflight.set(ids[k]!, stack);
+  }
+
+  /**
+   * The requests of one stacked query while it runs: their ids in row order and which of them
+   * are answered (or cancelled). One object per stack, shared by its requests' in-flight entries.
+   */
+  class Stack {
+    readonly done: Uint8Array;
+    private live: number;
+    private hint = 0;
+    handle: QueryHandle | null = null;
+
+    constructor(
+      private readonly c: Conn,
+      private readonly model: string,
+      readonly ids: bigint[],
+      private readonly t0: number,
+    ) {
+      this.done = new Uint8Array(ids.length);
+      this.live = ids.length;
+    }
+
+    answer(err: ErrorInfo | null, ans: ModelAnswer | undefined): void {
+      const { c, ids, done } = this;
+      const n = ids.length;
+      // Rows still waiting for an answer (a cancelled one was answered already): null = all.
+      let rows: number[] | null = null;
+      if (this.live !== n) {
+        rows = [];
+        for (let k = 0; k < n; k++) if (done[k] === 0) rows.push(k);
+      }
+      this.live = 0;
+      for (let k = 0; k < n; k++) {
+        if (done[k] !== 0) continue;
+        done[k] = 1;
+        const id = ids[k]!;
+        c.inflight.delete(id);
+        if (err) errorReply(c, id, err, this.model, this.t0);
+        else if (this.t0) logRequest(log, { conn: c.id, req: String(id), target: ans!.model, version: ans!.version }, null, this.t0);
+      }
+      if (!err && (rows === null || rows.length > 0)) replyRows(c, new RowAnswers(ids, rows, ans!));
+    }
+
+    /** One request of the stack leaves: answer it now; the stack is cancelled with the last one. */
+    cancel(id: bigint): void {
+      // Cancels of a whole stack (a closing connection) come in row order: try the next row first.
+      const k = this.ids[this.hint] === id ? this.hint : this.ids.indexOf(id);
+      this.hint = k + 1;
+      if (k < 0 || this.done[k] !== 0) return;
+      this.done[k] = 1;
+      this.c.inflight.delete(id);
+      errorReply(this.c, id, { code: 'CANCELLED', message: 'cancelled by the client' }, this.model, this.t0);
+      if (--this.live === 0) this.handle?.cancel();
     }
   }
 
@@ -364,7 +549,7 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
       } catch (err) {
         return frameError(c, toErrorInfo(err, 'BAD_FRAME'));
       }
-      for (const id of frame.cancel) c.inflight.get(id)?.cancel();
+      for (const id of frame.cancel) c.inflight.get(id)?.cancel(id);
       if (frame.requests.length > 1) handleRequests(c, frame.requests);
       else for (const r of frame.requests) handleRequest(c, r);
       for (const f of frame.feedback) handleFeedback(c, f);
@@ -382,9 +567,9 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
       conns.delete(c);
       dirty.delete(c);
       // Nobody is left to read the answers: cancel what is still queued.
-      for (const h of c.inflight.values()) h?.cancel();
+      for (const [id, h] of c.inflight) h?.cancel(id);
       c.inflight.clear();
-      c.pending = [];
+      c.pending.length = 0;
       if (log.isLevelEnabled('debug')) log.debug({ conn: c.id }, 'websocket closed');
     },
   });

@@ -18,6 +18,8 @@
  * would keep the whole slab alive.
  */
 const SLAB_BYTES = 1 << 20;
+/** Browsers without cross-origin isolation have no SharedArrayBuffer (this module is in the browser client too). */
+const HAS_SHARED_MEMORY = typeof SharedArrayBuffer === 'function';
 /** Larger tensors get their own buffer: they would waste most of a slab's tail. */
 const MAX_SLAB_ALLOC = SLAB_BYTES >> 3;
 
@@ -39,7 +41,14 @@ export class SlabAllocator {
   /** Slabs reused from the free list, and allocated new (for tests and metrics). */
   readonly stats = { reused: 0, allocated: 0 };
 
-  constructor(private readonly maxFree = 16) {
+  /**
+   * `shared`: slabs are SharedArrayBuffers, so a model worker can read tensors in place (the
+   * worker runner then passes references to them instead of copying their bytes).
+   */
+  constructor(
+    private readonly maxFree = 16,
+    private readonly shared = false,
+  ) {
     this.cur = this.newSlab();
   }
 
@@ -94,7 +103,7 @@ export class SlabAllocator {
   }
 
   private newSlab(size = SLAB_BYTES): Slab {
-    const slab: Slab = { bytes: new Uint8Array(size), refs: 0, sealed: false, poisoned: false };
+    const slab: Slab = { bytes: new Uint8Array(this.shared && HAS_SHARED_MEMORY ? new SharedArrayBuffer(size) : new ArrayBuffer(size)), refs: 0, sealed: false, poisoned: false };
     this.slabs.set(slab.bytes.buffer, slab);
     this.stats.allocated++;
     return slab;
@@ -106,8 +115,11 @@ export function own(v: Uint8Array): Uint8Array {
   return v.byteOffset === 0 && v.byteLength === v.buffer.byteLength ? v : v.slice();
 }
 
-/** The allocator for tensors decoded from frames on the main thread (released by their owner). */
-export const tensorSlab = new SlabAllocator();
+/**
+ * The allocator for tensors decoded from frames on the main thread (released by their owner).
+ * Shared memory: model workers read a batch's rows straight from these slabs.
+ */
+export const tensorSlab = new SlabAllocator(64, true);
 
 /** The allocator for per-query output tensors (never released: collected with their slab). */
 export const outputSlab = new SlabAllocator(0);

@@ -4,7 +4,7 @@ import { Worker } from 'node:worker_threads';
 import { createRingBuffer, maxRecordBytes, Ring, ringBytes } from '../../src/engine/ring/ring.js';
 import {
   errorRecordBytes, readTensorList, recordSeq, STATUS_ERROR, STATUS_OK, tensorBytesInRecord, tensorListBytes,
-  TensorListWriter, writeErrorRecord,
+  tensorRefsBytesInRecord, TensorListWriter, writeErrorRecord,
 } from '../../src/engine/ring/layout.js';
 import { Prng } from '../../src/modelgen/prng.js';
 import {
@@ -354,6 +354,27 @@ describe('layout: tensor-list records', () => {
     assert.equal(tensorBytesInRecord(3, 12), 16 + 16 + 16);
     assert.equal(tensorListBytes([]), 16);
     assert.equal(tensorListBytes([{ ndims: 2, byteLength: 60 }, { ndims: 0, byteLength: 8 }]), 16 + (16 + 8 + 64) + (16 + 0 + 8));
+  });
+
+  it('round-trips a tensor carried as pieces of shared memory beside one carried inline', () => {
+    const items = [{ ndims: 2, byteLength: 48, pieces: 2 }, { ndims: 1, byteLength: 8 }];
+    const size = tensorListBytes(items);
+    assert.equal(size, 16 + tensorRefsBytesInRecord(2, 2) + tensorBytesInRecord(1, 8));
+    assert.equal(tensorRefsBytesInRecord(2, 2), 16 + 8 + 8 + 2 * 16);
+    const rec = new Uint8Array(size);
+    const w = new TensorListWriter().begin(rec, 7, 2);
+    w.tensorRefs(1, [3, 4], 48, 2);
+    w.piece(5, 1024, 32);
+    w.piece(6, 0, 16);
+    w.tensor(9, [1], 8).set(bytes(8, 9));
+    assert.equal(w.length, size, 'the writer fills exactly tensorListBytes');
+    const [shared, inline] = readTensorList(rec).tensors;
+    assert.deepEqual(shared!.dims, [3, 4]);
+    assert.equal(shared!.byteLength, 48);
+    assert.deepEqual(shared!.refs, [5, 1024, 32, 6, 0, 16]);
+    assert.equal(shared!.data.byteLength, 0);
+    assert.equal(inline!.refs, undefined);
+    assert.deepEqual(inline!.data, bytes(8, 9));
   });
 
   it('round-trips several tensors with seq and aux; data offsets are 8-byte aligned', () => {

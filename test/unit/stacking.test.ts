@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { rowOf, stackInputs, stackKey, type StackableRequest } from '../../src/frontend/stacking.js';
+import { rowOf, sameStack, stackInputs, stackKey, type StackableRequest } from '../../src/frontend/stacking.js';
 import { SlabAllocator } from '../../src/tensor/slab.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
 
@@ -23,6 +23,26 @@ describe('stacking: which requests share a stack', () => {
       req([f32([1, 2], [1, 1, 2])]),
       req([{ ...f32([1, 2], [1, 2]), datatype: 'INT32' }]),
     ]) assert.notEqual(stackKey(other), a);
+  });
+
+  it('sameStack agrees with the key for a stackable first request, without building it', () => {
+    const first = req([f32([1, 2], [1, 2])]);
+    const others = [
+      req([f32([3, 4], [1, 2])]),
+      req([f32([1, 2], [1, 2])], { model: 'n' }),
+      req([f32([1, 2], [1, 2])], { version: 2 }),
+      req([f32([1, 2], [1, 2])], { timeoutUs: 5 }),
+      req([f32([1, 2], [1, 2])], { deadlineUnixUs: 5 }),
+      req([f32([1, 2], [1, 2])], { outputs: ['label'] }),
+      req([f32([1, 2], [1, 2], 'x')]),
+      req([f32([1, 2, 3], [1, 3])]),
+      req([f32([1, 2], [1, 1, 2])]),
+      req([{ ...f32([1, 2], [1, 2]), datatype: 'INT32' }]),
+      req([f32([1, 2, 3, 4], [2, 2])]),
+      req([]),
+    ];
+    for (const o of others) assert.equal(sameStack(first, o), stackKey(o) === stackKey(first), JSON.stringify(o.inputs.map((t) => t.shape)));
+    assert.equal(sameStack(first, others[0]!), true);
   });
 
   it('requests of several rows, scalars and requests without inputs run alone', () => {

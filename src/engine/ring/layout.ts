@@ -4,8 +4,13 @@
  * response ring). Imported by workers/: keep it dependency-free.
  *
  *   u32 seq | u32 status (0 ok, 1 error, 2 external) | u32 count | u32 aux (outputs: the model's run time in µs)
- *   count x { u32 datatype (wire number) | u32 ndims | u32 byteLength | u32 reserved
+ *   count x { u32 datatype (wire number) | u32 ndims | u32 byteLength | u32 flags
  *             | u32 dims[ndims] | pad to 8 | data[byteLength] | pad to 8 }
+ *   flags bit 0 (TENSOR_REFS): instead of its bytes, the tensor's data is a list of pieces of
+ *             memory shared with the reader beforehand (the main thread's decode slabs), in
+ *             order: u32 pieces | u32 0 | pieces x { u32 memory id | u32 offset | u32 length | u32 0 };
+ *             byteLength is still the tensor's size. The memory must stay unchanged until the
+ *             batch is answered (the reader copies the pieces out before it runs the batch).
  *   status 1: instead of tensors, u32 messageLength | utf-8 message
  *
  * All offsets are 8-byte aligned relative to the record start, and records start 8-byte
@@ -22,13 +27,19 @@ export const STATUS_EXTERNAL = 2;
 
 const LIST_HEADER = 16;
 const TENSOR_HEADER = 16;
+export const TENSOR_REFS = 1;
+const REF_BYTES = 16;
 const align8 = (n: number): number => (n + 7) & ~7;
 
 export interface RecordTensor {
   datatype: number;
   dims: number[];
-  /** A view into the record: valid only until the record is released. */
+  /** A view into the record: valid only until the record is released (empty when `refs` is set). */
   data: Uint8Array;
+  /** TENSOR_REFS: the data's pieces in shared memory, as (memory id, offset, length) triples. */
+  refs?: number[];
+  /** The tensor's size in bytes. */
+  byteLength: number;
 }
 
 export interface TensorList {
@@ -43,9 +54,14 @@ export function tensorBytesInRecord(ndims: number, byteLength: number): number {
   return TENSOR_HEADER + align8(ndims * 4) + align8(byteLength);
 }
 
-export function tensorListBytes(tensors: readonly { ndims: number; byteLength: number }[]): number {
+/** Record bytes of a tensor carried as `pieces` references to shared memory. */
+export function tensorRefsBytesInRecord(ndims: number, pieces: number): number {
+  return TENSOR_HEADER + align8(ndims * 4) + 8 + pieces * REF_BYTES;
+}
+
+export function tensorListBytes(tensors: readonly { ndims: number; byteLength: number; pieces?: number }[]): number {
   let n = LIST_HEADER;
-  for (const t of tensors) n += tensorBytesInRecord(t.ndims, t.byteLength);
+  for (const t of tensors) n += t.pieces !== undefined ? tensorRefsBytesInRecord(t.ndims, t.pieces) : tensorBytesInRecord(t.ndims, t.byteLength);
   return n;
 }
 
@@ -87,6 +103,35 @@ export class TensorListWriter {
     const data = this.buf.subarray(o, o + byteLength);
     this.off = o + align8(byteLength);
     return data;
+  }
+
+  /**
+   * Write a TENSOR_REFS tensor header for `pieces` pieces of shared memory; then call piece()
+   * once per piece, in order.
+   */
+  tensorRefs(datatype: number, dims: readonly number[], byteLength: number, pieces: number): void {
+    const v = this.view;
+    let o = this.off;
+    v.setUint32(o, datatype, true);
+    v.setUint32(o + 4, dims.length, true);
+    v.setUint32(o + 8, byteLength, true);
+    v.setUint32(o + 12, TENSOR_REFS, true);
+    o += TENSOR_HEADER;
+    for (let i = 0; i < dims.length; i++) v.setUint32(o + i * 4, dims[i]!, true);
+    o += align8(dims.length * 4);
+    v.setUint32(o, pieces, true);
+    v.setUint32(o + 4, 0, true);
+    this.off = o + 8;
+  }
+
+  piece(memory: number, offset: number, length: number): void {
+    const v = this.view;
+    const o = this.off;
+    v.setUint32(o, memory, true);
+    v.setUint32(o + 4, offset, true);
+    v.setUint32(o + 8, length, true);
+    v.setUint32(o + 12, 0, true);
+    this.off = o + REF_BYTES;
   }
 
   /** The number of bytes written so far. */
@@ -144,11 +189,24 @@ export function readTensorList(rec: Uint8Array): TensorList {
     const datatype = v.getUint32(o, true);
     const ndims = v.getUint32(o + 4, true);
     const byteLength = v.getUint32(o + 8, true);
+    const flags = v.getUint32(o + 12, true);
     o += TENSOR_HEADER;
     const dims: number[] = new Array(ndims);
     for (let i = 0; i < ndims; i++) dims[i] = v.getUint32(o + i * 4, true);
     o += align8(ndims * 4);
-    tensors[t] = { datatype, dims, data: rec.subarray(o, o + byteLength) };
+    if ((flags & TENSOR_REFS) !== 0) {
+      const pieces = v.getUint32(o, true);
+      o += 8;
+      const refs: number[] = new Array(pieces * 3);
+      for (let i = 0; i < pieces; i++, o += REF_BYTES) {
+        refs[3 * i] = v.getUint32(o, true);
+        refs[3 * i + 1] = v.getUint32(o + 4, true);
+        refs[3 * i + 2] = v.getUint32(o + 8, true);
+      }
+      tensors[t] = { datatype, dims, data: rec.subarray(o, o), refs, byteLength };
+      continue;
+    }
+    tensors[t] = { datatype, dims, data: rec.subarray(o, o + byteLength), byteLength };
     o += align8(byteLength);
   }
   return { seq, status, aux, tensors };

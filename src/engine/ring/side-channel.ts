@@ -15,16 +15,38 @@ interface ExternalMessage {
   record: ArrayBuffer;
 }
 
+/**
+ * Memory the sender shares with the reader once, so ring records can refer to pieces of it
+ * (TENSOR_REFS in layout.ts) instead of carrying the bytes; `memory: null` forgets it.
+ */
+interface MemoryMessage {
+  id: number;
+  memory: SharedArrayBuffer | null;
+}
+
 export class SideChannel {
   private readonly arrived = new Map<number, ArrayBuffer>();
   private readonly waiters = new Map<number, (record: ArrayBuffer) => void>();
+  private readonly memories = new Map<number, Uint8Array>();
+  private readonly memoryWaiters = new Map<number, () => void>();
 
   /** `onArrive` runs after each record is stored (the reader may have been waiting for it). */
   constructor(
     private readonly port: MessagePort,
     private readonly onArrive?: (seq: number) => void,
   ) {
-    port.on('message', (m: ExternalMessage) => {
+    port.on('message', (msg: ExternalMessage | MemoryMessage) => {
+      if ('memory' in msg) {
+        if (msg.memory === null) this.memories.delete(msg.id);
+        else this.memories.set(msg.id, new Uint8Array(msg.memory));
+        const mw = this.memoryWaiters.get(msg.id);
+        if (mw) {
+          this.memoryWaiters.delete(msg.id);
+          mw();
+        }
+        return;
+      }
+      const m = msg;
       const w = this.waiters.get(m.seq);
       if (w) {
         this.waiters.delete(m.seq);
@@ -53,6 +75,22 @@ export class SideChannel {
     return new Promise((resolve) => this.waiters.set(seq, resolve));
   }
 
+  /** Share `memory` with the other side under `id` (null: the other side forgets it). */
+  shareMemory(id: number, memory: SharedArrayBuffer | null): void {
+    this.port.postMessage({ id, memory } satisfies MemoryMessage);
+  }
+
+  /** Shared memory `id`, if it has arrived. */
+  memory(id: number): Uint8Array | undefined {
+    return this.memories.get(id);
+  }
+
+  /** Resolves once shared memory `id` has arrived. */
+  waitMemory(id: number): Promise<void> {
+    if (this.memories.has(id)) return Promise.resolve();
+    return new Promise((resolve) => this.memoryWaiters.set(id, resolve));
+  }
+
   /** Do not keep the thread's event loop alive for this port. */
   unref(): void {
     this.port.unref();
@@ -62,5 +100,7 @@ export class SideChannel {
     this.port.close();
     this.arrived.clear();
     this.waiters.clear();
+    this.memories.clear();
+    this.memoryWaiters.clear();
   }
 }

@@ -361,10 +361,7 @@ export class AppProcessor {
       this.runArm(rt, arm, shape, input, 0, undefined, (err, ans) => {
         if (!err) losses.set(arm, lossFor(armOutputOf(ans!.outputs), label));
         if (--pending > 0) return;
-        if (!this.apps.get(appName)) {
-          cb(toErrorInfo(new SkiffError('APP_NOT_FOUND', `application '${appName}' was deleted`)));
-          return;
-        }
+        // An application deleted meanwhile: learn() answers APP_NOT_FOUND.
         this.apps.learn(appName, context, (cur, state) => cur.policy.update(state, losses, bandit ? [...losses.keys()] : undefined), (e) => {
           if (e) cb(toErrorInfo(e));
           else cb(null, { updated: [...losses.keys()] });

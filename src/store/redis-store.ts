@@ -191,8 +191,8 @@ export class RedisControlStore implements ControlStore {
     if (failed) throw unavailable(failed);
   }
 
-  /** The control plane as Redis holds it now. */
-  async snapshot(): Promise<ControlSnapshot> {
+  /** The control plane as Redis holds it now, in a store of its own (the next mirror). */
+  private async readControl(): Promise<MemoryControlStore> {
     const r = await this.redis.multi().hgetall(this.k.apps).hgetall(this.k.versions).hgetall(this.k.current).hgetall(this.k.replicas).hgetall(this.k.removed).get(this.k.rev).exec();
     if (!r) throw unavailable(new Error('transaction aborted'));
     const [apps, versions, current, replicas, removed, rev] = r.map(([err, v]) => {
@@ -209,7 +209,7 @@ export class RedisControlStore implements ControlStore {
       const x = JSON.parse(json) as StoredRemoval;
       m.setRemoved(x.model, x.version, x.state);
     }
-    return snapshotOf(m);
+    return m;
   }
 
   // --- selection states -------------------------------------------------------------------
@@ -359,7 +359,16 @@ export class RedisControlStore implements ControlStore {
     const m = this.redis.multi();
     send(m);
     m.incr(this.k.rev).publish(this.k.events, JSON.stringify({ t: 'c', o: this.instanceId }));
-    this.pending.push(m.exec().then((r) => r?.find(([err]) => err)?.[0] ?? undefined, (err: unknown) => (err instanceof Error ? err : new Error(String(err)))));
+    // A write Redis did not take leaves the mirror ahead of Redis: read Redis back (now if it
+    // answers, else at reconnection) so the mirror holds only what every instance sees.
+    const failed = (err: Error): Error => {
+      this.scheduleReload();
+      return err;
+    };
+    this.pending.push(m.exec().then((r) => {
+      const err = r?.find(([e]) => e)?.[0];
+      return err ? failed(err) : undefined;
+    }, (err: unknown) => failed(err instanceof Error ? err : new Error(String(err)))));
   }
 
   private stateBase(app: string): string {
@@ -446,19 +455,14 @@ export class RedisControlStore implements ControlStore {
 
   private async reload(): Promise<void> {
     const writes = this.writes;
-    const snap = await this.snapshot();
-    // A write of this instance sent while the snapshot was on its way may be missing from it.
-    if (this.writes !== writes) return this.reload();
+    const m = await this.readControl();
+    const snap = snapshotOf(m);
     // The application-wide states of every application (per-user ones are read on use).
     const names = snap.apps.map((a) => a.name);
-    const read = names.length ? await Promise.all(names.map((n) => this.readState(n, ''))) : [];
+    const read = await Promise.all(names.map((n) => this.readState(n, '')));
     if (this.closed) return;
-    const m = new MemoryControlStore(this.maxUserStates);
-    for (const a of snap.apps) m.putApp(a);
-    for (const v of snap.versions) m.putModelVersion(v);
-    for (const [model, v] of Object.entries(snap.current)) m.setCurrentVersion(model, v);
-    for (const [model, n] of Object.entries(snap.replicas)) m.setReplicas(model, n);
-    for (const r of snap.removed) m.setRemoved(r.model, r.version, r.state);
+    // A write of this instance sent while these reads were on their way may be missing from them.
+    if (this.writes !== writes) return this.reload();
     const known = new Set(names);
     for (const a of this.mirror.listApps()) if (!known.has(a.name)) this.states.deleteApp(a.name);
     const prev = snapshotOf(this.mirror);

@@ -41,6 +41,8 @@ interface Runner {
    * (copied synchronously), so the caller may release their memory right after the call.
    */
   run(inputs: { datatype: DataType; dims: number[]; data: Uint8Array }[]): Promise<{ datatype: DataType; dims: number[]; bytes: Uint8Array }[]>;
+  /** Free the model's native resources (no run after this). */
+  release(): Promise<void>;
 }
 
 const init = workerData as WorkerInit;
@@ -89,6 +91,7 @@ async function onnxRunner(path: string, threads: number): Promise<Runner> {
   };
   return {
     description,
+    release: () => session.release(),
     async run(inputs) {
       const feeds: Record<string, Ort.Tensor> = {};
       for (let i = 0; i < inputs.length; i++) {
@@ -121,6 +124,7 @@ async function jsRunner(path: string): Promise<Runner> {
   const predict = mod.predict;
   return {
     description,
+    release: () => Promise.resolve(),
     async run(inputs) {
       const record: Record<string, JsTensor> = {};
       inputs.forEach((t, i) => {
@@ -210,7 +214,12 @@ async function reserveOutput(res: Ring, size: number): Promise<Uint8Array> {
 async function serve(task: Extract<WorkerTask, { op: 'serve' }>): Promise<never> {
   const req = new Ring(task.req);
   const res = new Ring(task.res);
-  const side = new SideChannel(task.port);
+  // Asked to stop (the pool is about to terminate this thread): wait for the run in flight,
+  // release the model, say so. No batch comes after a stop.
+  let running: Promise<unknown> = Promise.resolve();
+  const side: SideChannel = new SideChannel(task.port, undefined, () => {
+    running.catch(() => undefined).then(() => runner.release()).catch(() => undefined).then(() => side.stopped());
+  });
   const maxRecord = maxRecordBytes(res.capacity);
   try {
     for (;;) {
@@ -240,6 +249,7 @@ async function serve(task: Extract<WorkerTask, { op: 'serve' }>): Promise<never>
           req.release();
         }
       }
+      running = pending;
       let outs: Outputs;
       try {
         outs = await pending;

@@ -328,7 +328,15 @@ class WorkerSlot implements Replica {
   closeSide(): void {
     this.side.close();
   }
+
+  /** Ask the worker to release its model before it is terminated (bounded wait). */
+  stopWorker(timeoutMs: number): Promise<void> {
+    return this.side.stop(timeoutMs);
+  }
 }
+
+/** How long a worker may take to finish its run and release its model before it is terminated. */
+const STOP_TIMEOUT_MS = 2000;
 
 export class WorkerRunner implements Runner {
   readonly kind = 'worker';
@@ -440,8 +448,10 @@ export class WorkerRunner implements Runner {
       await this.parking;
       return;
     }
+    // Each worker releases its model first: terminating a thread inside native model code can
+    // abort the process. Then terminate them (their serve loops never end on their own).
+    await Promise.all(this.replicas.map((s) => s.stopWorker(STOP_TIMEOUT_MS)));
     for (const s of this.replicas) s.closeSide();
-    // Terminates the workers (their serve loops never end on their own).
     await this.piscina.destroy();
   }
 }

@@ -24,7 +24,18 @@ interface MemoryMessage {
   memory: SharedArrayBuffer | null;
 }
 
+/**
+ * Before a worker is terminated the pool asks it to let go of its model ({ stop: true }); the
+ * worker answers { stopped: true } once no run is in flight and the session is released.
+ * Terminating a thread while native model code holds it can abort the whole process.
+ */
+interface StopMessage {
+  stop?: true;
+  stopped?: true;
+}
+
 export class SideChannel {
+  private stopWaiter: (() => void) | undefined;
   private readonly arrived = new Map<number, ArrayBuffer>();
   private readonly waiters = new Map<number, (record: ArrayBuffer) => void>();
   private readonly memories = new Map<number, Uint8Array>();
@@ -34,8 +45,18 @@ export class SideChannel {
   constructor(
     private readonly port: MessagePort,
     private readonly onArrive?: (seq: number) => void,
+    /** The worker's side: asked to stop (it answers with stopped()). */
+    private readonly onStop?: () => void,
   ) {
-    port.on('message', (msg: ExternalMessage | MemoryMessage) => {
+    port.on('message', (msg: ExternalMessage | MemoryMessage | StopMessage) => {
+      if ('stop' in msg) {
+        this.onStop?.();
+        return;
+      }
+      if ('stopped' in msg) {
+        this.stopWaiter?.();
+        return;
+      }
       if ('memory' in msg) {
         if (msg.memory === null) this.memories.delete(msg.id);
         else this.memories.set(msg.id, new Uint8Array(msg.memory));
@@ -46,7 +67,7 @@ export class SideChannel {
         }
         return;
       }
-      const m = msg;
+      const m = msg as ExternalMessage;
       const w = this.waiters.get(m.seq);
       if (w) {
         this.waiters.delete(m.seq);
@@ -73,6 +94,27 @@ export class SideChannel {
     const r = this.take(seq);
     if (r) return Promise.resolve(r);
     return new Promise((resolve) => this.waiters.set(seq, resolve));
+  }
+
+  /**
+   * The pool's side: ask the worker to finish its run and release its model; resolves when it
+   * says so, or after `timeoutMs` (a hung worker is terminated anyway).
+   */
+  stop(timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, timeoutMs);
+      function done(): void {
+        clearTimeout(t);
+        resolve();
+      }
+      this.stopWaiter = done;
+      this.port.postMessage({ stop: true } satisfies StopMessage);
+    });
+  }
+
+  /** The worker's side: the model is released; the thread may be terminated now. */
+  stopped(): void {
+    this.port.postMessage({ stopped: true } satisfies StopMessage);
   }
 
   /** Share `memory` with the other side under `id` (null: the other side forgets it). */

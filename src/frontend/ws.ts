@@ -37,8 +37,11 @@ export interface WsOptions {
 interface Conn {
   ws: WebSocket<UserData>;
   closed: boolean;
-  /** Requests in flight by client id: duplicate detection and cancellation (null: being registered). */
-  inflight: Map<bigint, Inflight | null>;
+  /**
+   * Requests in flight by client id (idKey): duplicate detection and cancellation (null: being
+   * registered).
+   */
+  inflight: Map<IdKey, Inflight | null>;
   /** Answers waiting to be sent, in order: single answers, and a stack's rows as one entry. */
   pending: (WireResponse | RowAnswers)[];
   /** Frame-level errors (undecodable frames) waiting to be sent. */
@@ -46,6 +49,17 @@ interface Conn {
   pendingBytes: number;
   blocked: boolean;
   id: number;
+}
+
+/**
+ * A client id as the in-flight map's key: a number below 2^53 (what clients send in practice),
+ * else the bigint. Numbers hash and compare far more cheaply than bigints, and the map is
+ * touched several times per request.
+ */
+type IdKey = number | bigint;
+const MAX_SAFE_ID = BigInt(Number.MAX_SAFE_INTEGER);
+function idKey(id: bigint): IdKey {
+  return id <= MAX_SAFE_ID ? Number(id) : id;
 }
 
 /** A request's cancel handle: its own query, or the stack it shares (which finds it by id). */
@@ -169,7 +183,7 @@ class RowAnswers {
     r.version = ans.version;
     const outs = ans.outputs;
     const dst = r.outputs;
-    dst.length = outs.length;
+    if (dst.length !== outs.length) dst.length = outs.length;
     for (let j = 0; j < outs.length; j++) {
       const t = outs[j]!;
       let o = dst[j];
@@ -329,9 +343,9 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
   function handleRequest(c: Conn, r: WireRequest): void {
     const t0 = requestStart(log);
     if (r.error) return errorReply(c, r.id, r.error, r.model);
-    if (c.inflight.has(r.id)) return errorReply(c, r.id, { code: 'DUPLICATE_ID', message: `request id ${r.id} is already in flight on this connection` }, r.model);
+    if (c.inflight.has(idKey(r.id))) return errorReply(c, r.id, { code: 'DUPLICATE_ID', message: `request id ${r.id} is already in flight on this connection` }, r.model);
     if (r.app) return handleAppRequest(c, r, t0);
-    c.inflight.set(r.id, null);
+    c.inflight.set(idKey(r.id), null);
     let answered = false;
     const handle = qp.inferModel(
       {
@@ -340,13 +354,13 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
       },
       (err, ans) => {
         answered = true;
-        c.inflight.delete(r.id);
+        c.inflight.delete(idKey(r.id));
         if (err) return errorReply(c, r.id, err, r.model, t0);
         if (t0) logRequest(log, { conn: c.id, req: String(r.id), target: ans!.model, version: ans!.version }, null, t0);
         reply(c, { id: r.id, model: ans!.model, version: ans!.version, outputs: ans!.outputs });
       },
     );
-    if (!answered) c.inflight.set(r.id, handle);
+    if (!answered) c.inflight.set(idKey(r.id), handle);
   }
 
   /**
@@ -367,7 +381,7 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
     let limitsValue = 0;
     for (const r of rs) {
       // A repeated id is not stackable: handleRequest answers it DUPLICATE_ID.
-      if (r.error || r.app || c.inflight.has(r.id)) {
+      if (r.error || r.app || c.inflight.has(idKey(r.id))) {
         handleRequest(c, r);
         continue;
       }
@@ -394,7 +408,7 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
       let chunk = g.chunks[g.chunks.length - 1];
       if (chunk === undefined || chunk.length >= g.limit) g.chunks.push((chunk = []));
       chunk.push(r);
-      c.inflight.set(r.id, null); // registered now, so a later duplicate in the frame is caught
+      c.inflight.set(idKey(r.id), null); // registered now, so a later duplicate in the frame is caught
     }
     if (!groups) return;
     for (const g of groups.values()) {
@@ -403,7 +417,7 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
           handleStack(c, part);
           continue;
         }
-        c.inflight.delete(part[0]!.id);
+        c.inflight.delete(idKey(part[0]!.id));
         handleRequest(c, part[0]!);
       }
     }
@@ -427,7 +441,7 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
       (err, ans) => stack.answer(err, ans),
     );
     // Requests not answered synchronously are cancellable through the stack.
-    for (let k = 0; k < n; k++) if (stack.done[k] === 0) c.inflight.set(ids[k]!, stack);
+    for (let k = 0; k < n; k++) if (stack.done[k] === 0) c.inflight.set(idKey(ids[k]!), stack);
   }
 
   /**
@@ -464,7 +478,7 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
         if (done[k] !== 0) continue;
         done[k] = 1;
         const id = ids[k]!;
-        c.inflight.delete(id);
+        c.inflight.delete(idKey(id));
         if (err) errorReply(c, id, err, this.model, this.t0);
         else if (this.t0) logRequest(log, { conn: c.id, req: String(id), target: ans!.model, version: ans!.version }, null, this.t0);
       }
@@ -478,7 +492,7 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
       this.hint = k + 1;
       if (k < 0 || this.done[k] !== 0) return;
       this.done[k] = 1;
-      this.c.inflight.delete(id);
+      this.c.inflight.delete(idKey(id));
       errorReply(this.c, id, { code: 'CANCELLED', message: 'cancelled by the client' }, this.model, this.t0);
       if (--this.live === 0) this.handle?.cancel();
     }
@@ -486,11 +500,11 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
 
   function handleAppRequest(c: Conn, r: WireRequest, t0: number): void {
     if (r.inputs.length !== 1) return errorReply(c, r.id, { code: 'INVALID_INPUT', message: 'an application query carries exactly one input tensor' }, r.app);
-    c.inflight.set(r.id, null);
+    c.inflight.set(idKey(r.id), null);
     let answered = false;
     const handle = apps.predict(r.app, { data: r.inputs[0]!.data }, r.user, (err, a) => {
       answered = true;
-      c.inflight.delete(r.id);
+      c.inflight.delete(idKey(r.id));
       if (err) return errorReply(c, r.id, err, r.app, t0);
       if (t0) logRequest(log, { conn: c.id, req: String(r.id), target: r.app, default: a!.isDefault }, null, t0);
       reply(c, {
@@ -500,7 +514,7 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
       });
     });
     // A cancel frame or the connection closing cancels the application query too.
-    if (!answered) c.inflight.set(r.id, handle);
+    if (!answered) c.inflight.set(idKey(r.id), handle);
   }
 
   function handleFeedback(c: Conn, f: WireFeedback): void {
@@ -549,7 +563,7 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
       } catch (err) {
         return frameError(c, toErrorInfo(err, 'BAD_FRAME'));
       }
-      for (const id of frame.cancel) c.inflight.get(id)?.cancel(id);
+      for (const id of frame.cancel) c.inflight.get(idKey(id))?.cancel(id);
       if (frame.requests.length > 1) handleRequests(c, frame.requests);
       else for (const r of frame.requests) handleRequest(c, r);
       for (const f of frame.feedback) handleFeedback(c, f);
@@ -567,7 +581,7 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
       conns.delete(c);
       dirty.delete(c);
       // Nobody is left to read the answers: cancel what is still queued.
-      for (const [id, h] of c.inflight) h?.cancel(id);
+      for (const [k, h] of c.inflight) h?.cancel(typeof k === 'bigint' ? k : BigInt(k));
       c.inflight.clear();
       c.pending.length = 0;
       if (log.isLevelEnabled('debug')) log.debug({ conn: c.id }, 'websocket closed');

@@ -59,16 +59,40 @@ const SIZE_BY_WIRE: readonly number[] = DATATYPES.map((d) => (d === 'INVALID' ? 
 /** ignoreBOM: a string that starts with U+FEFF keeps it (the default decoder would drop it). */
 const UTF8 = new TextDecoder('utf-8', { ignoreBOM: true });
 
+/**
+ * Recently decoded short ASCII strings, by a hash of their bytes: the model and tensor names of
+ * a frame's requests repeat in every request, and a hit returns the same string without
+ * allocating (building one character at a time costs an allocation per character).
+ */
+const RECENT_SIZE = 256;
+const recent: (string | undefined)[] = new Array(RECENT_SIZE).fill(undefined);
+
 /** Short ASCII strings (names, ids) are built directly; anything else goes through TextDecoder. */
 function decodeUtf8(u8: Uint8Array, start: number, n: number): string {
   if (n === 0) return '';
   if (n <= 32) {
-    let s = '';
-    for (let i = start, end = start + n; i < end; i++) {
+    const end = start + n;
+    let h = n;
+    for (let i = start; i < end; i++) {
       const c = u8[i]!;
-      if (c >= 0x80) return UTF8.decode(u8.subarray(start, start + n));
-      s += String.fromCharCode(c);
+      if (c >= 0x80) return UTF8.decode(u8.subarray(start, end));
+      h = Math.imul(h ^ c, 0x01000193);
     }
+    const slot = (h ^ (h >>> 15)) & (RECENT_SIZE - 1);
+    const known = recent[slot];
+    if (known !== undefined && known.length === n) {
+      let same = true;
+      for (let i = 0; i < n; i++) {
+        if (known.charCodeAt(i) !== u8[start + i]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) return known;
+    }
+    let s = '';
+    for (let i = start; i < end; i++) s += String.fromCharCode(u8[i]!);
+    recent[slot] = s;
     return s;
   }
   return UTF8.decode(u8.subarray(start, start + n));

@@ -10,6 +10,7 @@ import type { ErrorInfo } from '../errors.js';
 import { DATATYPES } from '../tensor/datatype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { FeedbackInit, FrameInit, RequestInit, WireResponse } from './wire-types.js';
+import { isPlainResponse, ResponseWriter } from './response-writer.js';
 
 const WIRE_BY_NAME: Readonly<Record<string, number>> = Object.freeze(
   Object.fromEntries(DATATYPES.map((d, i) => [d, i]).filter(([d]) => d !== 'INVALID')),
@@ -229,13 +230,34 @@ class FrameWriter {
 }
 
 const sharedWriter = new FrameWriter(4096);
+const sharedDirect = new ResponseWriter(4096);
+
+/** A frame of plain answers only: the direct writer takes it (response-writer.ts). */
+function plainAnswers(frame: FrameInit): boolean {
+  const rs = frame.responses;
+  if (rs === undefined || rs.length === 0) return false;
+  if ((frame.requests && frame.requests.length > 0) || (frame.feedback && frame.feedback.length > 0)
+    || (frame.cancel && frame.cancel.length > 0) || frame.error) return false;
+  for (let i = 0; i < rs.length; i++) if (!isPlainResponse(rs[i]!)) return false;
+  return true;
+}
 
 /**
  * Encodes a frame into a fresh Uint8Array owned by the caller. Absent fields, empty strings and
- * empty lists are omitted. Throws RangeError/TypeError for values the wire cannot carry
- * (non-integer or unsafe int64 fields and dims, unknown datatypes).
+ * empty lists are omitted (a frame of plain answers goes through the direct writer, which writes
+ * every field of its responses and tensors). Throws RangeError/TypeError for values the wire
+ * cannot carry (non-integer or unsafe int64 fields and dims, unknown datatypes).
  */
 export function encodeFrame(frame: FrameInit): Uint8Array {
+  if (plainAnswers(frame)) return sharedDirect.write(frame.responses!).slice();
+  return sharedWriter.write(frame).slice();
+}
+
+/**
+ * The Builder's encoding of any frame, plain answers included (the reference the direct
+ * writer's output is checked against).
+ */
+export function encodeFrameWithBuilder(frame: FrameInit): Uint8Array {
   return sharedWriter.write(frame).slice();
 }
 
@@ -249,12 +271,19 @@ export function encodeFrame(frame: FrameInit): Uint8Array {
  */
 export class ResponseEncoder {
   private readonly writer: FrameWriter;
+  private readonly direct: ResponseWriter;
+  private readonly frame: { responses: WireResponse[] } = { responses: [] };
 
   constructor(initialSize = 64 * 1024) {
     this.writer = new FrameWriter(initialSize);
+    this.direct = new ResponseWriter(initialSize);
   }
 
   encode(responses: WireResponse[]): Uint8Array {
-    return this.writer.write({ responses });
+    const f = this.frame;
+    f.responses = responses;
+    const bytes = plainAnswers(f) ? this.direct.write(responses) : this.writer.write(f);
+    f.responses = [];
+    return bytes;
   }
 }

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { Builder, ByteBuffer } from 'flatbuffers';
 import * as fb from '../../src/protocol/generated/skiff_generated.js';
 import { decodeFrame } from '../../src/protocol/wire-decode.js';
-import { ResponseEncoder, encodeFrame } from '../../src/protocol/wire-encode.js';
+import { ResponseEncoder, encodeFrame, encodeFrameWithBuilder } from '../../src/protocol/wire-encode.js';
 import { DEFAULT_WIRE_LIMITS, type DecodedFrame, type RequestInit, type WireLimits, type WireResponse } from '../../src/protocol/wire-types.js';
 import { SkiffError } from '../../src/errors.js';
 import { DATATYPES, ELEMENT_SIZE, elementCount, viewAs, type DataType } from '../../src/tensor/datatype.js';
@@ -492,4 +492,64 @@ test('fuzz: mutated valid frames only ever yield BAD_FRAME, per-item errors or s
   }), { numRuns: 14000 });
   // The mutations must exercise all three outcomes, or the fuzzing is not reaching the decoder.
   assert.ok(perItemErrors > 100 && badFrames > 100 && clean > 100, JSON.stringify({ perItemErrors, badFrames, clean }));
+});
+
+// ---------------------------------------------------------------------------------------------
+// the direct writer of plain answers (response-writer.ts)
+
+test('frames of plain answers: the direct writer reads back, through the generated reader and decodeFrame, as the Builder\'s frame does, aligned', () => {
+  const plain = fc.record({
+    id: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+    model: fc.oneof(fc.constantFrom('mnist', 'm', ''), fc.string({ maxLength: 12 }), fc.string({ unit: 'binary', maxLength: 6 })),
+    version: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 2 ** 40 }), fc.constant(Number.MAX_SAFE_INTEGER)),
+    outputs: fc.array(fc.record({
+      name: fc.oneof(fc.constantFrom('probs', 'output', ''), fc.string({ unit: 'binary', maxLength: 5 })),
+      datatype: fc.constantFrom(...ALL_TYPES),
+      shape: fc.oneof(fc.constant<number[]>([1, 10]), fc.array(fc.integer({ min: 0, max: 4 }), { maxLength: 3 })),
+      seed: fc.integer({ min: 1, max: 1000 }),
+    }), { maxLength: 3 }),
+  });
+  fc.assert(fc.property(fc.array(plain, { minLength: 1, maxLength: 20 }), (items) => {
+    const responses: WireResponse[] = items.map((r) => ({
+      id: r.id, model: r.model, version: r.version, outputs: r.outputs.map((t) => tensor(t.name, t.datatype, t.shape, t.seed)),
+    }));
+    const direct = encodeFrame({ responses });
+    const viaBuilder = encodeFrameWithBuilder({ responses });
+    assert.deepEqual(decodeFrame(direct), decodeFrame(viaBuilder));
+    assert.deepEqual(decodeFrame(direct).responses, responses);
+    // The flatc-generated reader sees the same values, and every tensor's data is 8-byte aligned.
+    const f = fb.Frame.getRootAsFrame(new ByteBuffer(direct));
+    assert.ok(fb.Frame.bufferHasIdentifier(new ByteBuffer(direct)));
+    assert.equal(f.responsesLength(), responses.length);
+    responses.forEach((want, i) => {
+      const got = f.responses(i)!;
+      assert.equal(got.id(), want.id);
+      assert.equal(got.model() ?? '', want.model);
+      assert.equal(Number(got.version()), want.version);
+      assert.equal(got.outputsLength(), want.outputs.length);
+      want.outputs.forEach((t, j) => {
+        const g = got.outputs(j)!;
+        assert.equal(g.name() ?? '', t.name);
+        assert.equal(DATATYPES[g.datatype()], t.datatype);
+        assert.deepEqual(Array.from({ length: g.shapeLength() }, (_, d) => Number(g.shape(d))), t.shape);
+        const data = g.dataArray() ?? new Uint8Array(0);
+        assert.deepEqual(data, t.data);
+        if (data.byteLength > 0) assert.equal((data.byteOffset - direct.byteOffset) % 8, 0, 'tensor data 8-byte aligned in the frame');
+      });
+    });
+  }), { numRuns: 300, seed: 15 });
+});
+
+test('the direct writer: equal answers give equal bytes, the buffer grows and is reused, and what it cannot carry is refused like the Builder refuses it', () => {
+  const enc = new ResponseEncoder(64);
+  const big: WireResponse[] = Array.from({ length: 300 }, (_, i) => ({ id: BigInt(i), model: 'tiny', version: 3, outputs: [tensor('y', 'FP32', [1, 10], i)] }));
+  const a = enc.encode(big).slice();
+  assert.deepEqual(enc.encode(big), a);
+  assert.deepEqual(decodeFrame(a).responses, big);
+  // A frame with anything else in it (an error answer) goes through the Builder; both read back.
+  const mixed: WireResponse[] = [big[0]!, { id: 7n, model: 'tiny', version: 0, outputs: [], error: { code: 'MODEL_ERROR', message: 'x' } }];
+  assert.deepEqual(decodeFrame(enc.encode(mixed)).responses, mixed);
+  assert.throws(() => encodeFrame({ responses: [{ id: 1n << 64n, model: 'm', version: 1, outputs: [] }] }), RangeError);
+  assert.throws(() => encodeFrame({ responses: [{ id: 1n, model: 'm', version: 1.5, outputs: [] }] }), RangeError);
+  assert.throws(() => encodeFrame({ responses: [{ id: 1n, model: 'm', version: 1, outputs: [tensor('x', 'FP32', [1])].map((t) => ({ ...t, shape: [Number.MAX_SAFE_INTEGER + 2] })) }] }), RangeError);
 });

@@ -1,0 +1,234 @@
+/**
+ * A direct writer for frames of plain answers: the server's hottest encode. A frame that holds
+ * only responses, each with an id, a model, a version and output tensors (no error, no default
+ * flag or explanation, no models used or missing), is written straight into a reused buffer
+ * with DataView stores, in the layout the FlatBuffers format fixes (schemas/skiff.fbs), instead
+ * of going through the generic Builder's per-field calls. Every other frame goes through the
+ * Builder (wire-encode.ts); both are read by any FlatBuffers reader alike.
+ *
+ * Layout, written back to front as FlatBuffers builders do (an offset always points to a
+ * higher address): strings and shape vectors are written once per frame and shared; one
+ * vtable serves every Response and one every Tensor; every field of those tables is written,
+ * zero or not. Alignment is as the format asks: tables on 4 bytes, the u64/i64 fields of a
+ * Response and shape elements on 8, and tensor data on 8 so that receivers can view FP32/INT64
+ * data in place. Padding is zero, so equal inputs give equal bytes.
+ */
+import type { Tensor } from '../tensor/tensor.js';
+import { DATATYPES } from '../tensor/datatype.js';
+import type { WireResponse } from './wire-types.js';
+
+const WIRE_CODE: ReadonlyMap<string, number> = new Map(DATATYPES.map((d, i) => [d, i] as [string, number]).filter(([d]) => d !== 'INVALID'));
+const TWO_32 = 4294967296;
+const MAX_U64 = (1n << 64n) - 1n;
+const UTF8 = new TextEncoder();
+
+// Response table: soffset | model | outputs | id (u64) | version (i64); 28 bytes, starting 4 mod 8.
+const RESPONSE_SIZE = 28;
+// Tensor table: soffset | name | shape | data | datatype (u8); 17 bytes, 4-aligned.
+const TENSOR_SIZE = 17;
+// vtables: [vtable bytes, table bytes, field offsets in schema order].
+const RESPONSE_VTABLE = [4 + 2 * 4, RESPONSE_SIZE, 12, 4, 20, 8] as const; // id, model, version, outputs
+const TENSOR_VTABLE = [4 + 2 * 4, TENSOR_SIZE, 4, 16, 8, 12] as const; // name, datatype, shape, data
+const FRAME_VTABLE = [4 + 2 * 2, 8, 0, 4] as const; // requests (absent), responses
+
+/** Whether `r` is a plain answer the direct writer can take. */
+export function isPlainResponse(r: WireResponse): boolean {
+  if (r.error !== undefined || r.isDefault || r.defaultExplanation || (r.modelsUsed !== undefined && r.modelsUsed.length > 0)
+    || (r.modelsMissing !== undefined && r.modelsMissing.length > 0)) return false;
+  for (const t of r.outputs) if (!WIRE_CODE.has(t.datatype)) return false;
+  return true;
+}
+
+function checkInt(v: number, what: string): number {
+  if (!Number.isSafeInteger(v)) throw new RangeError(`${what} must be a safe integer, got ${v}`);
+  return v;
+}
+
+/** Whether every character of `s` is ASCII (its UTF-8 bytes are its char codes). */
+function ascii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) >= 0x80) return false;
+  return true;
+}
+
+export class ResponseWriter {
+  private buf: ArrayBuffer;
+  private u8: Uint8Array;
+  private dv: DataView;
+  /** Start of what has been written (everything from here to the end of the buffer). */
+  private pos = 0;
+  private readonly strings = new Map<string, number>();
+  private lastShape: readonly number[] | null = null;
+  private lastShapeAt = 0;
+  /** Positions of the tables being listed (grow-only: only the first entries of a call count). */
+  private readonly tensorScratch: number[] = [];
+  private readonly responseScratch: number[] = [];
+
+  constructor(initialSize = 64 * 1024) {
+    this.buf = new ArrayBuffer(Math.max(64, initialSize + 7) & ~7);
+    this.u8 = new Uint8Array(this.buf);
+    this.dv = new DataView(this.buf);
+  }
+
+  /**
+   * The frame holding `responses` (every one plain: see isPlainResponse). The bytes are a view
+   * into the writer's buffer, valid until its next call.
+   */
+  write(responses: readonly WireResponse[]): Uint8Array {
+    this.reserve(bound(responses));
+    this.pos = this.buf.byteLength;
+    this.strings.clear();
+    this.lastShape = null;
+    const respVt = this.vtable(RESPONSE_VTABLE);
+    const tensorVt = this.vtable(TENSOR_VTABLE);
+    const tables = this.responseScratch;
+    const n = responses.length;
+    for (let i = n - 1; i >= 0; i--) tables[i] = this.response(responses[i]!, respVt, tensorVt);
+    const list = this.offsets(tables, n);
+    // The Frame: its vtable, then its table (soffset, responses).
+    const frameVt = this.vtable(FRAME_VTABLE);
+    const frame = this.alloc(8, 4);
+    this.dv.setInt32(frame, frame - frameVt, true);
+    this.dv.setUint32(frame + 4, list - (frame + 4), true);
+    // Root offset and file identifier, the frame starting on an 8-byte boundary.
+    const head = this.alloc(8, 8);
+    this.dv.setUint32(head, frame - head, true);
+    this.u8[head + 4] = 0x53; // S
+    this.u8[head + 5] = 0x4b; // K
+    this.u8[head + 6] = 0x46; // F
+    this.u8[head + 7] = 0x31; // 1
+    return this.u8.subarray(head);
+  }
+
+  private reserve(bytes: number): void {
+    if (bytes <= this.buf.byteLength) return;
+    let size = this.buf.byteLength;
+    while (size < bytes) size *= 2;
+    this.buf = new ArrayBuffer(size);
+    this.u8 = new Uint8Array(this.buf);
+    this.dv = new DataView(this.buf);
+  }
+
+  /**
+   * Room for `size` bytes below what is written, starting on a multiple of `align` plus `skew`;
+   * the padding up to what was written before is zeroed. Returns the start.
+   */
+  private alloc(size: number, align: number, skew = 0): number {
+    const end = this.pos;
+    const start = ((end - size - skew) & -align) + skew;
+    const u8 = this.u8;
+    for (let i = start + size; i < end; i++) u8[i] = 0;
+    this.pos = start;
+    return start;
+  }
+
+  private vtable(v: readonly number[]): number {
+    const at = this.alloc(2 * v.length, 4);
+    for (let i = 0; i < v.length; i++) this.dv.setUint16(at + 2 * i, v[i]!, true);
+    return at;
+  }
+
+  private string(s: string): number {
+    const known = this.strings.get(s);
+    if (known !== undefined) return known;
+    let at: number;
+    if (ascii(s)) {
+      const n = s.length;
+      at = this.alloc(4 + n + 1, 4);
+      const u8 = this.u8;
+      for (let i = 0; i < n; i++) u8[at + 4 + i] = s.charCodeAt(i);
+      u8[at + 4 + n] = 0;
+      this.dv.setUint32(at, n, true);
+    } else {
+      const bytes = UTF8.encode(s);
+      at = this.alloc(4 + bytes.length + 1, 4);
+      this.u8.set(bytes, at + 4);
+      this.u8[at + 4 + bytes.length] = 0;
+      this.dv.setUint32(at, bytes.length, true);
+    }
+    this.strings.set(s, at);
+    return at;
+  }
+
+  private shape(shape: readonly number[]): number {
+    const last = this.lastShape;
+    if (last !== null && (last === shape || sameDims(last, shape))) return this.lastShapeAt;
+    const n = shape.length;
+    // u32 count, then the i64 dims on 8-byte boundaries: the count sits at 4 mod 8.
+    const at = this.alloc(4 + 8 * n, 8, 4);
+    this.dv.setUint32(at, n, true);
+    for (let i = 0; i < n; i++) {
+      const d = checkInt(shape[i]!, 'shape dim');
+      const hi = Math.floor(d / TWO_32);
+      this.dv.setUint32(at + 4 + 8 * i, d - hi * TWO_32, true);
+      this.dv.setInt32(at + 8 + 8 * i, hi, true);
+    }
+    this.lastShape = shape;
+    this.lastShapeAt = at;
+    return at;
+  }
+
+  private tensor(t: Tensor, vt: number): number {
+    const data = t.data;
+    const n = data.byteLength;
+    // The data vector: its bytes on an 8-byte boundary, its u32 count just before them.
+    const vec = this.alloc(4 + n, 8, 4);
+    this.dv.setUint32(vec, n, true);
+    this.u8.set(data, vec + 4);
+    const shape = this.shape(t.shape);
+    const name = this.string(t.name);
+    const at = this.alloc(TENSOR_SIZE, 4);
+    const dv = this.dv;
+    dv.setInt32(at, at - vt, true);
+    dv.setUint32(at + 4, name - (at + 4), true);
+    dv.setUint32(at + 8, shape - (at + 8), true);
+    dv.setUint32(at + 12, vec - (at + 12), true);
+    this.u8[at + 16] = WIRE_CODE.get(t.datatype)!;
+    return at;
+  }
+
+  private response(r: WireResponse, vt: number, tensorVt: number): number {
+    const outs = r.outputs;
+    const tables = this.tensorScratch;
+    for (let j = outs.length - 1; j >= 0; j--) tables[j] = this.tensor(outs[j]!, tensorVt);
+    const outputs = this.offsets(tables, outs.length);
+    const model = this.string(r.model);
+    const id = r.id;
+    if (id < 0n || id > MAX_U64) throw new RangeError(`id must fit in 64 unsigned bits, got ${id}`);
+    const version = checkInt(r.version, 'version');
+    const at = this.alloc(RESPONSE_SIZE, 8, 4);
+    const dv = this.dv;
+    dv.setInt32(at, at - vt, true);
+    dv.setUint32(at + 4, model - (at + 4), true);
+    dv.setUint32(at + 8, outputs - (at + 8), true);
+    dv.setBigUint64(at + 12, id, true);
+    const hi = Math.floor(version / TWO_32);
+    dv.setUint32(at + 20, version - hi * TWO_32, true);
+    dv.setInt32(at + 24, hi, true);
+    return at;
+  }
+
+  /** A vector of offsets to the first `n` of `targets` (each written already, so above it). */
+  private offsets(targets: readonly number[], n: number): number {
+    const at = this.alloc(4 + 4 * n, 4);
+    const dv = this.dv;
+    dv.setUint32(at, n, true);
+    for (let i = 0; i < n; i++) dv.setUint32(at + 4 + 4 * i, targets[i]! - (at + 4 + 4 * i), true);
+    return at;
+  }
+}
+
+function sameDims(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** More bytes than the frame of `responses` can take (strings at 3 bytes per character). */
+function bound(responses: readonly WireResponse[]): number {
+  let n = 128;
+  for (const r of responses) {
+    n += RESPONSE_SIZE + 16 + 3 * r.model.length + 8 + 4 * r.outputs.length + 8;
+    for (const t of r.outputs) n += TENSOR_SIZE + 8 + 3 * t.name.length + 8 + 8 * t.shape.length + 12 + t.data.byteLength + 12;
+  }
+  return n;
+}

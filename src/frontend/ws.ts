@@ -2,7 +2,7 @@ import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
 import uWS from '../http/uws.js';
 import type { Logger } from 'pino';
 import { ErrorCodes, publicError, toErrorInfo, type ErrorInfo } from '../errors.js';
-import { decodeFrame, encodeFrame, ResponseEncoder, type WireFeedback, type WireRequest, type WireResponse } from '../protocol/wire.js';
+import { decodeFrame, encodeFrame, ResponseEncoder, type AnswerEntry, type AnswerRows, type RowSlice, type WireFeedback, type WireRequest, type WireResponse } from '../protocol/wire.js';
 import type { QueryHandle } from '../engine/executor.js';
 import type { ModelAnswer, QueryProcessor } from '../selection/query-processor.js';
 import type { AppAnswer, AppProcessor } from '../selection/app-processor.js';
@@ -132,27 +132,30 @@ function stackRelease(rs: readonly WireRequest[], stacked: readonly Tensor[]): (
   };
 }
 
-const NO_DATA = new Uint8Array(0);
-
 /**
- * The answered rows of one stacked query, waiting in a connection's send queue as ONE entry: row
- * k's response (its id, and row k of each stacked output, as rowOf cuts it) is written into a
- * reused response object only when its frame is encoded, so a stack's answers cost no object
- * per row while they wait (only the views the encoder reads).
+ * The answered rows of one stacked query, waiting in a connection's send queue as ONE entry.
+ * The encoder writes row k's response (its id, and row k of each stacked output) straight from
+ * the stacked outputs when its frame is encoded (protocol/response-writer.ts), so a stack's
+ * answers cost no object per row, neither while they wait nor when they are sent.
  */
-class RowAnswers {
+class RowAnswers implements AnswerRows {
   private next = 0;
-  /** Per output: bytes of one row, or -1 when the output is not stacked (every row gets all of it). */
-  private readonly rowBytes: number[];
-  private readonly shapes: number[][];
+  readonly model: string;
+  readonly version: number;
+  readonly outputs: readonly Tensor[];
+  readonly rowBytes: number[];
+  readonly shapes: number[][];
 
   constructor(
-    private readonly ids: readonly bigint[],
+    readonly ids: readonly bigint[],
     /** Row indexes to answer, in order; null = every row. */
     private readonly rows: readonly number[] | null,
-    private readonly ans: ModelAnswer,
+    ans: ModelAnswer,
   ) {
     const n = ids.length;
+    this.model = ans.model;
+    this.version = ans.version;
+    this.outputs = ans.outputs;
     this.rowBytes = ans.outputs.map((t) => (t.shape[0] === n ? t.data.byteLength / n : -1));
     this.shapes = ans.outputs.map((t) => (t.shape[0] === n ? [1, ...t.shape.slice(1)] : t.shape));
   }
@@ -168,45 +171,24 @@ class RowAnswers {
   /** Queued bytes, as reply() counts one answer: 64 + each output's bytes + 32, per row. */
   bytes(): number {
     let row = 64;
-    const outs = this.ans.outputs;
+    const outs = this.outputs;
     for (let j = 0; j < outs.length; j++) row += (this.rowBytes[j]! >= 0 ? this.rowBytes[j]! : outs[j]!.data.byteLength) + 32;
     return row * this.count;
   }
 
-  /** Write the next row's response into `r` (a reused object, read by the encoder only). */
-  fill(r: WireResponse): void {
-    const k = this.rows === null ? this.next : this.rows[this.next]!;
-    this.next++;
-    const { ans } = this;
-    r.id = this.ids[k]!;
-    r.model = ans.model;
-    r.version = ans.version;
-    const outs = ans.outputs;
-    const dst = r.outputs;
-    if (dst.length !== outs.length) dst.length = outs.length;
-    for (let j = 0; j < outs.length; j++) {
-      const t = outs[j]!;
-      let o = dst[j];
-      if (o === undefined) dst[j] = o = { name: '', datatype: 'FP32', shape: [], data: NO_DATA };
-      o.name = t.name;
-      o.datatype = t.datatype;
-      o.shape = this.shapes[j]!;
-      const rb = this.rowBytes[j]!;
-      o.data = rb < 0 ? t.data : t.data.subarray(k * rb, (k + 1) * rb);
-    }
+  /** The next rows, at most `max` of them, for one frame. */
+  take(max: number): RowSlice {
+    const from = this.next;
+    const to = Math.min(this.count, from + max);
+    this.next = to;
+    return { src: this, rows: this.rows, from, to };
   }
 }
 
 export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: AppProcessor, log: Logger, opts: WsOptions): WsRoute {
   const encoder = new ResponseEncoder();
-  /** The answers of the frame being encoded, and response objects reused for stacked rows. */
-  const frameScratch: WireResponse[] = [];
-  const responsePool: WireResponse[] = [];
-  const pooledResponse = (i: number): WireResponse => {
-    let r = responsePool[i];
-    if (r === undefined) responsePool[i] = r = { id: 0n, model: '', version: 0, outputs: [] };
-    return r;
-  };
+  /** The answers of the frame being encoded (single responses, and slices of stacked answers). */
+  const frameScratch: AnswerEntry[] = [];
   const dirty = new Set<Conn>();
   let flushScheduled = false;
   let nextConnId = 1;
@@ -253,26 +235,23 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
         c.blocked = true; // resume in drain()
         break;
       }
-      // The next frame: up to maxResponsesPerFrame answers, a stack's rows written into reused
-      // response objects (they live only until encode() returns).
+      // The next frame: up to maxResponsesPerFrame answers; a stack's rows go in as a slice.
       const out = frameScratch;
       let n = 0;
       const max = opts.maxResponsesPerFrame;
       while (n < max && head < pending.length) {
         const e = pending[head]!;
         if (e instanceof RowAnswers) {
-          while (n < max && e.more()) {
-            const r = pooledResponse(n);
-            e.fill(r);
-            out[n++] = r;
-          }
+          const part = e.take(max - n);
+          n += part.to - part.from;
+          out.push(part);
           if (!e.more()) head++;
         } else {
-          out[n++] = e;
+          out.push(e);
+          n++;
           head++;
         }
       }
-      out.length = n;
       const bytes = encoder.encode(out);
       out.length = 0;
       let r = 0;

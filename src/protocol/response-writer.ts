@@ -31,6 +31,53 @@ const RESPONSE_VTABLE = [4 + 2 * 4, RESPONSE_SIZE, 12, 4, 20, 8] as const; // id
 const TENSOR_VTABLE = [4 + 2 * 4, TENSOR_SIZE, 4, 16, 8, 12] as const; // name, datatype, shape, data
 const FRAME_VTABLE = [4 + 2 * 2, 8, 0, 4] as const; // requests (absent), responses
 
+/**
+ * The rows of one stacked answer (one model query that answered many requests), each written as
+ * its own response without an object per row: row k's id, and row k of every stacked output.
+ */
+export interface AnswerRows {
+  readonly model: string;
+  readonly version: number;
+  /** The answer's outputs; a stacked one holds every row, one after the other. */
+  readonly outputs: readonly Tensor[];
+  /** Per output: bytes of one row, or -1 when it is not stacked (every row gets all of it). */
+  readonly rowBytes: readonly number[];
+  /** Per output: the shape each row's tensor has. */
+  readonly shapes: readonly (readonly number[])[];
+  /** Request ids, by row. */
+  readonly ids: readonly bigint[];
+}
+
+/** Rows `rows[from..to)` of an answer (`rows` null: rows from..to themselves), in one frame. */
+export interface RowSlice {
+  readonly src: AnswerRows;
+  readonly rows: readonly number[] | null;
+  readonly from: number;
+  readonly to: number;
+}
+
+/** What a frame of answers is made of: single responses and slices of stacked answers. */
+export type AnswerEntry = WireResponse | RowSlice;
+
+export function isRowSlice(e: AnswerEntry): e is RowSlice {
+  return (e as RowSlice).src !== undefined;
+}
+
+/** Whether a slice's outputs all have wire datatypes (model answers always do). */
+function plainSlice(e: RowSlice): boolean {
+  for (const t of e.src.outputs) if (!WIRE_CODE.has(t.datatype)) return false;
+  return true;
+}
+
+/** Whether every entry can go through the direct writer. */
+export function allPlain(entries: readonly AnswerEntry[]): boolean {
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    if (isRowSlice(e) ? !plainSlice(e) : !isPlainResponse(e)) return false;
+  }
+  return true;
+}
+
 /** Whether `r` is a plain answer the direct writer can take. */
 export function isPlainResponse(r: WireResponse): boolean {
   if (r.error !== undefined || r.isDefault || r.defaultExplanation || (r.modelsUsed !== undefined && r.modelsUsed.length > 0)
@@ -62,6 +109,9 @@ export class ResponseWriter {
   /** Positions of the tables being listed (grow-only: only the first entries of a call count). */
   private readonly tensorScratch: number[] = [];
   private readonly responseScratch: number[] = [];
+  private readonly nameScratch: number[] = [];
+  private readonly shapeScratch: number[] = [];
+  private readonly codeScratch: number[] = [];
 
   constructor(initialSize = 64 * 1024) {
     this.buf = new ArrayBuffer(Math.max(64, initialSize + 7) & ~7);
@@ -73,16 +123,23 @@ export class ResponseWriter {
    * The frame holding `responses` (every one plain: see isPlainResponse). The bytes are a view
    * into the writer's buffer, valid until its next call.
    */
-  write(responses: readonly WireResponse[]): Uint8Array {
-    this.reserve(bound(responses));
+  write(entries: readonly AnswerEntry[]): Uint8Array {
+    this.reserve(bound(entries));
     this.pos = this.buf.byteLength;
     this.strings.clear();
     this.lastShape = null;
     const respVt = this.vtable(RESPONSE_VTABLE);
     const tensorVt = this.vtable(TENSOR_VTABLE);
     const tables = this.responseScratch;
-    const n = responses.length;
-    for (let i = n - 1; i >= 0; i--) tables[i] = this.response(responses[i]!, respVt, tensorVt);
+    let n = 0;
+    for (const e of entries) n += isRowSlice(e) ? e.to - e.from : 1;
+    // Back to front: the last response's table first, each table's index in the list kept.
+    let k = n;
+    for (let i = entries.length - 1; i >= 0; i--) {
+      const e = entries[i]!;
+      if (isRowSlice(e)) k = this.slice(e, k, respVt, tensorVt);
+      else tables[--k] = this.response(e, respVt, tensorVt);
+    }
     const list = this.offsets(tables, n);
     // The Frame: its vtable, then its table (soffset, responses).
     const frameVt = this.vtable(FRAME_VTABLE);
@@ -175,14 +232,70 @@ export class ResponseWriter {
     this.dv.setUint32(vec, n, true);
     this.u8.set(data, vec + 4);
     const shape = this.shape(t.shape);
-    const name = this.string(t.name);
+    return this.tensorTable(this.string(t.name), WIRE_CODE.get(t.datatype)!, shape, vec, vt);
+  }
+
+  /** A slice's rows, last first, into `responseScratch` below index `k`; returns the new `k`. */
+  private slice(e: RowSlice, k: number, vt: number, tensorVt: number): number {
+    const { src, rows } = e;
+    const outs = src.outputs;
+    const m = outs.length;
+    const tables = this.responseScratch;
+    const tensors = this.tensorScratch;
+    const version = checkInt(src.version, 'version');
+    const vhi = Math.floor(version / TWO_32);
+    const vlo = version - vhi * TWO_32;
+    // What every row shares is written once, above all of them: the model name, each output's
+    // name and row shape.
+    const model = this.string(src.model);
+    const names = this.nameScratch;
+    const shapes = this.shapeScratch;
+    const codes = this.codeScratch;
+    for (let j = 0; j < m; j++) {
+      names[j] = this.string(outs[j]!.name);
+      shapes[j] = this.shape(src.shapes[j]!);
+      codes[j] = WIRE_CODE.get(outs[j]!.datatype)!;
+    }
+    for (let i = e.to - 1; i >= e.from; i--) {
+      const row = rows === null ? i : rows[i]!;
+      for (let j = m - 1; j >= 0; j--) tensors[j] = this.rowTensor(outs[j]!, src.rowBytes[j]!, row, names[j]!, codes[j]!, shapes[j]!, tensorVt);
+      const outputs = this.offsets(tensors, m);
+      const id = src.ids[row]!;
+      if (id < 0n || id > MAX_U64) throw new RangeError(`id must fit in 64 unsigned bits, got ${id}`);
+      const at = this.alloc(RESPONSE_SIZE, 8, 4);
+      const dv = this.dv;
+      dv.setInt32(at, at - vt, true);
+      dv.setUint32(at + 4, model - (at + 4), true);
+      dv.setUint32(at + 8, outputs - (at + 8), true);
+      dv.setBigUint64(at + 12, id, true);
+      dv.setUint32(at + 20, vlo, true);
+      dv.setInt32(at + 24, vhi, true);
+      tables[--k] = at;
+    }
+    return k;
+  }
+
+  /** Row `row` of a stacked output (`rowBytes` < 0: the whole output) as one tensor table. */
+  private rowTensor(t: Tensor, rowBytes: number, row: number, nameAt: number, code: number, shapeAt: number, vt: number): number {
+    const src = t.data;
+    const n = rowBytes < 0 ? src.byteLength : rowBytes;
+    const from = rowBytes < 0 ? 0 : row * rowBytes;
+    const vec = this.alloc(4 + n, 8, 4);
+    this.dv.setUint32(vec, n, true);
+    const u8 = this.u8;
+    if (n <= 64) for (let i = 0; i < n; i++) u8[vec + 4 + i] = src[from + i]!;
+    else u8.set(src.subarray(from, from + n), vec + 4);
+    return this.tensorTable(nameAt, code, shapeAt, vec, vt);
+  }
+
+  private tensorTable(nameAt: number, code: number, shape: number, vec: number, vt: number): number {
     const at = this.alloc(TENSOR_SIZE, 4);
     const dv = this.dv;
     dv.setInt32(at, at - vt, true);
-    dv.setUint32(at + 4, name - (at + 4), true);
+    dv.setUint32(at + 4, nameAt - (at + 4), true);
     dv.setUint32(at + 8, shape - (at + 8), true);
     dv.setUint32(at + 12, vec - (at + 12), true);
-    this.u8[at + 16] = WIRE_CODE.get(t.datatype)!;
+    this.u8[at + 16] = code;
     return at;
   }
 
@@ -223,12 +336,24 @@ function sameDims(a: readonly number[], b: readonly number[]): boolean {
   return true;
 }
 
-/** More bytes than the frame of `responses` can take (strings at 3 bytes per character). */
-function bound(responses: readonly WireResponse[]): number {
+/** More bytes than one response can take (strings at 3 bytes per character). */
+function responseBound(model: string, outputs: readonly Tensor[], rowBytes: readonly number[] | null, shapes: readonly (readonly number[])[] | null): number {
+  let n = RESPONSE_SIZE + 16 + 3 * model.length + 8 + 4 * outputs.length + 8;
+  for (let j = 0; j < outputs.length; j++) {
+    const t = outputs[j]!;
+    const rb = rowBytes === null || rowBytes[j]! < 0 ? t.data.byteLength : rowBytes[j]!;
+    const dims = shapes === null ? t.shape.length : shapes[j]!.length;
+    n += TENSOR_SIZE + 8 + 3 * t.name.length + 8 + 8 * dims + 12 + rb + 12;
+  }
+  return n;
+}
+
+/** More bytes than the frame of `entries` can take. */
+function bound(entries: readonly AnswerEntry[]): number {
   let n = 128;
-  for (const r of responses) {
-    n += RESPONSE_SIZE + 16 + 3 * r.model.length + 8 + 4 * r.outputs.length + 8;
-    for (const t of r.outputs) n += TENSOR_SIZE + 8 + 3 * t.name.length + 8 + 8 * t.shape.length + 12 + t.data.byteLength + 12;
+  for (const e of entries) {
+    if (isRowSlice(e)) n += (e.to - e.from) * responseBound(e.src.model, e.src.outputs, e.src.rowBytes, e.src.shapes);
+    else n += responseBound(e.model, e.outputs, null, null);
   }
   return n;
 }

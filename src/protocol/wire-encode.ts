@@ -10,7 +10,9 @@ import type { ErrorInfo } from '../errors.js';
 import { DATATYPES } from '../tensor/datatype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { FeedbackInit, FrameInit, RequestInit, WireResponse } from './wire-types.js';
-import { isPlainResponse, ResponseWriter } from './response-writer.js';
+import { allPlain, isPlainResponse, isRowSlice, ResponseWriter, type AnswerEntry, type RowSlice } from './response-writer.js';
+
+export type { AnswerEntry, AnswerRows, RowSlice } from './response-writer.js';
 
 const WIRE_BY_NAME: Readonly<Record<string, number>> = Object.freeze(
   Object.fromEntries(DATATYPES.map((d, i) => [d, i]).filter(([d]) => d !== 'INVALID')),
@@ -253,6 +255,21 @@ export function encodeFrame(frame: FrameInit): Uint8Array {
   return sharedWriter.write(frame).slice();
 }
 
+/** A slice's rows as responses (row k of each stacked output is a view of it), appended to `out`. */
+function sliceResponses(e: RowSlice, out: WireResponse[]): void {
+  const { src } = e;
+  for (let i = e.from; i < e.to; i++) {
+    const row = e.rows === null ? i : e.rows[i]!;
+    out.push({
+      id: src.ids[row]!, model: src.model, version: src.version,
+      outputs: src.outputs.map((t, j) => {
+        const rb = src.rowBytes[j]!;
+        return { name: t.name, datatype: t.datatype, shape: [...src.shapes[j]!], data: rb < 0 ? t.data : t.data.subarray(row * rb, (row + 1) * rb) };
+      }),
+    });
+  }
+}
+
 /**
  * The Builder's encoding of any frame, plain answers included (the reference the direct
  * writer's output is checked against).
@@ -279,10 +296,21 @@ export class ResponseEncoder {
     this.direct = new ResponseWriter(initialSize);
   }
 
-  encode(responses: WireResponse[]): Uint8Array {
+  /**
+   * One frame of answers: single responses and slices of stacked answers, in order. Plain ones
+   * (the common case) go through the direct writer; a frame with anything else (an error, an
+   * application's answer) through the Builder, its slices' rows made into responses first.
+   */
+  encode(entries: readonly AnswerEntry[]): Uint8Array {
+    if (entries.length > 0 && allPlain(entries)) return this.direct.write(entries);
     const f = this.frame;
-    f.responses = responses;
-    const bytes = plainAnswers(f) ? this.direct.write(responses) : this.writer.write(f);
+    const list: WireResponse[] = [];
+    for (const e of entries) {
+      if (isRowSlice(e)) sliceResponses(e, list);
+      else list.push(e);
+    }
+    f.responses = list;
+    const bytes = this.writer.write(f);
     f.responses = [];
     return bytes;
   }

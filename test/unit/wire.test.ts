@@ -553,3 +553,33 @@ test('the direct writer: equal answers give equal bytes, the buffer grows and is
   assert.throws(() => encodeFrame({ responses: [{ id: 1n, model: 'm', version: 1.5, outputs: [] }] }), RangeError);
   assert.throws(() => encodeFrame({ responses: [{ id: 1n, model: 'm', version: 1, outputs: [tensor('x', 'FP32', [1])].map((t) => ({ ...t, shape: [Number.MAX_SAFE_INTEGER + 2] })) }] }), RangeError);
 });
+
+test('answer slices: the rows of stacked answers are written as one response per row, equal to the responses they stand for, alone or beside single answers and errors', () => {
+  const enc = new ResponseEncoder(64);
+  const n = 5;
+  const stacked = tensor('probs', 'FP32', [n, 3], 9); // 12 bytes per row
+  const whole = tensor('meta', 'INT64', [2], 4); // not stacked: every row gets all of it
+  const src = { model: 'tiny', version: 2, outputs: [stacked, whole], rowBytes: [12, -1], shapes: [[1, 3], [2]], ids: [10n, 11n, 12n, 13n, (1n << 64n) - 1n] };
+  const rowOf = (row: number): WireResponse => ({
+    id: src.ids[row]!, model: 'tiny', version: 2,
+    outputs: [{ ...stacked, shape: [1, 3], data: stacked.data.subarray(row * 12, row * 12 + 12) }, whole],
+  });
+  const single: WireResponse = { id: 99n, model: 'other', version: 0, outputs: [tensor('y', 'BYTES', [2], 3)] };
+  const error: WireResponse = { id: 98n, model: 'tiny', version: 0, outputs: [], error: { code: 'DEADLINE_EXCEEDED', message: 'late' } };
+  const cases: [Parameters<ResponseEncoder['encode']>[0], WireResponse[]][] = [
+    [[{ src, rows: null, from: 0, to: n }], [0, 1, 2, 3, 4].map(rowOf)],
+    [[single, { src, rows: null, from: 1, to: 3 }, single], [single, rowOf(1), rowOf(2), single]],
+    [[{ src, rows: [4, 0, 2], from: 1, to: 3 }], [rowOf(0), rowOf(2)]],
+    // With an error answer in the frame the Builder writes it all, the slice's rows included.
+    [[{ src, rows: null, from: 3, to: 5 }, error], [rowOf(3), rowOf(4), error]],
+  ];
+  for (const [entries, want] of cases) {
+    const bytes = enc.encode(entries);
+    assert.deepEqual(decodeFrame(bytes).responses, want);
+    const f = fb.Frame.getRootAsFrame(new ByteBuffer(bytes));
+    for (let i = 0; i < want.length; i++) {
+      const data = f.responses(i)!.outputs(0)?.dataArray();
+      if (data && data.byteLength > 0) assert.equal((data.byteOffset - bytes.byteOffset) % 8, 0);
+    }
+  }
+});

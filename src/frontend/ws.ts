@@ -2,7 +2,7 @@ import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
 import uWS from '../http/uws.js';
 import type { Logger } from 'pino';
 import { ErrorCodes, publicError, toErrorInfo, type ErrorInfo } from '../errors.js';
-import { decodeFrame, encodeFrame, ResponseEncoder, type AnswerEntry, type AnswerRows, type RowSlice, type WireFeedback, type WireRequest, type WireResponse } from '../protocol/wire.js';
+import { decodeFrame, decodeUniformRequests, encodeFrame, ResponseEncoder, type UniformRequests, type AnswerEntry, type AnswerRows, type RowSlice, type WireFeedback, type WireRequest, type WireResponse } from '../protocol/wire.js';
 import type { QueryHandle } from '../engine/executor.js';
 import type { ModelAnswer, QueryProcessor } from '../selection/query-processor.js';
 import type { AppAnswer, AppProcessor } from '../selection/app-processor.js';
@@ -61,6 +61,9 @@ const MAX_SAFE_ID = BigInt(Number.MAX_SAFE_INTEGER);
 function idKey(id: bigint): IdKey {
   return id <= MAX_SAFE_ID ? Number(id) : id;
 }
+
+/** What a stacked query takes from its requests (all agree on it). */
+type StackQuery = Pick<WireRequest, 'model' | 'version' | 'timeoutUs' | 'deadlineUnixUs'>;
 
 /** A request's cancel handle: its own query, or the stack it shares (which finds it by id). */
 interface Inflight {
@@ -403,24 +406,60 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
   }
 
   function handleStack(c: Conn, rs: WireRequest[]): void {
-    const t0 = requestStart(log);
     const first = rs[0]!;
     const n = rs.length;
     const ids = new Array<bigint>(n);
     for (let k = 0; k < n; k++) ids[k] = rs[k]!.id;
-    const stack = new Stack(c, first.model, ids, t0);
     const inputs = stackInputs(rs);
-    const release = stackRelease(rs, inputs);
+    startStack(c, first, ids, inputs, first.outputs, stackRelease(rs, inputs));
+  }
+
+  /** One stacked query for `ids` (registered in the in-flight map already, value null). */
+  function startStack(c: Conn, q: StackQuery, ids: bigint[], inputs: Tensor[], outputs: string[], release: () => void): void {
+    const stack = new Stack(c, q.model, ids, requestStart(log));
     stack.handle = qp.inferModel(
       {
-        model: first.model, version: first.version, inputs, outputs: first.outputs,
-        timeoutUs: first.timeoutUs, deadlineUnixUs: first.deadlineUnixUs, requests: n,
+        model: q.model, version: q.version, inputs, outputs,
+        timeoutUs: q.timeoutUs, deadlineUnixUs: q.deadlineUnixUs, requests: ids.length,
         inputsDone: release,
       },
       (err, ans) => stack.answer(err, ans),
     );
     // Requests not answered synchronously are cancellable through the stack.
-    for (let k = 0; k < n; k++) if (stack.done[k] === 0) c.inflight.set(idKey(ids[k]!), stack);
+    for (let k = 0; k < ids.length; k++) if (stack.done[k] === 0) c.inflight.set(idKey(ids[k]!), stack);
+  }
+
+  /**
+   * A frame of uniform requests (decodeUniformRequests): stacked queries of up to one batch each,
+   * made straight from the decoded rows, with no object per request. False (and nothing done)
+   * when the model does not stack or an id is in flight already or repeated in the frame: the
+   * frame then takes the general path, which answers each request as it should.
+   */
+  function handleUniform(c: Conn, u: UniformRequests): boolean {
+    const limit = qp.stackLimit(u.model, u.version);
+    const { ids, rowBytes } = u;
+    const n = ids.length;
+    if (limit <= 1) return false;
+    for (let k = 0; k < n; k++) {
+      const key = idKey(ids[k]!);
+      if (c.inflight.has(key)) {
+        for (let j = 0; j < k; j++) c.inflight.delete(idKey(ids[j]!));
+        return false;
+      }
+      c.inflight.set(key, null);
+    }
+    // The rows are one slab reference, released when the last stack's inputs are done with.
+    let open = Math.ceil(n / limit);
+    const release = (): void => {
+      if (--open === 0) tensorSlab.release(u.data);
+    };
+    for (let from = 0; from < n; from += limit) {
+      const to = Math.min(n, from + limit);
+      const part = from === 0 && to === n ? ids : ids.slice(from, to);
+      const data = from === 0 && to === n ? u.data : u.data.subarray(from * rowBytes, to * rowBytes);
+      startStack(c, u, part, [{ name: u.name, datatype: u.datatype, shape: [to - from, ...u.rowShape], data }], [], release);
+    }
+    return true;
   }
 
   /**
@@ -535,10 +574,16 @@ export function registerWsRoute(app: TemplatedApp, qp: QueryProcessor, apps: App
     message: (ws, message, isBinary) => {
       const c = ws.getUserData().conn!;
       if (!isBinary) return frameError(c, { code: 'BAD_FRAME', message: 'frames must be binary FlatBuffers messages' });
+      // Both decoders copy every tensor out: `message` is neutered when this callback returns.
+      const bytes = new Uint8Array(message);
+      const u = decodeUniformRequests(bytes, undefined, tensorSlab);
+      if (u !== null) {
+        if (handleUniform(c, u)) return;
+        tensorSlab.release(u.data);
+      }
       let frame;
       try {
-        // decodeFrame copies every tensor out: `message` is neutered when this callback returns.
-        frame = decodeFrame(new Uint8Array(message), undefined, tensorSlab);
+        frame = decodeFrame(bytes, undefined, tensorSlab);
       } catch (err) {
         return frameError(c, toErrorInfo(err, 'BAD_FRAME'));
       }

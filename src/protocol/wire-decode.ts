@@ -22,7 +22,7 @@ import { SkiffError, isErrorCode, type ErrorCode, type ErrorInfo } from '../erro
 import { DATATYPES, ELEMENT_SIZE, dataTypeFromWire } from '../tensor/datatype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { SlabAllocator } from '../tensor/slab.js';
-import { DEFAULT_WIRE_LIMITS, type DecodedFrame, type WireFeedback, type WireLimits, type WireRequest, type WireResponse } from './wire-types.js';
+import { DEFAULT_WIRE_LIMITS, type DecodedFrame, type UniformRequests, type WireFeedback, type WireLimits, type WireRequest, type WireResponse } from './wire-types.js';
 
 /** Slab memory for decoded tensors that nobody releases (collected with their slab). */
 const plainSlab = new SlabAllocator(0);
@@ -138,7 +138,7 @@ class Reader {
     throw FAULT;
   }
 
-  private spend(bytes: number): void {
+  spend(bytes: number): void {
     this.budget -= bytes;
     if (this.budget < 0) this.fail('BAD_FRAME', 'frame decodes to far more data than its size (shared sub-objects)', true);
   }
@@ -383,6 +383,81 @@ class Reader {
     return res;
   }
 
+  /**
+   * The frame's requests as UniformRequests, or null when they are not uniform (any difference,
+   * anything unusual: the general decoder then reads the frame and reports what is wrong).
+   * Reads through the same checks and budget as the general decoder; copies nothing until every
+   * request has been checked.
+   */
+  uniform(root: number, vt: number): UniformRequests | null {
+    if (this.field(root, vt, FRAME_FEEDBACK, 4) !== 0 || this.field(root, vt, FRAME_CANCEL, 4) !== 0
+      || this.field(root, vt, FRAME_RESPONSES, 4) !== 0 || this.field(root, vt, FRAME_ERROR, 4) !== 0) return null;
+    const start = this.frameVector(root, vt, FRAME_REQUESTS, 4, 'requests');
+    const n = this.n;
+    if (n < 2) return null;
+    const ids = new Array<bigint>(n);
+    const starts = uniformStarts.length >= n ? uniformStarts : (uniformStarts = new Int32Array(Math.max(n, 2 * uniformStarts.length)));
+    let model = '', version = 0, timeoutUs = 0, deadlineUnixUs = 0, name = '', code = 0, rowBytes = 0;
+    let rowShape: number[] = [];
+    for (let i = 0; i < n; i++) {
+      this.spend(ITEM_CHARGE);
+      const pos = this.deref(start + 4 * i);
+      const rvt = this.table(pos);
+      if (this.field(pos, rvt, REQ_APP, 4) !== 0 || this.field(pos, rvt, REQ_USER, 4) !== 0 || this.field(pos, rvt, REQ_OUTPUTS, 4) !== 0) return null;
+      ids[i] = this.id(pos, rvt, REQ_ID);
+      const m = this.optString(pos, rvt, REQ_MODEL);
+      const v = this.count(pos, rvt, REQ_VERSION, 'version');
+      const t = this.count(pos, rvt, REQ_TIMEOUT, 'timeout_us');
+      const d = this.count(pos, rvt, REQ_DEADLINE, 'deadline_unix_us');
+      const inf = this.field(pos, rvt, REQ_INPUTS, 4);
+      if (inf === 0) return null;
+      const list = this.vector(inf, 4);
+      if (this.n !== 1) return null;
+      // The input tensor, read as Reader.tensor() reads it.
+      this.spend(TENSOR_CHARGE);
+      const tp = this.deref(list);
+      const tvt = this.table(tp);
+      const tn = this.optString(tp, tvt, TENSOR_NAME);
+      const df = this.field(tp, tvt, TENSOR_DATATYPE, 1);
+      const c = df === 0 ? 0 : this.u8[df]!;
+      const size = SIZE_BY_WIRE[c]!;
+      if (size === 0) return null; // BYTES, or no or unknown datatype
+      const sf = this.field(tp, tvt, TENSOR_SHAPE, 4);
+      if (sf === 0) return null;
+      const s = this.vector(sf, 8);
+      const dims = this.n;
+      if (dims < 1 || dims > this.limits.maxDims || this.i64At(s) !== 1) return null;
+      const bf = this.field(tp, tvt, TENSOR_DATA, 4);
+      if (bf === 0) return null;
+      const data = this.vector(bf, 1);
+      const nbytes = this.n;
+      if (i === 0) {
+        if (m === '') return null;
+        model = m; version = v; timeoutUs = t; deadlineUnixUs = d; name = tn; code = c;
+        let elements = 1;
+        for (let k = 1; k < dims; k++) {
+          const dim = this.i64At(s + 8 * k);
+          if (!(dim >= 0)) return null;
+          rowShape.push(dim);
+          elements *= dim;
+        }
+        if (elements * size !== nbytes || elements > Number.MAX_SAFE_INTEGER) return null;
+        rowBytes = nbytes;
+      } else {
+        if (m !== model || v !== version || t !== timeoutUs || d !== deadlineUnixUs || tn !== name || c !== code || nbytes !== rowBytes) return null;
+        if (dims !== rowShape.length + 1) return null;
+        for (let k = 1; k < dims; k++) if (this.i64At(s + 8 * k) !== rowShape[k - 1]) return null;
+      }
+      this.spend(nbytes);
+      starts[i] = data;
+    }
+    // Every request checked: the rows, back to back in one piece of slab memory.
+    const out = this.slab.alloc(n * rowBytes);
+    const u8 = this.u8;
+    for (let i = 0; i < n; i++) out.set(u8.subarray(starts[i]!, starts[i]! + rowBytes), i * rowBytes);
+    return { ids, model, version, timeoutUs, deadlineUnixUs, name, datatype: dataTypeFromWire(code)!, rowShape, rowBytes, data: out };
+  }
+
   /** Start and length (in `this.n`) of a frame-level vector, enforcing the per-frame limit. */
   frameVector(root: number, vt: number, slot: number, elemSize: number, what: string): number {
     const f = this.field(root, vt, slot, 4);
@@ -394,6 +469,27 @@ class Reader {
     const max = this.limits.maxRequestsPerFrame;
     if (this.n > max) this.fail('BAD_FRAME', `frame holds ${this.n} ${what}; the limit is ${max}`, true);
     return start;
+  }
+}
+
+/** Scratch for the data positions of a uniform frame's rows (grown as needed, never shrunk). */
+let uniformStarts = new Int32Array(256);
+
+/**
+ * A frame of uniform requests (see UniformRequests) decoded without an object per request, or
+ * null when the frame is anything else: then `decodeFrame` is the way to read it (nothing has
+ * been taken from `slab` in that case). Never throws on hostile bytes.
+ */
+export function decodeUniformRequests(bytes: Uint8Array, limits: WireLimits = DEFAULT_WIRE_LIMITS, slab: SlabAllocator = plainSlab): UniformRequests | null {
+  const len = bytes.byteLength;
+  if (len < 8 || len > MAX_FRAME_BYTES || bytes[4] !== IDENT[0] || bytes[5] !== IDENT[1] || bytes[6] !== IDENT[2] || bytes[7] !== IDENT[3]) return null;
+  const r = new Reader(asPlainBytes(bytes), limits, slab);
+  try {
+    const root = r.deref(0);
+    return r.uniform(root, r.table(root));
+  } catch (e) {
+    if (e === FAULT) return null;
+    throw e;
   }
 }
 

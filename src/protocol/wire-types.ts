@@ -5,6 +5,7 @@
  */
 import type { ErrorInfo } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
+import type { DataType } from '../tensor/datatype.js';
 
 export interface WireRequest {
   id: bigint;
@@ -52,6 +53,28 @@ export interface DecodedFrame {
   responses: WireResponse[];
   /** Frame-level error record (a server telling the client its frame could not be decoded). */
   error?: ErrorInfo;
+}
+
+/**
+ * A frame of requests that differ only in their ids and their one input's row (the common frame
+ * of a streaming client): decoded without an object per request. Every request names the same
+ * model and version, has the same timeout and deadline, no app, user or output list, and one
+ * input tensor of the same name, datatype and shape [1, ...rowShape]; `data` holds the rows back
+ * to back, in request order.
+ */
+export interface UniformRequests {
+  ids: bigint[];
+  model: string;
+  version: number;
+  timeoutUs: number;
+  deadlineUnixUs: number;
+  name: string;
+  datatype: DataType;
+  /** The input's shape without its leading 1. */
+  rowShape: number[];
+  rowBytes: number;
+  /** All rows, one slab reference (the owner releases it once nothing reads the rows). */
+  data: Uint8Array;
 }
 
 export interface WireLimits {

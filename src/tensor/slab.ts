@@ -75,6 +75,22 @@ export class SlabAllocator {
     return view;
   }
 
+  /**
+   * `n` bytes of slab memory (8-byte aligned, contents unspecified) for the caller to fill: one
+   * reference, as from copy(). Up to a slab's size it comes from a slab (a fresh or recycled one
+   * when the current one lacks the room); larger, from a slab of its own size (not recycled).
+   */
+  alloc(n: number): Uint8Array {
+    if (this.offset + n > this.cur.bytes.byteLength) {
+      if (n <= SLAB_BYTES) this.rotate();
+      else this.rotate(n);
+    }
+    const view = this.cur.bytes.subarray(this.offset, this.offset + n);
+    this.cur.refs++;
+    this.offset = (this.offset + n + 7) & ~7;
+    return view;
+  }
+
   /** Drop the reference of a view from copy(): its bytes may be overwritten from now on. */
   release(view: Uint8Array): void {
     const slab = this.slabs.get(view.buffer);

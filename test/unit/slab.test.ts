@@ -32,6 +32,29 @@ describe('slab allocator', () => {
     assert.ok(big.every((v) => v.buffer === big[0]!.buffer));
   });
 
+  it('alloc() carves n bytes from slab memory (shared when asked), from a fresh slab when the current one lacks the room, recycled like copies', () => {
+    const a = new SlabAllocator(16, true);
+    const first = a.copy(bytes(300_000, 1));
+    const rows = a.alloc(800_000); // 800 KB does not fit after 300 KB: the next slab, not a buffer of its own
+    assert.ok(rows.buffer instanceof SharedArrayBuffer);
+    assert.notEqual(rows.buffer, first.buffer);
+    assert.equal(rows.byteLength, 800_000);
+    assert.equal(rows.byteOffset % 8, 0);
+    const next = a.copy(bytes(100_000, 2));
+    assert.equal(next.buffer, rows.buffer, 'later copies go on in the same slab');
+    assert.ok(next.byteOffset >= rows.byteOffset + rows.byteLength);
+    const huge = a.alloc(3_000_000);
+    assert.ok(huge.buffer instanceof SharedArrayBuffer && huge.byteLength === 3_000_000, 'larger than a slab: a slab of its own size');
+    // The 800 KB slab comes back once its two views are released and it is full.
+    a.release(rows);
+    a.release(next);
+    a.release(first);
+    const reused0 = a.stats.reused;
+    fillSlab(a, 3);
+    fillSlab(a, 4);
+    assert.ok(a.stats.reused > reused0);
+  });
+
   it('reuses a full slab only once every view of it is released', () => {
     const a = new SlabAllocator();
     const first = fillSlab(a, 1);

@@ -3,10 +3,11 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Builder, ByteBuffer } from 'flatbuffers';
 import * as fb from '../../src/protocol/generated/skiff_generated.js';
-import { decodeFrame } from '../../src/protocol/wire-decode.js';
+import { decodeFrame, decodeUniformRequests } from '../../src/protocol/wire-decode.js';
 import { ResponseEncoder, encodeFrame, encodeFrameWithBuilder } from '../../src/protocol/wire-encode.js';
 import { DEFAULT_WIRE_LIMITS, type DecodedFrame, type RequestInit, type WireLimits, type WireResponse } from '../../src/protocol/wire-types.js';
 import { SkiffError } from '../../src/errors.js';
+import { applyByteOps, byteMutations } from '../fuzz/mutate.js';
 import { DATATYPES, ELEMENT_SIZE, elementCount, viewAs, type DataType } from '../../src/tensor/datatype.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
 
@@ -582,4 +583,60 @@ test('answer slices: the rows of stacked answers are written as one response per
       if (data && data.byteLength > 0) assert.equal((data.byteOffset - bytes.byteOffset) % 8, 0);
     }
   }
+});
+
+// ---------------------------------------------------------------------------------------------
+// uniform request frames (decodeUniformRequests)
+
+/** What decodeFrame makes of a uniform frame, rebuilt from decodeUniformRequests' result. */
+function expandUniform(bytes: Uint8Array): DecodedFrame['requests'] | null {
+  const u = decodeUniformRequests(bytes);
+  if (u === null) return null;
+  return u.ids.map((id, k) => ({
+    id, model: u.model, version: u.version, timeoutUs: u.timeoutUs, deadlineUnixUs: u.deadlineUnixUs, inputs: [{
+      name: u.name, datatype: u.datatype, shape: [1, ...u.rowShape], data: u.data.subarray(k * u.rowBytes, (k + 1) * u.rowBytes),
+    }], outputs: [], app: '', user: '',
+  }));
+}
+
+test('a uniform frame decodes without an object per request to what decodeFrame reads; any difference between its requests sends it to decodeFrame', () => {
+  const base = (i: number): RequestInit => ({ id: BigInt(i + 1), model: 'tiny', version: 2, timeoutUs: 5000, inputs: [tensor('input', 'FP32', [1, 3, 2], i + 1)] });
+  const frame = (n: number, change?: (r: RequestInit, i: number) => RequestInit) => encodeFrame({ requests: Array.from({ length: n }, (_, i) => (change ? change(base(i), i) : base(i))) });
+  const bytes = frame(64);
+  const got = expandUniform(bytes);
+  assert.ok(got);
+  assert.deepEqual(got, decodeFrame(bytes).requests);
+  // Every kind of difference, in the last request, and one request alone: not uniform.
+  const last = (f: (r: RequestInit) => RequestInit) => (r: RequestInit, i: number) => (i === 7 ? f(r) : r);
+  const variants: [string, Uint8Array][] = [
+    ['one request', frame(1)],
+    ['another model', frame(8, last((r) => ({ ...r, model: 'tinz' })))],
+    ['another version', frame(8, last((r) => ({ ...r, version: 3 })))],
+    ['another timeout', frame(8, last((r) => ({ ...r, timeoutUs: 1 })))],
+    ['a deadline', frame(8, last((r) => ({ ...r, deadlineUnixUs: 1 })))],
+    ['an app', frame(8, last((r) => ({ ...r, app: 'a' })))],
+    ['a user', frame(8, last((r) => ({ ...r, user: 'u' })))],
+    ['an output list', frame(8, last((r) => ({ ...r, outputs: ['y'] })))],
+    ['another input name', frame(8, last((r) => ({ ...r, inputs: [tensor('x', 'FP32', [1, 3, 2])] })))],
+    ['another datatype', frame(8, last((r) => ({ ...r, inputs: [tensor('input', 'FP64', [1, 3, 2])] })))],
+    ['another row shape', frame(8, last((r) => ({ ...r, inputs: [tensor('input', 'FP32', [1, 2, 3])] })))],
+    ['two rows', frame(8, last((r) => ({ ...r, inputs: [tensor('input', 'FP32', [2, 3, 2])] })))],
+    ['two inputs', frame(8, last((r) => ({ ...r, inputs: [tensor('input', 'FP32', [1, 3, 2]), tensor('input', 'FP32', [1, 3, 2])] })))],
+    ['no input', frame(8, last((r) => ({ ...r, inputs: [] })))],
+    ['strings', frame(8, (r) => ({ ...r, inputs: [tensor('input', 'BYTES', [1, 2])] }))],
+    ['no model', frame(8, (r) => ({ ...r, model: '' }))],
+    ['a feedback record', encodeFrame({ requests: [base(0), base(1)], feedback: [{ id: 9n, app: 'a', inputs: [tensor('input', 'FP32', [1, 3, 2])], label: 1 }] })],
+    ['a cancel', encodeFrame({ requests: [base(0), base(1)], cancel: [4n] })],
+  ];
+  for (const [what, b] of variants) assert.equal(decodeUniformRequests(b), null, what);
+});
+
+test('decodeUniformRequests never throws on mutated frames, and whatever it accepts decodeFrame reads the same way', () => {
+  const seeds = [4, 16, 200].map((n) => encodeFrame({ requests: Array.from({ length: n }, (_, i) => ({ id: BigInt(i * 3), model: 'm', inputs: [tensor('in', 'INT16', [1, 5], i)] })) }));
+  fc.assert(fc.property(fc.integer({ min: 0, max: seeds.length - 1 }), byteMutations(4), (k, ops) => {
+    const bytes = applyByteOps(seeds[k]!, ops, seeds);
+    const got = expandUniform(bytes);
+    if (got === null) return;
+    assert.deepEqual(got, decodeFrame(bytes).requests);
+  }), { numRuns: 3000, seed: 15 });
 });

@@ -79,7 +79,7 @@ export function allPlain(entries: readonly AnswerEntry[]): boolean {
 }
 
 /** Whether `r` is a plain answer the direct writer can take. */
-export function isPlainResponse(r: WireResponse): boolean {
+function isPlainResponse(r: WireResponse): boolean {
   if (r.error !== undefined || r.isDefault || r.defaultExplanation || (r.modelsUsed !== undefined && r.modelsUsed.length > 0)
     || (r.modelsMissing !== undefined && r.modelsMissing.length > 0)) return false;
   for (const t of r.outputs) if (!WIRE_CODE.has(t.datatype)) return false;
@@ -120,8 +120,8 @@ export class ResponseWriter {
   }
 
   /**
-   * The frame holding `responses` (every one plain: see isPlainResponse). The bytes are a view
-   * into the writer's buffer, valid until its next call.
+   * The frame holding `entries`' answers in order (every entry plain: see allPlain). The bytes
+   * are a view into the writer's buffer, valid until its next call.
    */
   write(entries: readonly AnswerEntry[]): Uint8Array {
     this.reserve(bound(entries));

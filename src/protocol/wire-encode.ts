@@ -10,7 +10,7 @@ import type { ErrorInfo } from '../errors.js';
 import { DATATYPES } from '../tensor/datatype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { FeedbackInit, FrameInit, RequestInit, WireResponse } from './wire-types.js';
-import { allPlain, isPlainResponse, isRowSlice, ResponseWriter, type AnswerEntry, type RowSlice } from './response-writer.js';
+import { allPlain, isRowSlice, ResponseWriter, type AnswerEntry, type RowSlice } from './response-writer.js';
 
 export type { AnswerEntry, AnswerRows, RowSlice } from './response-writer.js';
 
@@ -240,8 +240,7 @@ function plainAnswers(frame: FrameInit): boolean {
   if (rs === undefined || rs.length === 0) return false;
   if ((frame.requests && frame.requests.length > 0) || (frame.feedback && frame.feedback.length > 0)
     || (frame.cancel && frame.cancel.length > 0) || frame.error) return false;
-  for (let i = 0; i < rs.length; i++) if (!isPlainResponse(rs[i]!)) return false;
-  return true;
+  return allPlain(rs);
 }
 
 /**

@@ -225,12 +225,7 @@ export class ResponseWriter {
   }
 
   private tensor(t: Tensor, vt: number): number {
-    const data = t.data;
-    const n = data.byteLength;
-    // The data vector: its bytes on an 8-byte boundary, its u32 count just before them.
-    const vec = this.alloc(4 + n, 8, 4);
-    this.dv.setUint32(vec, n, true);
-    this.u8.set(data, vec + 4);
+    const vec = this.dataVector(t.data, 0, t.data.byteLength);
     const shape = this.shape(t.shape);
     return this.tensorTable(this.string(t.name), WIRE_CODE.get(t.datatype)!, shape, vec, vt);
   }
@@ -242,9 +237,6 @@ export class ResponseWriter {
     const m = outs.length;
     const tables = this.responseScratch;
     const tensors = this.tensorScratch;
-    const version = checkInt(src.version, 'version');
-    const vhi = Math.floor(version / TWO_32);
-    const vlo = version - vhi * TWO_32;
     // What every row shares is written once, above all of them: the model name, each output's
     // name and row shape.
     const model = this.string(src.model);
@@ -259,33 +251,41 @@ export class ResponseWriter {
     for (let i = e.to - 1; i >= e.from; i--) {
       const row = rows === null ? i : rows[i]!;
       for (let j = m - 1; j >= 0; j--) tensors[j] = this.rowTensor(outs[j]!, src.rowBytes[j]!, row, names[j]!, codes[j]!, shapes[j]!, tensorVt);
-      const outputs = this.offsets(tensors, m);
-      const id = src.ids[row]!;
-      if (id < 0n || id > MAX_U64) throw new RangeError(`id must fit in 64 unsigned bits, got ${id}`);
-      const at = this.alloc(RESPONSE_SIZE, 8, 4);
-      const dv = this.dv;
-      dv.setInt32(at, at - vt, true);
-      dv.setUint32(at + 4, model - (at + 4), true);
-      dv.setUint32(at + 8, outputs - (at + 8), true);
-      dv.setBigUint64(at + 12, id, true);
-      dv.setUint32(at + 20, vlo, true);
-      dv.setInt32(at + 24, vhi, true);
-      tables[--k] = at;
+      tables[--k] = this.responseTable(vt, model, this.offsets(tensors, m), src.ids[row]!, src.version);
     }
     return k;
   }
 
   /** Row `row` of a stacked output (`rowBytes` < 0: the whole output) as one tensor table. */
   private rowTensor(t: Tensor, rowBytes: number, row: number, nameAt: number, code: number, shapeAt: number, vt: number): number {
-    const src = t.data;
-    const n = rowBytes < 0 ? src.byteLength : rowBytes;
-    const from = rowBytes < 0 ? 0 : row * rowBytes;
+    const vec = rowBytes < 0 ? this.dataVector(t.data, 0, t.data.byteLength) : this.dataVector(t.data, row * rowBytes, rowBytes);
+    return this.tensorTable(nameAt, code, shapeAt, vec, vt);
+  }
+
+  /** Bytes [from, from + n) of `src` as a data vector: the bytes on an 8-byte boundary, the u32 count before them. */
+  private dataVector(src: Uint8Array, from: number, n: number): number {
     const vec = this.alloc(4 + n, 8, 4);
     this.dv.setUint32(vec, n, true);
     const u8 = this.u8;
     if (n <= 64) for (let i = 0; i < n; i++) u8[vec + 4 + i] = src[from + i]!;
     else u8.set(src.subarray(from, from + n), vec + 4);
-    return this.tensorTable(nameAt, code, shapeAt, vec, vt);
+    return vec;
+  }
+
+  /** A Response table: soffset, model, outputs, id (u64), version (i64). */
+  private responseTable(vt: number, model: number, outputs: number, id: bigint, version: number): number {
+    if (id < 0n || id > MAX_U64) throw new RangeError(`id must fit in 64 unsigned bits, got ${id}`);
+    checkInt(version, 'version');
+    const at = this.alloc(RESPONSE_SIZE, 8, 4);
+    const dv = this.dv;
+    dv.setInt32(at, at - vt, true);
+    dv.setUint32(at + 4, model - (at + 4), true);
+    dv.setUint32(at + 8, outputs - (at + 8), true);
+    dv.setBigUint64(at + 12, id, true);
+    const hi = Math.floor(version / TWO_32);
+    dv.setUint32(at + 20, version - hi * TWO_32, true);
+    dv.setInt32(at + 24, hi, true);
+    return at;
   }
 
   private tensorTable(nameAt: number, code: number, shape: number, vec: number, vt: number): number {
@@ -304,20 +304,7 @@ export class ResponseWriter {
     const tables = this.tensorScratch;
     for (let j = outs.length - 1; j >= 0; j--) tables[j] = this.tensor(outs[j]!, tensorVt);
     const outputs = this.offsets(tables, outs.length);
-    const model = this.string(r.model);
-    const id = r.id;
-    if (id < 0n || id > MAX_U64) throw new RangeError(`id must fit in 64 unsigned bits, got ${id}`);
-    const version = checkInt(r.version, 'version');
-    const at = this.alloc(RESPONSE_SIZE, 8, 4);
-    const dv = this.dv;
-    dv.setInt32(at, at - vt, true);
-    dv.setUint32(at + 4, model - (at + 4), true);
-    dv.setUint32(at + 8, outputs - (at + 8), true);
-    dv.setBigUint64(at + 12, id, true);
-    const hi = Math.floor(version / TWO_32);
-    dv.setUint32(at + 20, version - hi * TWO_32, true);
-    dv.setInt32(at + 24, hi, true);
-    return at;
+    return this.responseTable(vt, this.string(r.model), outputs, r.id, r.version);
   }
 
   /** A vector of offsets to the first `n` of `targets` (each written already, so above it). */

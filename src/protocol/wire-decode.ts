@@ -138,7 +138,7 @@ class Reader {
     throw FAULT;
   }
 
-  spend(bytes: number): void {
+  private spend(bytes: number): void {
     this.budget -= bytes;
     if (this.budget < 0) this.fail('BAD_FRAME', 'frame decodes to far more data than its size (shared sub-objects)', true);
   }

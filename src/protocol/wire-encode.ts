@@ -288,7 +288,6 @@ export function encodeFrameWithBuilder(frame: FrameInit): Uint8Array {
 export class ResponseEncoder {
   private readonly writer: FrameWriter;
   private readonly direct: ResponseWriter;
-  private readonly frame: { responses: WireResponse[] } = { responses: [] };
 
   constructor(initialSize = 64 * 1024) {
     this.writer = new FrameWriter(initialSize);
@@ -302,15 +301,11 @@ export class ResponseEncoder {
    */
   encode(entries: readonly AnswerEntry[]): Uint8Array {
     if (entries.length > 0 && allPlain(entries)) return this.direct.write(entries);
-    const f = this.frame;
-    const list: WireResponse[] = [];
+    const responses: WireResponse[] = [];
     for (const e of entries) {
-      if (isRowSlice(e)) sliceResponses(e, list);
-      else list.push(e);
+      if (isRowSlice(e)) sliceResponses(e, responses);
+      else responses.push(e);
     }
-    f.responses = list;
-    const bytes = this.writer.write(f);
-    f.responses = [];
-    return bytes;
+    return this.writer.write({ responses });
   }
 }

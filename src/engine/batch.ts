@@ -32,15 +32,14 @@ export interface Batch {
 }
 
 /**
- * Take one batch from the queue: the most urgent query, then, in deadline order, queries of the
- * same signature while the rows stay under `cap` and the input bytes under `maxBytes`. Queries
- * of another signature met on the way are put back. The queue must not be empty.
+ * Take one batch from a signature's queue (every query in it stacks with every other): the most
+ * urgent query, then more in deadline order while the rows stay under `cap` and the input bytes
+ * under `maxBytes`. The queue must not be empty.
  */
 export function takeBatch(queue: DeadlineQueue<Query>, cap: number, maxBytes: number): { queries: Query[]; rows: number; capLimited: boolean } {
   const first = queue.pop()!;
   const queries = [first];
   let rows = first.rows;
-  const skipped: Query[] = [];
   let bytes = queryBytes(first);
   let capLimited = false;
   while (rows < cap && queue.size > 0) {
@@ -49,21 +48,13 @@ export function takeBatch(queue: DeadlineQueue<Query>, cap: number, maxBytes: nu
       capLimited = true;
       break;
     }
-    queue.pop();
-    if (q.sig !== first.sig) {
-      skipped.push(q);
-      continue;
-    }
     const b = queryBytes(q);
-    if (bytes + b > maxBytes) {
-      skipped.push(q);
-      break;
-    }
+    if (bytes + b > maxBytes) break;
+    queue.pop();
     bytes += b;
     queries.push(q);
     rows += q.rows;
   }
-  for (const q of skipped) queue.push(q);
   return { queries, rows, capLimited };
 }
 

@@ -11,6 +11,11 @@ export interface Queued {
   heapIndex: number;
 }
 
+/** Queue order: earlier deadline first, arrival order on ties. */
+export function earlier(a: Queued, b: Queued): boolean {
+  return a.deadline < b.deadline || (a.deadline === b.deadline && a.seq < b.seq);
+}
+
 export class DeadlineQueue<T extends Queued> {
   private readonly heap: T[] = [];
 
@@ -63,7 +68,7 @@ export class DeadlineQueue<T extends Queued> {
   }
 
   private less(a: T, b: T): boolean {
-    return a.deadline < b.deadline || (a.deadline === b.deadline && a.seq < b.seq);
+    return earlier(a, b);
   }
 
   private up(i: number): void {

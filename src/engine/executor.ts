@@ -5,12 +5,11 @@ import { ModelLatency, record, recordTimes } from '../metrics/latency.js';
 import { Admission, type Load } from './admission.js';
 import { aimdInitial, aimdNext, AIMD_DEFAULTS, type AimdConfig } from './aimd.js';
 import { batchDims, concatRows, sigOf, sliceRows, splitOutputs, takeBatch, type Batch, type Done, type Query } from './batch.js';
-import { decideBatch } from './batch-former.js';
 import type { PredictionCache } from './cache.js';
 import { inferCached, newOutputCache, NOOP_HANDLE, type QueryHandle } from './cache-layer.js';
-import { DeadlineQueue } from './deadline-queue.js';
 import { Lanes, type Lane } from './lanes.js';
 import type { BatchAnswer, Replica, ReplicaLoss, Runner } from './runner.js';
+import { ShapeQueues, type ShapeQueue } from './shape-queues.js';
 import { specOf, type ModelSpec } from './spec.js';
 
 export type { Done } from './batch.js';
@@ -18,12 +17,13 @@ export type { QueryHandle } from './cache-layer.js';
 export type { ModelSpec } from './spec.js';
 
 /**
- * The model abstraction layer for ONE model version: the prediction cache (cache-layer.ts), a
- * deadline-ordered queue, AIMD-capped batch forming with a batch wait timeout (batch-former.ts,
- * batch.ts), admission control (admission.ts), and dispatch to the version's replicas
- * (lanes.ts) through its Runner (runner.ts: worker threads or model containers — the executor
- * does not know which). A replica may hold `runner.depth` batches: one running and full ones
- * waiting behind it, which keeps it busy while the main thread is late to collect an answer.
+ * The model abstraction layer for ONE model version: the prediction cache (cache-layer.ts),
+ * deadline-ordered queues, one per input signature (shape-queues.ts), batch forming with a cap
+ * and a batch wait timeout (batch-former.ts, batch.ts), admission control (admission.ts), and
+ * dispatch to the version's replicas (lanes.ts) through its Runner (runner.ts: worker threads
+ * or model containers — the executor does not know which). A replica may hold `runner.depth`
+ * batches: one running and full ones waiting behind it, which keeps it busy while the main
+ * thread is late to collect an answer.
  *
  * Runs on the main (uWS) thread and never blocks it. Every accepted query is answered exactly
  * once through its `done` callback, possibly synchronously (cache hit, immediate refusal).
@@ -54,14 +54,13 @@ export class Executor {
   readonly spec: ModelSpec;
   latency = new ModelLatency();
   cache: PredictionCache<Tensor[]> | null;
-  private readonly queue = new DeadlineQueue<Query>();
+  private readonly queues = new ShapeQueues();
   private readonly aimd: AimdConfig;
   private readonly lanes: Lanes;
   private admission: Admission;
   /** Rows of different non-batch shapes may share a batch (each row travels as its own input). */
   private readonly ragged: boolean;
   private capRows: number;
-  private queuedRows = 0;
   private consecutiveFailures = 0;
   private failed = false;
   private seq = 0;
@@ -162,8 +161,13 @@ export class Executor {
     return this.capRows;
   }
 
+  /** Input signatures with a queue of their own (each forms its own batches). */
+  get shapes(): number {
+    return this.queues.shapes;
+  }
+
   get queueDepth(): number {
-    return this.queuedRows;
+    return this.queues.rows;
   }
 
   get inflight(): number {
@@ -232,8 +236,7 @@ export class Executor {
 
   /** A queued query's cancel. Internal to the executor's queue. */
   cancelQuery(q: Pending): void {
-    if (q.finished || !this.queue.remove(q)) return;
-    this.queuedRows -= q.rows;
+    if (q.finished || !this.queues.remove(q)) return;
     this.answer(q, { code: 'CANCELLED', message: 'cancelled by the client' });
     this.checkDrained();
   }
@@ -275,7 +278,7 @@ export class Executor {
 
   private load(): Load {
     const { idle } = this.lanes.capacity();
-    return { queuedRows: this.queuedRows, capRows: this.capRows, running: this.lanes.inflight(), idle: idle > 0, replicas: this.lanes.size };
+    return { queuedRows: this.queues.rows, capRows: this.capRows, running: this.lanes.inflight(), idle: idle > 0, replicas: this.lanes.size };
   }
 
   /**
@@ -291,7 +294,7 @@ export class Executor {
       q.done({ code: 'DEADLINE_EXCEEDED', message: `deadline passed before ${this.config.id} could queue the query` });
       return NOOP_HANDLE;
     }
-    if (this.queuedRows + rows > this.config.maxQueueRows) {
+    if (this.queues.rows + rows > this.config.maxQueueRows) {
       this.counters.refused += requests;
       q.done({ code: 'OVERLOADED', message: `${this.config.id} queue is full`, retryAfterMs: Math.max(1, Math.ceil(this.admission.workAheadMs(rows, this.load()))) });
       return NOOP_HANDLE;
@@ -307,8 +310,7 @@ export class Executor {
     q.seq = this.seq++;
     q.sig = this.spec.batchable && !this.ragged ? sigOf(inputs) : '';
     q.enqueuedAt = now;
-    this.queue.push(q);
-    this.queuedRows += rows;
+    this.queues.push(q);
     this.pump();
     return q;
   }
@@ -324,15 +326,11 @@ export class Executor {
     for (;;) {
       const now = this.clock.now();
       this.expire(now);
-      const oldest = this.queuedRows > 0 && this.queuedRows < this.capRows ? this.oldestEnqueuedAt() : now;
       const { idle, pipelinable } = this.lanes.capacity();
-      const d = decideBatch({
-        now, queuedRows: this.queuedRows, oldestEnqueuedAt: oldest, cap: this.capRows,
-        waitMs: this.config.batchWaitMs, freeReplicas: idle, pipelineReplicas: pipelinable,
-      });
-      if (d.kind === 'dispatch' && this.dispatch(now)) continue;
-      let at = d.kind === 'wait' ? d.until : Infinity;
-      const head = this.queue.peek();
+      const next = this.queues.next({ now, cap: this.capRows, waitMs: this.config.batchWaitMs, idle, pipelinable });
+      if (next.shape && this.dispatch(now, next.shape)) continue;
+      let at = next.until;
+      const head = this.queues.peek();
       if (head && head.deadline < at) at = head.deadline;
       if (at === Infinity) this.clearTimer();
       // A timer already due no later than `at` stays (firing early only pumps again): no
@@ -344,18 +342,11 @@ export class Executor {
   }
 
   private expire(now: number): void {
-    for (let head = this.queue.peek(); head && head.deadline <= now; head = this.queue.peek()) {
-      this.queue.pop();
-      this.queuedRows -= head.rows;
+    for (let head = this.queues.peek(); head && head.deadline <= now; head = this.queues.peek()) {
+      this.queues.pop();
       this.counters.expired += head.requests;
       this.answer(head, { code: 'DEADLINE_EXCEEDED', message: `deadline passed while queued for ${this.config.id}` });
     }
-  }
-
-  private oldestEnqueuedAt(): number {
-    let t = Infinity;
-    for (const q of this.queue.items()) if (q.enqueuedAt < t) t = q.enqueuedAt;
-    return t;
   }
 
   private armTimer(at: number, now: number): void {
@@ -392,26 +383,25 @@ export class Executor {
    * Form one batch (deadline order, same signature, up to the cap) and hand it to a replica.
    * False when no replica could take it (the queue is left as it was).
    */
-  private dispatch(now: number): boolean {
+  private dispatch(now: number, shape: ShapeQueue): boolean {
     const lane = this.lanes.pick();
     if (!lane) return false;
-    const { queries, rows, capLimited } = takeBatch(this.queue, this.capRows, lane.replica.maxBatchBytes);
+    const { queries, rows, capLimited } = takeBatch(shape.queue, this.capRows, lane.replica.maxBatchBytes);
+    this.queues.taken(shape, rows);
     const batch: Batch = { seq: ++this.batchSeq >>> 0, queries, rows, dispatchedAt: now, capLimited };
     let sent: boolean;
     try {
       sent = lane.replica.send({ seq: batch.seq, rows, parts: queries, dims: batchDims(queries, rows, this.spec.batchable) });
     } catch (err) {
-      this.queuedRows -= rows;
       for (const q of queries) this.answer(q, toErrorInfo(err));
       return true;
     }
     if (!sent) {
       // The replica is full of batches already waiting: try another, or again after an answer.
-      for (const q of queries) this.queue.push(q);
+      for (const q of queries) this.queues.push(q);
       lane.full = true;
-      return this.lanes.pick() !== null && this.dispatch(now);
+      return this.lanes.pick() !== null && this.dispatch(now, shape);
     }
-    this.queuedRows -= rows;
     for (const q of queries) record(this.latency.queueWaitUs, (now - q.enqueuedAt) * 1000);
     record(this.latency.batchRows, rows);
     this.counters.batches++;
@@ -518,8 +508,7 @@ export class Executor {
     for (const b of rest) {
       for (const q of b.queries) {
         if (q.finished) continue;
-        this.queue.push(q);
-        this.queuedRows += q.rows;
+        this.queues.push(q);
       }
     }
     if (!this.closed) this.pump();
@@ -543,19 +532,19 @@ export class Executor {
 
   /** Idle for parkIdleMs with nothing queued or running: stop the replicas. */
   private parkIfIdle(): void {
-    if (this.closed || this.runner.isParked || this.queuedRows > 0 || this.lanes.inflight() > 0) return;
+    if (this.closed || this.runner.isParked || this.queues.rows > 0 || this.lanes.inflight() > 0) return;
     if (this.clock.now() - this.lastQueryAt < (this.config.parkIdleMs ?? 0)) return;
     this.runner.park();
   }
 
   /** Resolves when nothing is queued or running. New queries may still arrive unless closed. */
   drain(): Promise<void> {
-    if (this.queuedRows === 0 && this.lanes.inflight() === 0) return Promise.resolve();
+    if (this.queues.rows === 0 && this.lanes.inflight() === 0) return Promise.resolve();
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
   private checkDrained(): void {
-    if (this.queuedRows === 0 && this.lanes.inflight() === 0 && this.drainWaiters.length > 0) {
+    if (this.queues.rows === 0 && this.lanes.inflight() === 0 && this.drainWaiters.length > 0) {
       const w = this.drainWaiters;
       this.drainWaiters = [];
       for (const f of w) f();
@@ -572,8 +561,7 @@ export class Executor {
     this.clearTimer();
     this.lanes.stopWatchdogs();
     if (this.parkTimer) clearInterval(this.parkTimer);
-    for (let q = this.queue.pop(); q; q = this.queue.pop()) {
-      this.queuedRows -= q.rows;
+    for (let q = this.queues.pop(); q; q = this.queues.pop()) {
       this.answer(q, err);
     }
     for (const lane of this.lanes.all()) {
@@ -592,8 +580,7 @@ export class Executor {
     this.clearTimer();
     this.lanes.stopWatchdogs();
     if (this.parkTimer) clearInterval(this.parkTimer);
-    for (let q = this.queue.pop(); q; q = this.queue.pop()) {
-      this.queuedRows -= q.rows;
+    for (let q = this.queues.pop(); q; q = this.queues.pop()) {
       this.answer(q, { code: 'MODEL_UNAVAILABLE', message: `${this.config.id} was unloaded` });
     }
     await this.drain();

@@ -213,7 +213,8 @@ export interface DelayOptions extends Versioned {
   delayMs: number;
   /** Extra blocking time per input row, in microseconds. Default 0. */
   perRowUs?: number;
-  dim?: number;
+  /** Row width; 'any': [N, -1], each batch may have its own width (queries of several shapes). */
+  dim?: number | 'any';
 }
 
 function delaySource(delayMs: number, perRowUs: number, dim: number, metadata: object): string {
@@ -222,7 +223,7 @@ function delaySource(delayMs: number, perRowUs: number, dim: number, metadata: o
 // no CPU burn), then returns output = input * 2.
 const DELAY_MS = ${delayMs};
 const PER_ROW_US = ${perRowUs};
-const DIM = ${dim};
+const DIM = ${dim}; // 0: any width
 const cell = new Int32Array(new SharedArrayBuffer(4));
 
 export const metadata = ${JSON.stringify(metadata)};
@@ -234,14 +235,15 @@ function block(ms) {
 
 export function predict(inputs) {
   const x = inputs.input;
-  if (!x || x.datatype !== 'FP32' || x.shape.length !== 2 || x.shape[1] !== DIM || x.data.length !== x.shape[0] * DIM) {
-    throw new TypeError('input: expected FP32 [N,' + DIM + ']');
+  const width = DIM || (x && x.shape[1]);
+  if (!x || x.datatype !== 'FP32' || x.shape.length !== 2 || x.shape[1] !== width || x.data.length !== x.shape[0] * width) {
+    throw new TypeError('input: expected FP32 [N,' + (DIM || 'D') + ']');
   }
   const rows = x.shape[0];
   block(DELAY_MS + (rows * PER_ROW_US) / 1000);
-  const out = new Float32Array(rows * DIM);
+  const out = new Float32Array(rows * width);
   for (let i = 0; i < out.length; i++) out[i] = x.data[i] * 2;
-  return { output: { datatype: 'FP32', shape: [rows, DIM], data: out } };
+  return { output: { datatype: 'FP32', shape: [rows, width], data: out } };
 }
 `;
 }
@@ -280,11 +282,12 @@ export function writeDelayModel(repoDir: string, name: string, opts: DelayOption
   for (const [k, v] of [['delayMs', opts.delayMs], ['perRowUs', perRowUs]] as const) {
     if (!Number.isFinite(v) || v < 0) throw new RangeError(`${k} must be a finite number >= 0, got ${v}`);
   }
-  if (!Number.isSafeInteger(dim) || dim < 1) throw new RangeError(`dim must be a positive integer, got ${dim}`);
-  const inSpec: TensorSpec = { name: 'input', datatype: 'FP32', shape: [-1, dim] };
-  const outSpec: TensorSpec = { name: 'output', datatype: 'FP32', shape: [-1, dim] };
+  if (dim !== 'any' && (!Number.isSafeInteger(dim) || dim < 1)) throw new RangeError(`dim must be a positive integer or 'any', got ${dim}`);
+  const width = dim === 'any' ? -1 : dim;
+  const inSpec: TensorSpec = { name: 'input', datatype: 'FP32', shape: [-1, width] };
+  const outSpec: TensorSpec = { name: 'output', datatype: 'FP32', shape: [-1, width] };
   const file = join(versionDir(repoDir, name, version), 'model.mjs');
-  writeFileSync(file, delaySource(opts.delayMs, perRowUs, dim, { inputs: [inSpec], outputs: [outSpec] }));
+  writeFileSync(file, delaySource(opts.delayMs, perRowUs, dim === 'any' ? 0 : dim, { inputs: [inSpec], outputs: [outSpec] }));
   return {
     name,
     version,

@@ -548,3 +548,42 @@ describe('executor: close', () => {
     assert.equal(a.err?.code, 'MODEL_UNAVAILABLE');
   });
 });
+
+describe('executor: queries of different shapes (one queue per signature)', () => {
+  let exShapes: Executor;
+  let anyWidth: ModelFixture;
+  before(async () => {
+    anyWidth = writeDelayModel(repo, 'shapes', { delayMs: DELAY_MS, dim: 'any' });
+    // Depth 1 and a generous objective: the cap only grows, and every batch waits for an idle replica.
+    exShapes = await startExecutor(js(anyWidth.file, { depth: 1 }), config('shapes:1', { maxBatchSize: 8 }));
+  });
+
+  const shaped = (prng: Prng, rows: number, width: number) => {
+    const x = randomRows(prng, rows, width);
+    return { x, rows, width, q: ask(exShapes, [f32Tensor('input', [rows, width], x)], rows) };
+  };
+
+  it('each shape forms its own batch: a query of another shape neither joins it nor cuts it short', TEST, async () => {
+    const prng = new Prng(40);
+    // Full 8-row batches until the cap reaches 8.
+    while (exShapes.batchCap < 8) {
+      const w = shaped(prng, 8, 4);
+      assert.equal((await w.q.answer).err, null);
+    }
+    const before = exShapes.counters.batches;
+    const blocker = shaped(prng, 1, 4);
+    // Queued behind it, in this (deadline) order: a 1-row [1,4], an 8-row [8,8] that would not fit
+    // beside it under the cap, then six more [1,4]. (One queue for all shapes would send the first
+    // [1,4] alone, cut short by the [8,8] query, and the other six in a third batch.)
+    const queued = [shaped(prng, 1, 4), shaped(prng, 8, 8), ...Array.from({ length: 6 }, () => shaped(prng, 1, 4))];
+    assert.equal(exShapes.shapes, 2);
+    for (const s of [blocker, ...queued]) {
+      const a = await s.q.answer;
+      assert.equal(a.err, null, JSON.stringify(a.err));
+      assert.deepEqual(a.outputs![0]!.shape, [s.rows, s.width]);
+      assertClose(asF32(a.outputs![0]!), Array.from(s.x, (v) => v * 2), 'output');
+    }
+    // The blocker, then all seven [1,4] rows in one batch, then the [8,8] query.
+    assert.equal(exShapes.counters.batches - before, 3);
+  });
+});

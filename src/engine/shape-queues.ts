@@ -1,0 +1,137 @@
+import type { Query } from './batch.js';
+import { decideBatch } from './batch-former.js';
+import { DeadlineQueue, earlier as less } from './deadline-queue.js';
+
+/**
+ * A model version's queued queries, one deadline queue per signature (the non-batch dims of the
+ * inputs): only queries of one signature stack into a batch, so each signature forms its own
+ * batches and a query of another shape never holds them up or cuts them short. Which signature
+ * goes next is the batch-forming rule (batch-former.ts) applied to each, the most urgent head
+ * first. With a single signature (the usual case) this is one deadline queue. Main thread only.
+ */
+export class ShapeQueue {
+  readonly queue = new DeadlineQueue<Query>();
+  rows = 0;
+  constructor(readonly sig: string) {}
+
+  /** Enqueue time of the oldest waiting query (a scan: only asked while the queue holds less than a batch). */
+  oldestEnqueuedAt(): number {
+    let t = Infinity;
+    for (const q of this.queue.items()) if (q.enqueuedAt < t) t = q.enqueuedAt;
+    return t;
+  }
+}
+
+/** Empty signature queues kept for reuse before they are dropped. */
+const KEEP_EMPTY = 8;
+
+export interface Capacity {
+  now: number;
+  cap: number;
+  waitMs: number;
+  idle: number;
+  pipelinable: number;
+}
+
+export class ShapeQueues {
+  private readonly list: ShapeQueue[] = [];
+  private readonly bySig = new Map<string, ShapeQueue>();
+  /** Rows queued over all signatures. */
+  rows = 0;
+
+  get size(): number {
+    let n = 0;
+    for (const s of this.list) n += s.queue.size;
+    return n;
+  }
+
+  /** Signatures with a queue (some may be empty). */
+  get shapes(): number {
+    return this.list.length;
+  }
+
+  push(q: Query): void {
+    let s = this.bySig.get(q.sig);
+    if (!s) {
+      this.prune();
+      s = new ShapeQueue(q.sig);
+      this.bySig.set(q.sig, s);
+      this.list.push(s);
+    }
+    s.queue.push(q);
+    s.rows += q.rows;
+    this.rows += q.rows;
+  }
+
+  /** Remove a queued query wherever it is; false when it was not queued. */
+  remove(q: Query): boolean {
+    const s = this.bySig.get(q.sig);
+    if (!s || !s.queue.remove(q)) return false;
+    s.rows -= q.rows;
+    this.rows -= q.rows;
+    return true;
+  }
+
+  /** The queue whose head has the earliest deadline (expiry, shutdown). */
+  private urgent(): ShapeQueue | null {
+    let best: ShapeQueue | null = null;
+    for (const s of this.list) {
+      const h = s.queue.peek();
+      if (h && (!best || less(h, best.queue.peek()!))) best = s;
+    }
+    return best;
+  }
+
+  /** The most urgent query of all. */
+  peek(): Query | undefined {
+    return this.urgent()?.queue.peek();
+  }
+
+  /** Take the most urgent query of all. */
+  pop(): Query | undefined {
+    const s = this.urgent();
+    const q = s?.queue.pop();
+    if (q) {
+      s!.rows -= q.rows;
+      this.rows -= q.rows;
+    }
+    return q;
+  }
+
+  /** Account for rows a batch took from `s` (takeBatch pops from its queue directly). */
+  taken(s: ShapeQueue, rows: number): void {
+    s.rows -= rows;
+    this.rows -= rows;
+  }
+
+  /**
+   * Which signature forms the next batch: of those the batch-forming rule would send now, the
+   * one with the most urgent head; otherwise null and the earliest time one would be due.
+   */
+  next(c: Capacity): { shape: ShapeQueue | null; until: number } {
+    let shape: ShapeQueue | null = null;
+    let until = Infinity;
+    for (const s of this.list) {
+      if (s.rows <= 0) continue;
+      const oldest = s.rows < c.cap ? s.oldestEnqueuedAt() : c.now;
+      const d = decideBatch({ now: c.now, queuedRows: s.rows, oldestEnqueuedAt: oldest, cap: c.cap, waitMs: c.waitMs, freeReplicas: c.idle, pipelineReplicas: c.pipelinable });
+      if (d.kind === 'dispatch') {
+        if (!shape || less(s.queue.peek()!, shape.queue.peek()!)) shape = s;
+      } else if (d.kind === 'wait' && d.until < until) until = d.until;
+    }
+    return { shape, until };
+  }
+
+  /** Drop empty signature queues beyond a few (a client sending many shapes must not grow this for ever). */
+  private prune(): void {
+    let empty = 0;
+    for (const s of this.list) if (s.queue.size === 0) empty++;
+    if (empty < KEEP_EMPTY) return;
+    for (let i = this.list.length - 1; i >= 0; i--) {
+      const s = this.list[i]!;
+      if (s.queue.size !== 0) continue;
+      this.bySig.delete(s.sig);
+      this.list.splice(i, 1);
+    }
+  }
+}

@@ -67,17 +67,13 @@ export class DeadlineQueue<T extends Queued> {
     }
   }
 
-  private less(a: T, b: T): boolean {
-    return earlier(a, b);
-  }
-
   private up(i: number): void {
     const h = this.heap;
     const item = h[i]!;
     while (i > 0) {
       const p = (i - 1) >> 1;
       const parent = h[p]!;
-      if (!this.less(item, parent)) break;
+      if (!earlier(item, parent)) break;
       h[i] = parent;
       parent.heapIndex = i;
       i = p;
@@ -94,9 +90,9 @@ export class DeadlineQueue<T extends Queued> {
       const l = 2 * i + 1;
       if (l >= n) break;
       const r = l + 1;
-      const c = r < n && this.less(h[r]!, h[l]!) ? r : l;
+      const c = r < n && earlier(h[r]!, h[l]!) ? r : l;
       const child = h[c]!;
-      if (!this.less(child, item)) break;
+      if (!earlier(child, item)) break;
       h[i] = child;
       child.heapIndex = i;
       i = c;

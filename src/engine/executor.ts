@@ -327,9 +327,9 @@ export class Executor {
       const now = this.clock.now();
       this.expire(now);
       const { idle, pipelinable } = this.lanes.capacity();
-      const next = this.queues.next({ now, cap: this.capRows, waitMs: this.config.batchWaitMs, idle, pipelinable });
-      if (next.shape && this.dispatch(now, next.shape)) continue;
-      let at = next.until;
+      const shape = this.queues.next(now, this.capRows, this.config.batchWaitMs, idle, pipelinable);
+      if (shape && this.dispatch(now, shape)) continue;
+      let at = this.queues.dueAt;
       const head = this.queues.peek();
       if (head && head.deadline < at) at = head.deadline;
       if (at === Infinity) this.clearTimer();

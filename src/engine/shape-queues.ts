@@ -25,25 +25,13 @@ export class ShapeQueue {
 /** Empty signature queues kept for reuse before they are dropped. */
 const KEEP_EMPTY = 8;
 
-export interface Capacity {
-  now: number;
-  cap: number;
-  waitMs: number;
-  idle: number;
-  pipelinable: number;
-}
-
 export class ShapeQueues {
   private readonly list: ShapeQueue[] = [];
   private readonly bySig = new Map<string, ShapeQueue>();
   /** Rows queued over all signatures. */
   rows = 0;
-
-  get size(): number {
-    let n = 0;
-    for (const s of this.list) n += s.queue.size;
-    return n;
-  }
+  /** Set by next(): when the earliest signature that must wait for its batch is due (Infinity: none). */
+  dueAt = Infinity;
 
   /** Signatures with a queue (some may be empty). */
   get shapes(): number {
@@ -105,21 +93,23 @@ export class ShapeQueues {
   }
 
   /**
-   * Which signature forms the next batch: of those the batch-forming rule would send now, the
-   * one with the most urgent head; otherwise null and the earliest time one would be due.
+   * Which signature forms the next batch, given the cap, the batch wait and the replicas that are
+   * idle or can pipeline one more: of those the batch-forming rule would send now, the one with
+   * the most urgent head; null when none (`dueAt` then holds when the first waiting one is due).
    */
-  next(c: Capacity): { shape: ShapeQueue | null; until: number } {
+  next(now: number, cap: number, waitMs: number, idle: number, pipelinable: number): ShapeQueue | null {
     let shape: ShapeQueue | null = null;
     let until = Infinity;
     for (const s of this.list) {
       if (s.rows <= 0) continue;
-      const oldest = s.rows < c.cap ? s.oldestEnqueuedAt() : c.now;
-      const d = decideBatch({ now: c.now, queuedRows: s.rows, oldestEnqueuedAt: oldest, cap: c.cap, waitMs: c.waitMs, freeReplicas: c.idle, pipelineReplicas: c.pipelinable });
+      const oldest = s.rows < cap ? s.oldestEnqueuedAt() : now;
+      const d = decideBatch({ now, queuedRows: s.rows, oldestEnqueuedAt: oldest, cap, waitMs, freeReplicas: idle, pipelineReplicas: pipelinable });
       if (d.kind === 'dispatch') {
         if (!shape || less(s.queue.peek()!, shape.queue.peek()!)) shape = s;
       } else if (d.kind === 'wait' && d.until < until) until = d.until;
     }
-    return { shape, until };
+    this.dueAt = until;
+    return shape;
   }
 
   /** Drop empty signature queues beyond a few (a client sending many shapes must not grow this for ever). */

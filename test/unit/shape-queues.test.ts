@@ -1,14 +1,20 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { takeBatch, type Query } from '../../src/engine/batch.js';
-import { ShapeQueues, type Capacity } from '../../src/engine/shape-queues.js';
+import { ShapeQueues } from '../../src/engine/shape-queues.js';
 
 let seq = 0;
 function query(sig: string, rows: number, deadline: number, enqueuedAt = 0): Query {
   return { sig, rows, deadline, enqueuedAt, seq: seq++, heapIndex: -1, inputs: [], requests: 1, done: () => {}, finished: false };
 }
 
+interface Capacity { now: number; cap: number; waitMs: number; idle: number; pipelinable: number }
 const cap = (over: Partial<Capacity> = {}): Capacity => ({ now: 0, cap: 8, waitMs: 0, idle: 1, pipelinable: 0, ...over });
+/** next() with these capacities: the chosen signature's queue and when a waiting one is due. */
+const next = (qs: ShapeQueues, c: Capacity) => {
+  const shape = qs.next(c.now, c.cap, c.waitMs, c.idle, c.pipelinable);
+  return { shape, until: qs.dueAt };
+};
 
 describe('shape queues: one deadline queue per signature', () => {
   it('counts rows per signature and in all, through push, remove and pop', () => {
@@ -18,7 +24,6 @@ describe('shape queues: one deadline queue per signature', () => {
     const a2 = query('4;', 1, 20);
     for (const q of [a1, b1, a2]) qs.push(q);
     assert.equal(qs.rows, 6);
-    assert.equal(qs.size, 3);
     assert.equal(qs.shapes, 2);
     assert.equal(qs.peek(), b1, 'the most urgent of all');
     assert.equal(qs.remove(a2), true);
@@ -35,7 +40,7 @@ describe('shape queues: one deadline queue per signature', () => {
     qs.push(query('8;', 1, 5));
     for (let i = 0; i < 8; i++) qs.push(query('4;', 1, 50 + i));
     // Only a pipeline slot free: only full batches may go, and only '4;' has one.
-    const n = qs.next(cap({ idle: 0, pipelinable: 1 }));
+    const n = next(qs, cap({ idle: 0, pipelinable: 1 }));
     assert.equal(n.shape?.sig, '4;');
   });
 
@@ -44,17 +49,17 @@ describe('shape queues: one deadline queue per signature', () => {
     qs.push(query('4;', 1, 50));
     qs.push(query('8;', 1, 20));
     qs.push(query('4;', 1, 10));
-    assert.equal(qs.next(cap()).shape?.sig, '4;');
+    assert.equal(next(qs, cap()).shape?.sig, '4;');
   });
 
   it('waits per signature: the batch wait counts from each signature\'s own oldest query', () => {
     const qs = new ShapeQueues();
     qs.push(query('4;', 1, 1000, 5));
     qs.push(query('8;', 1, 1000, 2));
-    const n = qs.next(cap({ now: 3, waitMs: 4 }));
+    const n = next(qs, cap({ now: 3, waitMs: 4 }));
     assert.equal(n.shape, null);
     assert.equal(n.until, 6, "'8;' is due first (2 + 4)");
-    assert.equal(qs.next(cap({ now: 6, waitMs: 4 })).shape?.sig, '8;');
+    assert.equal(next(qs, cap({ now: 6, waitMs: 4 })).shape?.sig, '8;');
   });
 
   it("a batch takes only its signature's queries; another shape never cuts it short", () => {
@@ -63,13 +68,13 @@ describe('shape queues: one deadline queue per signature', () => {
     qs.push(query('4;', 1, 1));
     qs.push(query('8;', 7, 2));
     for (let i = 0; i < 6; i++) qs.push(query('4;', 1, 3 + i));
-    const n = qs.next(cap());
+    const n = next(qs, cap());
     const batch = takeBatch(n.shape!.queue, 8, Infinity);
     qs.taken(n.shape!, batch.rows);
     assert.equal(batch.queries.length, 7);
     assert.ok(batch.queries.every((q) => q.sig === '4;'));
     assert.equal(qs.rows, 7);
-    assert.equal(qs.next(cap()).shape?.sig, '8;');
+    assert.equal(next(qs, cap()).shape?.sig, '8;');
   });
 
   it('does not keep more than a few empty signature queues', () => {

@@ -3,6 +3,7 @@ import type { Tensor, TensorSpec } from '../tensor/tensor.js';
 import { outputSlab } from '../tensor/slab.js';
 import type { DeadlineQueue, Queued } from './deadline-queue.js';
 import type { OutputTensor } from './runner.js';
+import type { ShapeQueue } from './shape-queues.js';
 
 /**
  * Row stacking: which queued queries form a batch, and how a batch's outputs are cut back into
@@ -29,6 +30,8 @@ export interface Batch {
   dispatchedAt: number;
   /** The next queued query did not fit under the cap (AIMD: the cap limited this batch). */
   capLimited: boolean;
+  /** The signature's queue it was taken from (its cap learns from the batch). */
+  shape: ShapeQueue;
 }
 
 /**

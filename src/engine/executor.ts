@@ -54,12 +54,15 @@ export class Executor {
   readonly spec: ModelSpec;
   latency = new ModelLatency();
   cache: PredictionCache<Tensor[]> | null;
-  private readonly queues = new ShapeQueues();
+  private readonly queues = new ShapeQueues((rowElems) => this.firstCap(rowElems));
+  /** The signature whose batch was answered last: its cap is the one reported (batchCap) and the reference for a new one. */
+  private lastShape: ShapeQueue | null = null;
   private readonly aimd: AimdConfig;
   private readonly lanes: Lanes;
   private admission: Admission;
   /** Rows of different non-batch shapes may share a batch (each row travels as its own input). */
   private readonly ragged: boolean;
+  /** The cap of the signature answered last (the AIMD cap with one signature). */
   private capRows: number;
   private consecutiveFailures = 0;
   private failed = false;
@@ -161,9 +164,24 @@ export class Executor {
     return this.capRows;
   }
 
-  /** Input signatures with a queue of their own (each forms its own batches). */
+  /** Input signatures with a queue of their own (each forms its own batches under its own cap). */
   get shapes(): number {
     return this.queues.shapes;
+  }
+
+  /** Each input signature's AIMD cap and queued rows. */
+  shapeCaps(): { sig: string; cap: number; queuedRows: number }[] {
+    return this.queues.caps();
+  }
+
+  /**
+   * The cap a new signature starts with: the last answered signature's, scaled by how many
+   * elements a row holds in each (a row twice as wide starts at half the rows); AIMD corrects it.
+   */
+  private firstCap(rowElems: number): number {
+    const ref = this.lastShape;
+    if (!ref || rowElems <= 0 || ref.rowElems <= 0) return this.capRows;
+    return Math.max(1, Math.min(this.aimd.maxBatch, Math.round((ref.cap * ref.rowElems) / rowElems)));
   }
 
   get queueDepth(): number {
@@ -327,7 +345,7 @@ export class Executor {
       const now = this.clock.now();
       this.expire(now);
       const { idle, pipelinable } = this.lanes.capacity();
-      const shape = this.queues.next(now, this.capRows, this.config.batchWaitMs, idle, pipelinable);
+      const shape = this.queues.next(now, this.config.batchWaitMs, idle, pipelinable);
       if (shape && this.dispatch(now, shape)) continue;
       let at = this.queues.dueAt;
       const head = this.queues.peek();
@@ -386,9 +404,9 @@ export class Executor {
   private dispatch(now: number, shape: ShapeQueue): boolean {
     const lane = this.lanes.pick();
     if (!lane) return false;
-    const { queries, rows, capLimited } = takeBatch(shape.queue, this.capRows, lane.replica.maxBatchBytes);
+    const { queries, rows, capLimited } = takeBatch(shape.queue, shape.cap, lane.replica.maxBatchBytes);
     this.queues.taken(shape, rows);
-    const batch: Batch = { seq: ++this.batchSeq >>> 0, queries, rows, dispatchedAt: now, capLimited };
+    const batch: Batch = { seq: ++this.batchSeq >>> 0, queries, rows, dispatchedAt: now, capLimited, shape };
     let sent: boolean;
     try {
       sent = lane.replica.send({ seq: batch.seq, rows, parts: queries, dims: batchDims(queries, rows, this.spec.batchable) });
@@ -469,7 +487,10 @@ export class Executor {
       record(this.latency.computeUs, a.runUs);
       // AIMD sees the model's own run time: hand-off stalls on a busy main thread say nothing
       // about what a bigger batch would cost.
-      this.capRows = aimdNext(this.capRows, { rows: batch.rows, latencyMs: a.runUs / 1000, capLimited: batch.capLimited }, this.aimd);
+      const shape = batch.shape;
+      shape.cap = aimdNext(shape.cap, { rows: batch.rows, latencyMs: a.runUs / 1000, capLimited: batch.capLimited }, this.aimd);
+      this.capRows = shape.cap;
+      this.lastShape = shape;
     }
     if (err) for (const q of batch.queries) this.answer(q, err);
   }

@@ -5,14 +5,21 @@ import { DeadlineQueue, earlier as less } from './deadline-queue.js';
 /**
  * A model version's queued queries, one deadline queue per signature (the non-batch dims of the
  * inputs): only queries of one signature stack into a batch, so each signature forms its own
- * batches and a query of another shape never holds them up or cuts them short. Which signature
- * goes next is the batch-forming rule (batch-former.ts) applied to each, the most urgent head
- * first. With a single signature (the usual case) this is one deadline queue. Main thread only.
+ * batches, under its own AIMD cap (a row of one shape may cost many times a row of another),
+ * and a query of another shape never holds them up or cuts them short. Which signature goes
+ * next is the batch-forming rule (batch-former.ts) applied to each, the most urgent head first.
+ * With a single signature (the usual case) this is one deadline queue. Main thread only.
  */
 export class ShapeQueue {
   readonly queue = new DeadlineQueue<Query>();
   rows = 0;
-  constructor(readonly sig: string) {}
+  constructor(
+    readonly sig: string,
+    /** Elements in one row of the inputs (all inputs together). */
+    readonly rowElems: number,
+    /** This signature's AIMD batch cap (rows); the executor moves it after each of its batches. */
+    public cap: number,
+  ) {}
 
   /** Enqueue time of the oldest waiting query (a scan: only asked while the queue holds less than a batch). */
   oldestEnqueuedAt(): number {
@@ -26,6 +33,9 @@ export class ShapeQueue {
 const KEEP_EMPTY = 8;
 
 export class ShapeQueues {
+  /** `firstCap(rowElems)`: the cap a signature starts with. */
+  constructor(private readonly firstCap: (rowElems: number) => number) {}
+
   private readonly list: ShapeQueue[] = [];
   private readonly bySig = new Map<string, ShapeQueue>();
   /** Rows queued over all signatures. */
@@ -38,11 +48,17 @@ export class ShapeQueues {
     return this.list.length;
   }
 
+  /** Each signature's cap and queued rows. */
+  caps(): { sig: string; cap: number; queuedRows: number }[] {
+    return this.list.map((s) => ({ sig: s.sig, cap: s.cap, queuedRows: s.rows }));
+  }
+
   push(q: Query): void {
     let s = this.bySig.get(q.sig);
     if (!s) {
       this.prune();
-      s = new ShapeQueue(q.sig);
+      const elems = rowElems(q);
+      s = new ShapeQueue(q.sig, elems, this.firstCap(elems));
       this.bySig.set(q.sig, s);
       this.list.push(s);
     }
@@ -93,17 +109,18 @@ export class ShapeQueues {
   }
 
   /**
-   * Which signature forms the next batch, given the cap, the batch wait and the replicas that are
-   * idle or can pipeline one more: of those the batch-forming rule would send now, the one with
-   * the most urgent head; null when none (`dueAt` then holds when the first waiting one is due).
+   * Which signature forms the next batch, given the batch wait and the replicas that are idle or
+   * can pipeline one more: of those the batch-forming rule would send now (each under its own
+   * cap), the one with the most urgent head; null when none (`dueAt` then holds when the first
+   * waiting one is due).
    */
-  next(now: number, cap: number, waitMs: number, idle: number, pipelinable: number): ShapeQueue | null {
+  next(now: number, waitMs: number, idle: number, pipelinable: number): ShapeQueue | null {
     let shape: ShapeQueue | null = null;
     let until = Infinity;
     for (const s of this.list) {
       if (s.rows <= 0) continue;
-      const oldest = s.rows < cap ? s.oldestEnqueuedAt() : now;
-      const d = decideBatch({ now, queuedRows: s.rows, oldestEnqueuedAt: oldest, cap, waitMs, freeReplicas: idle, pipelineReplicas: pipelinable });
+      const oldest = s.rows < s.cap ? s.oldestEnqueuedAt() : now;
+      const d = decideBatch({ now, queuedRows: s.rows, oldestEnqueuedAt: oldest, cap: s.cap, waitMs, freeReplicas: idle, pipelineReplicas: pipelinable });
       if (d.kind === 'dispatch') {
         if (!shape || less(s.queue.peek()!, shape.queue.peek()!)) shape = s;
       } else if (d.kind === 'wait' && d.until < until) until = d.until;
@@ -124,4 +141,15 @@ export class ShapeQueues {
       this.list.splice(i, 1);
     }
   }
+}
+
+/** Elements in one row of a query's inputs (a row of each input; a whole input when it has no rows). */
+function rowElems(q: Query): number {
+  let n = 0;
+  for (const t of q.inputs) {
+    let e = 1;
+    for (let d = 1; d < t.shape.length; d++) e *= t.shape[d]!;
+    n += e;
+  }
+  return n;
 }

@@ -586,4 +586,36 @@ describe('executor: queries of different shapes (one queue per signature)', () =
     // The blocker, then all seven [1,4] rows in one batch, then the [8,8] query.
     assert.equal(exShapes.counters.batches - before, 3);
   });
+  it('each shape learns its own cap: wide rows stay in small batches while narrow ones fill max_batch_size', { timeout: 60_000 }, async () => {
+    // 1 ms + 20 µs per element, objective 20 ms: a [N,4] row costs 80 µs (64 rows: 6 ms), a [N,64]
+    // row 1.28 ms (at most 14 rows fit 20 ms). One cap for both would swing between the two.
+    const model = writeDelayModel(repo, 'widths', { delayMs: 1, perElementUs: 20, dim: 'any' });
+    const ex = await startExecutor(js(model.file, { depth: 1 }), config('widths:1', { maxBatchSize: 64, latencyObjectiveMs: 20 }));
+    const prng = new Prng(41);
+    const narrow = randomRows(prng, 1, 4);
+    const wide = randomRows(prng, 1, 64);
+    const until = ex.counters.batches + 160;
+    await new Promise<void>((resolve, reject) => {
+      let open = 0;
+      const one = (x: Float32Array): void => {
+        open++;
+        ex.infer([f32Tensor('input', [1, x.length], x)], 1, performance.now() + 60_000, (err, out) => {
+          open--;
+          if (err) return reject(new Error(JSON.stringify(err)));
+          if (out![0]!.shape[1] !== x.length) return reject(new Error(`answer of width ${out![0]!.shape[1]} for a row of ${x.length}`));
+          if (ex.counters.batches < until) one(x);
+          else if (open === 0) resolve();
+        });
+      };
+      for (let i = 0; i < 100; i++) {
+        one(narrow);
+        one(wide);
+      }
+    });
+    const caps = Object.fromEntries(ex.shapeCaps().map((c) => [c.sig, c.cap]));
+    assert.equal(caps['4;'], 64, JSON.stringify(caps));
+    assert.ok(caps['64;']! >= 8 && caps['64;']! <= 15, JSON.stringify(caps));
+    // The model's own run time per batch stayed near the objective: the wide shape's cap held it there.
+    assert.ok(ex.latency.computeUs.getValueAtPercentile(50) <= 20_000 * 1.1, `run p50 ${ex.latency.computeUs.getValueAtPercentile(50)} µs`);
+  });
 });

@@ -61,15 +61,6 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
-/** Row `k` of `count` of each stacked output (a view: the reply encoder copies it). */
-export function rowOf(outputs: readonly Tensor[], k: number, count: number): Tensor[] {
-  return outputs.map((t) => {
-    if (t.shape[0] !== count) return t;
-    const rowBytes = t.data.byteLength / count;
-    return { name: t.name, datatype: t.datatype, shape: [1, ...t.shape.slice(1)], data: t.data.subarray(k * rowBytes, (k + 1) * rowBytes) };
-  });
-}
-
 /**
  * Whether `b` has the same stack key as `a` (both stackable), compared field by field without
  * building the key: the common case of a frame whose requests all share one stack.

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { rowOf, sameStack, stackInputs, stackKey, type StackableRequest } from '../../src/frontend/stacking.js';
+import { sameStack, stackInputs, stackKey, type StackableRequest } from '../../src/frontend/stacking.js';
 import { SlabAllocator } from '../../src/tensor/slab.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
 
@@ -52,13 +52,5 @@ describe('stacking: inputs and outputs', () => {
     const apart = [f32([1, 2], [1, 2]), f32([3, 4], [1, 2])];
     const [copied] = stackInputs(apart.map((t) => req([t])));
     assert.deepEqual(Array.from(new Float32Array(copied!.data.slice().buffer)), [1, 2, 3, 4]);
-  });
-
-  it('cuts row k out of each stacked output', () => {
-    const outs: Tensor[] = [f32([10, 11, 20, 21, 30, 31], [3, 2], 'probs'), { name: 'label', datatype: 'INT64', shape: [3], data: new Uint8Array(new BigInt64Array([7n, 8n, 9n]).buffer) }];
-    const r1 = rowOf(outs, 1, 3);
-    assert.deepEqual(r1.map((t) => t.shape), [[1, 2], [1]]);
-    assert.deepEqual(Array.from(new Float32Array(r1[0]!.data.slice().buffer)), [20, 21]);
-    assert.deepEqual(Array.from(new BigInt64Array(r1[1]!.data.slice().buffer)), [8n]);
   });
 });

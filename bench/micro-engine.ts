@@ -58,14 +58,16 @@ function instantRunner(): Runner {
   };
 }
 
-async function measure(name: string, inFlight: number, batchWaitMs: number, queries: number): Promise<void> {
+/** `shapes` > 1: the queries cycle through that many row widths (a model with variable-length inputs). */
+async function measure(name: string, inFlight: number, batchWaitMs: number, queries: number, shapes = 1): Promise<void> {
   const ex = new Executor({ id: 'micro:1', maxBatchSize: 256, batchWaitMs, latencyObjectiveMs: 1e9, cacheBytes: 0, maxQueueRows: 1 << 20 }, instantRunner(), systemClock);
-  const input: Tensor[] = [{ name: 'input', datatype: 'FP32', shape: [1, 784], data: new Uint8Array(784 * 4) }];
+  const inputs: Tensor[][] = Array.from({ length: shapes }, (_, k) => [{ name: 'input', datatype: 'FP32', shape: [1, 784 - k], data: new Uint8Array((784 - k) * 4) }]);
   let issued = 0;
   let answered = 0;
   const t0 = performance.now();
   await new Promise<void>((resolve) => {
     const issue = (): void => {
+      const input = inputs[issued % shapes]!;
       issued++;
       ex.infer(input, 1, systemClock.now() + 60_000, (err) => {
         if (err) throw new Error(err.message);
@@ -84,3 +86,4 @@ await measure('1024 in flight, batch wait 0', 1024, 0, 300_000);
 await measure('1024 in flight, batch wait 0.5 ms', 1024, 0.5, 300_000);
 await measure('64 in flight, batch wait 0', 64, 0, 100_000);
 await measure('1 in flight, batch wait 0', 1, 0, 20_000);
+await measure('1024 in flight, 256 row widths, batch wait 0', 1024, 0, 100_000, 256);

@@ -4,7 +4,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { ModelLatency, record, recordTimes } from '../metrics/latency.js';
 import { Admission, type Load } from './admission.js';
 import { aimdInitial, aimdNext, AIMD_DEFAULTS, type AimdConfig } from './aimd.js';
-import { batchDims, concatRows, sigOf, sliceRows, splitOutputs, takeBatch, type Batch, type Done, type Query } from './batch.js';
+import { batchDims, concatRows, sigOf, sliceRows, splitOutputs, type Batch, type Done, type Query } from './batch.js';
 import type { PredictionCache } from './cache.js';
 import { inferCached, newOutputCache, NOOP_HANDLE, type QueryHandle } from './cache-layer.js';
 import { Lanes, type Lane } from './lanes.js';
@@ -404,8 +404,7 @@ export class Executor {
   private dispatch(now: number, shape: ShapeQueue): boolean {
     const lane = this.lanes.pick();
     if (!lane) return false;
-    const { queries, rows, capLimited } = takeBatch(shape.queue, shape.cap, lane.replica.maxBatchBytes);
-    this.queues.taken(shape, rows);
+    const { queries, rows, capLimited } = this.queues.take(shape, lane.replica.maxBatchBytes);
     const batch: Batch = { seq: ++this.batchSeq >>> 0, queries, rows, dispatchedAt: now, capLimited, shape };
     let sent: boolean;
     try {

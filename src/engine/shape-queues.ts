@@ -1,4 +1,4 @@
-import type { Query } from './batch.js';
+import { takeBatch, type Query } from './batch.js';
 import { decideBatch } from './batch-former.js';
 import { DeadlineQueue, earlier as less } from './deadline-queue.js';
 
@@ -102,10 +102,12 @@ export class ShapeQueues {
     return q;
   }
 
-  /** Account for rows a batch took from `s` (takeBatch pops from its queue directly). */
-  taken(s: ShapeQueue, rows: number): void {
-    s.rows -= rows;
-    this.rows -= rows;
+  /** Take one batch from `s` under its cap (and `maxBytes` of input). */
+  take(s: ShapeQueue, maxBytes: number): ReturnType<typeof takeBatch> {
+    const b = takeBatch(s.queue, s.cap, maxBytes);
+    s.rows -= b.rows;
+    this.rows -= b.rows;
+    return b;
   }
 
   /**
@@ -117,8 +119,12 @@ export class ShapeQueues {
   next(now: number, waitMs: number, idle: number, pipelinable: number): ShapeQueue | null {
     let shape: ShapeQueue | null = null;
     let until = Infinity;
+    this.dueAt = until;
+    // The rule sends a partial batch only to an idle replica: with none, only full ones can go
+    // (a queue of many shapes under load is passed over without asking the rule of each).
+    if (idle + pipelinable === 0) return null;
     for (const s of this.list) {
-      if (s.rows <= 0) continue;
+      if (s.rows <= 0 || (idle === 0 && s.rows < s.cap)) continue;
       const oldest = s.rows < s.cap ? s.oldestEnqueuedAt() : now;
       const d = decideBatch({ now, queuedRows: s.rows, oldestEnqueuedAt: oldest, cap: s.cap, waitMs, freeReplicas: idle, pipelineReplicas: pipelinable });
       if (d.kind === 'dispatch') {

@@ -588,7 +588,7 @@ describe('executor: queries of different shapes (one queue per signature)', () =
   });
   it('each shape learns its own cap: wide rows stay in small batches while narrow ones fill max_batch_size', { timeout: 60_000 }, async () => {
     // 1 ms + 20 µs per element, objective 20 ms: a [N,4] row costs 80 µs (64 rows: 6 ms), a [N,64]
-    // row 1.28 ms (at most 14 rows fit 20 ms). One cap for both would swing between the two.
+    // row 1.28 ms (at most 14 rows fit 20 ms); a [N,64] batch at the narrow shape's 64 rows would run 83 ms.
     const model = writeDelayModel(repo, 'widths', { delayMs: 1, perElementUs: 20, dim: 'any' });
     const ex = await startExecutor(js(model.file, { depth: 1 }), config('widths:1', { maxBatchSize: 64, latencyObjectiveMs: 20 }));
     const prng = new Prng(41);

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { takeBatch, type Query } from '../../src/engine/batch.js';
+import type { Query } from '../../src/engine/batch.js';
 import { ShapeQueues } from '../../src/engine/shape-queues.js';
 
 let seq = 0;
@@ -42,6 +42,8 @@ describe('shape queues: one deadline queue per signature', () => {
     // Only a pipeline slot free: only full batches may go, and only '4;' has one.
     const n = next(qs, cap({ idle: 0, pipelinable: 1 }));
     assert.equal(n.shape?.sig, '4;');
+    // No replica can take anything: nothing goes, and nothing is due (an answer will pump again).
+    assert.deepEqual(next(qs, cap({ idle: 0, pipelinable: 0, waitMs: 1 })), { shape: null, until: Infinity });
   });
 
   it('of several that may go, the one with the most urgent head goes first', () => {
@@ -69,8 +71,7 @@ describe('shape queues: one deadline queue per signature', () => {
     qs.push(query('8;', 7, 2));
     for (let i = 0; i < 6; i++) qs.push(query('4;', 1, 3 + i));
     const n = next(qs, cap());
-    const batch = takeBatch(n.shape!.queue, 8, Infinity);
-    qs.taken(n.shape!, batch.rows);
+    const batch = qs.take(n.shape!, Infinity);
     assert.equal(batch.queries.length, 7);
     assert.ok(batch.queries.every((q) => q.sig === '4;'));
     assert.equal(qs.rows, 7);

@@ -16,6 +16,7 @@ import { summarizeHeap, type GcRecord, type HeapWindow } from '../lib/server-sta
 import { startServer } from '../../src/server.js';
 import { silentLogger } from '../../src/log.js';
 import { serveParent } from '../lib/child.js';
+import { LoopGaps } from '../lib/loop-gaps.js';
 
 const repo = process.argv[2];
 if (!repo) throw new Error('usage: skiff-host <model-repository>');
@@ -34,6 +35,7 @@ function executor(args: Record<string, unknown>) {
 const lagMs = (ns: number): number => Math.max(0, Math.round(ns / 1000) / 1000 - RESOLUTION_MS);
 
 const STATS = process.env.SKIFF_BENCH_STATS === '1';
+const gaps = new LoopGaps();
 let window: { profiler: v8.GCProfiler; used: number; mono: number } | null = null;
 const monoUs = (): number => Number(process.hrtime.bigint() / 1000n);
 
@@ -58,6 +60,10 @@ serveParent({
     const records = (w.profiler.stop()?.statistics ?? []) as unknown as GcRecord[];
     return summarizeHeap(records, w.used, used, [w.mono, end]);
   },
+  /** Start recording the main thread's 1 ms ticks (bench/lib/loop-gaps.ts); false without /proc. */
+  gapsStart: () => gaps.start(),
+  /** Stop: where the late ticks' time went (null when not started). */
+  gapsStop: () => gaps.stop(),
   /** process.hrtime in µs: maps a .cpuprofile's timestamps onto the runner's windows. */
   monoClock: () => monoUs(),
   stats: (a) => {

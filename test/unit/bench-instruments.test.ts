@@ -13,6 +13,7 @@ import { flameGraphSvg } from '../../bench/lib/flame.js';
 import { mainThreadProfile } from '../../bench/lib/profile-report.js';
 import { describeServerWindow, gcKind, pauseSummary, perQuery, summarizeHeap, threadCpuNs, type GcRecord } from '../../bench/lib/server-stats.js';
 import { BenchContext } from '../../bench/lib/context.js';
+import { describeGaps, LoopGaps, summarizeGaps } from '../../bench/lib/loop-gaps.js';
 import { LoadGenerator } from '../../bench/lib/loadgen.js';
 import { writeBenchModel } from '../../bench/lib/models.js';
 import { tempDir } from '../integration/helpers.js';
@@ -121,6 +122,47 @@ test('GC and allocation summary: bytes allocated = heap growth + what GCs freed;
   assert.equal(w.cpuShare, 0.004);
   assert.equal(w.bytesPerQuery, 9);
   assert.match(describeServerWindow(w), /4\.00 µs\/query .* 9 B\/query allocated; GC scavenge 2/);
+});
+
+test('loop gaps: the latest 1% of ticks split into running, waiting for a CPU, blocked, and GC', () => {
+  // 200 ticks [start, end, running, waiting]: 197 on time, one 5 ms gap, one 30 ms gap (10
+  // running, 15 waiting, a 4 ms GC inside), one 12 ms gap (all running).
+  const ticks: number[] = [];
+  let t = 0;
+  for (let i = 0; i < 197; i++) {
+    ticks.push(t, t + 1, 0.1, 0);
+    t += 1;
+  }
+  ticks.push(t, t + 5, 5, 0);
+  t += 5;
+  ticks.push(t, t + 30, 10, 15);
+  const gcAt = t + 5;
+  t += 30;
+  ticks.push(t, t + 12, 12, 0);
+  const s = summarizeGaps(ticks, [[gcAt, gcAt + 4], [0.2, 0.3]]);
+  assert.equal(s.ticks, 200);
+  assert.equal(s.lateMaxMs, 29);
+  assert.equal(s.lateP99Ms, 4); // nearest rank: the 198th of 200
+  assert.equal(s.lateP50Ms, 0);
+  assert.deepEqual(s.worst, { ticks: 2, gapMs: 42, runningMs: 22, gcMs: 4, waitingMs: 15, otherMs: 5 });
+  assert.match(describeGaps(s), /\(2 of 200\): 42 ms in all: main thread running 52%, waiting for a CPU 36%, asleep or blocked 12%; GC pauses 10%/);
+});
+
+test('loop gaps recorded live: a 40 ms busy turn is the latest tick, and the thread ran through it', { skip: process.platform !== 'linux' && 'needs /proc' }, async () => {
+  const g = new LoopGaps();
+  assert.ok(g.start());
+  await new Promise((r) => setTimeout(r, 30));
+  const until = performance.now() + 40;
+  while (performance.now() < until);
+  await new Promise((r) => setTimeout(r, 30));
+  const s = g.stop()!;
+  assert.ok(s.ticks >= 10, `${s.ticks} ticks`);
+  assert.ok(s.lateMaxMs >= 39, `latest tick ${s.lateMaxMs} ms late`);
+  // The worst 1% is that one tick: mostly running (on a busy machine some of it waiting for a CPU).
+  assert.equal(s.worst.ticks, 1);
+  assert.ok(s.worst.runningMs + s.worst.waitingMs >= 0.9 * s.worst.gapMs, JSON.stringify(s.worst));
+  assert.ok(s.worst.otherMs < 0.1 * s.worst.gapMs, JSON.stringify(s.worst));
+  assert.equal(g.stop(), null);
 });
 
 test('main-thread CPU from /proc: the main thread of this process, growing as it works', { skip: process.platform !== 'linux' && 'needs /proc' }, () => {

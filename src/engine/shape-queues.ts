@@ -31,6 +31,8 @@ export class ShapeQueue {
 
 /** Empty signature queues kept for reuse before they are dropped. */
 const KEEP_EMPTY = 8;
+/** Caps of dropped signatures remembered (oldest forgotten first), so one that comes back resumes where it was. */
+const KEEP_CAPS = 1024;
 
 export class ShapeQueues {
   /** `firstCap(rowElems)`: the cap a signature starts with. */
@@ -38,6 +40,8 @@ export class ShapeQueues {
 
   private readonly list: ShapeQueue[] = [];
   private readonly bySig = new Map<string, ShapeQueue>();
+  /** The caps dropped signature queues had learned, in the order they were dropped. */
+  private readonly learned = new Map<string, number>();
   /** Rows queued over all signatures. */
   rows = 0;
   /** Set by next(): when the earliest signature that must wait for its batch is due (Infinity: none). */
@@ -58,7 +62,8 @@ export class ShapeQueues {
     if (!s) {
       this.prune();
       const elems = rowElems(q);
-      s = new ShapeQueue(q.sig, elems, this.firstCap(elems));
+      s = new ShapeQueue(q.sig, elems, this.learned.get(q.sig) ?? this.firstCap(elems));
+      this.learned.delete(q.sig);
       this.bySig.set(q.sig, s);
       this.list.push(s);
     }
@@ -135,7 +140,10 @@ export class ShapeQueues {
     return shape;
   }
 
-  /** Drop empty signature queues beyond a few (a client sending many shapes must not grow this for ever). */
+  /**
+   * Drop empty signature queues beyond a few (a client sending many shapes must not grow this for
+   * ever); their caps are remembered, up to KEEP_CAPS of them.
+   */
   private prune(): void {
     let empty = 0;
     for (const s of this.list) if (s.queue.size === 0) empty++;
@@ -145,6 +153,8 @@ export class ShapeQueues {
       if (s.queue.size !== 0) continue;
       this.bySig.delete(s.sig);
       this.list.splice(i, 1);
+      this.learned.set(s.sig, s.cap);
+      if (this.learned.size > KEEP_CAPS) this.learned.delete(this.learned.keys().next().value!);
     }
   }
 }

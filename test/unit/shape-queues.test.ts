@@ -106,4 +106,26 @@ describe('shape queues: one deadline queue per signature', () => {
     assert.ok(qs.shapes <= 9, `${qs.shapes} signature queues`);
     assert.equal(qs.rows, 0);
   });
+
+  it('a signature whose empty queue was dropped comes back with the cap it had learned', () => {
+    const qs = new ShapeQueues(() => 8);
+    const a = query('a;', 1, 0);
+    qs.push(a);
+    const shape = qs.next(0, 0, 1, 0)!;
+    assert.equal(shape.sig, 'a;');
+    shape.cap = 37; // as the executor's AIMD moves it
+    qs.take(shape, Infinity);
+    // Many other shapes come and go: 'a;' is dropped among the empty queues.
+    for (let i = 0; i < 20; i++) {
+      const q = query(`${i};`, 1, i);
+      qs.push(q);
+      qs.remove(q);
+    }
+    assert.ok(!qs.caps().some((c) => c.sig === 'a;'), 'the empty queue of a; was dropped');
+    qs.push(query('a;', 1, 0));
+    assert.equal(qs.caps().find((c) => c.sig === 'a;')?.cap, 37);
+    // A signature never seen starts at firstCap.
+    qs.push(query('new;', 1, 0));
+    assert.equal(qs.caps().find((c) => c.sig === 'new;')?.cap, 8);
+  });
 });

@@ -6,6 +6,11 @@
  * machine's: on a box whose cores the load generator shares, a thread that waits for a CPU is
  * late however little it does.
  *
+ * The kernel brings a running thread's times up to date at its scheduler ticks (every 4 ms at
+ * HZ 250), not when schedstat is read, so up to a tick of a gap's running may show as asleep or
+ * blocked (and count in the next gap instead); over the worst gaps, tens of ms each, that is a
+ * few percent.
+ *
  * `LoopGaps` runs inside the server under test (bench/servers/skiff-host.ts); `summarizeGaps`
  * and `describeGaps` are pure and exported for the tests.
  */

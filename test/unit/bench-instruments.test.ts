@@ -148,20 +148,22 @@ test('loop gaps: the latest 1% of ticks split into running, waiting for a CPU, b
   assert.match(describeGaps(s), /\(2 of 200\): 42 ms in all: main thread running 52%, waiting for a CPU 36%, asleep or blocked 12%; GC pauses 10%/);
 });
 
-test('loop gaps recorded live: a 40 ms busy turn is the latest tick, and the thread ran through it', { skip: process.platform !== 'linux' && 'needs /proc' }, async () => {
+test('loop gaps recorded live: a 60 ms busy turn is the latest tick, and the thread ran through it', { skip: process.platform !== 'linux' && 'needs /proc' }, async () => {
   const g = new LoopGaps();
   assert.ok(g.start());
   await new Promise((r) => setTimeout(r, 30));
-  const until = performance.now() + 40;
+  const until = performance.now() + 60;
   while (performance.now() < until);
   await new Promise((r) => setTimeout(r, 30));
   const s = g.stop()!;
   assert.ok(s.ticks >= 10, `${s.ticks} ticks`);
-  assert.ok(s.lateMaxMs >= 39, `latest tick ${s.lateMaxMs} ms late`);
-  // The worst 1% is that one tick: mostly running (on a busy machine some of it waiting for a CPU).
+  assert.ok(s.lateMaxMs >= 59, `latest tick ${s.lateMaxMs} ms late`);
+  // The worst 1% is that one tick: the thread ran (or, on a busy machine, waited for a CPU)
+  // through it. Allowed as neither: the timer's period before the loop, and the kernel's lag in
+  // bringing a running thread's times up to date (one scheduler tick, 4 ms at HZ 250, at each end).
   assert.equal(s.worst.ticks, 1);
-  assert.ok(s.worst.runningMs + s.worst.waitingMs >= 0.9 * s.worst.gapMs, JSON.stringify(s.worst));
-  assert.ok(s.worst.otherMs < 0.1 * s.worst.gapMs, JSON.stringify(s.worst));
+  assert.ok(s.worst.otherMs <= 10, JSON.stringify(s.worst));
+  assert.ok(s.worst.runningMs + s.worst.waitingMs >= s.worst.gapMs - 10, JSON.stringify(s.worst));
   assert.equal(g.stop(), null);
 });
 

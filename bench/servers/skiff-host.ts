@@ -25,7 +25,9 @@ if (!repo) throw new Error('usage: skiff-host <model-repository>');
 const RESOLUTION_MS = 1;
 const loopDelay = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
 loopDelay.enable();
-const server = await startServer({ modelRepository: repo, port: 0, host: '127.0.0.1', logger: silentLogger });
+// No admin listener: the bench never uses it, and a second host (T7 starts fresh ones beside the
+// runner's) must not contend for the admin API's default port.
+const server = await startServer({ modelRepository: repo, port: 0, host: '127.0.0.1', adminPort: -1, logger: silentLogger });
 
 function executor(args: Record<string, unknown>) {
   return server.registry.resolve(String(args.model)).executor!;

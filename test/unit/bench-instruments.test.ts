@@ -200,4 +200,8 @@ test('probe end to end: a short load against the bench host reports CPU, bytes a
   assert.ok(r.server.heap.monoUs[1] > r.server.heap.monoUs[0]);
   // Without a window in progress, statsStop answers null.
   assert.equal(await host.call('statsStop'), null);
+  // T7 starts fresh hosts beside the runner's: another one comes up beside this one (a host
+  // binds no fixed port, the admin API's included).
+  const second = await ctx.child(new URL('../../bench/servers/skiff-host.js', import.meta.url), [repo.dir]);
+  assert.ok(second.ready.port! > 0 && second.ready.port !== host.ready.port);
 });

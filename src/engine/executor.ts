@@ -147,7 +147,8 @@ export class Executor {
   /**
    * Take over a predecessor's state for the same model version (resize): its prediction cache
    * (in-flight coalesced queries complete into the same object), its latency histograms, its
-   * admission history and its learned batch cap. The predecessor keeps serving what it holds.
+   * admission history and its learned batch caps (each input signature's). The predecessor
+   * keeps serving what it holds.
    */
   adopt(old: Executor): void {
     this.cache = old.cache;
@@ -157,6 +158,7 @@ export class Executor {
     this.outcomes = old.outcomes;
     this.admission.adopt(old.admission);
     this.capRows = Math.min(old.capRows, this.aimd.maxBatch);
+    this.queues.adoptCaps(old.queues, this.aimd.maxBatch);
   }
 
   /** The current AIMD batch cap (rows). */

@@ -52,6 +52,15 @@ export class ShapeQueues {
     return this.list.length;
   }
 
+  /**
+   * Take over what `old` (a predecessor for the same model version) has learned: each of its
+   * signatures, queued or dropped, starts here at its cap (at most `maxBatch`).
+   */
+  adoptCaps(old: ShapeQueues, maxBatch: number): void {
+    for (const [sig, cap] of old.learned) this.remember(sig, Math.min(cap, maxBatch));
+    for (const s of old.list) this.remember(s.sig, Math.min(s.cap, maxBatch));
+  }
+
   /** Each signature's cap and queued rows. */
   caps(): { sig: string; cap: number; queuedRows: number }[] {
     return this.list.map((s) => ({ sig: s.sig, cap: s.cap, queuedRows: s.rows }));
@@ -153,9 +162,15 @@ export class ShapeQueues {
       if (s.queue.size !== 0) continue;
       this.bySig.delete(s.sig);
       this.list.splice(i, 1);
-      this.learned.set(s.sig, s.cap);
-      if (this.learned.size > KEEP_CAPS) this.learned.delete(this.learned.keys().next().value!);
+      this.remember(s.sig, s.cap);
     }
+  }
+
+  /** Remember the cap of a signature without a queue here (the oldest of KEEP_CAPS is forgotten). */
+  private remember(sig: string, cap: number): void {
+    this.learned.delete(sig);
+    this.learned.set(sig, cap);
+    if (this.learned.size > KEEP_CAPS) this.learned.delete(this.learned.keys().next().value!);
   }
 }
 

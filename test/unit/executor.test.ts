@@ -617,5 +617,18 @@ describe('executor: queries of different shapes (one queue per signature)', () =
     assert.ok(caps['64;']! >= 8 && caps['64;']! <= 15, JSON.stringify(caps));
     // The model's own run time per batch stayed near the objective: the wide shape's cap held it there.
     assert.ok(ex.latency.computeUs.getValueAtPercentile(50) <= 20_000 * 1.1, `run p50 ${ex.latency.computeUs.getValueAtPercentile(50)} µs`);
+
+    // A successor for the same version (a resize, a new config) starts each shape at its learned cap.
+    const next = await startExecutor(js(model.file, { depth: 1 }), config('widths:1', { maxBatchSize: 64, latencyObjectiveMs: 20 }));
+    next.adopt(ex);
+    const answered = (x: Float32Array) => new Promise<void>((resolve, reject) => {
+      next.infer([f32Tensor('input', [1, x.length], x)], 1, performance.now() + 60_000, (err) => (err ? reject(new Error(JSON.stringify(err))) : resolve()));
+    });
+    const before = Object.fromEntries(next.shapeCaps().map((c) => [c.sig, c.cap]));
+    assert.deepEqual(before, {}, 'no queue yet');
+    const first = Promise.all([answered(wide), answered(narrow)]);
+    const adopted = Object.fromEntries(next.shapeCaps().map((c) => [c.sig, c.cap]));
+    assert.deepEqual(adopted, { '4;': caps['4;'], '64;': caps['64;'] });
+    await first;
   });
 });
